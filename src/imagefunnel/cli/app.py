@@ -1,0 +1,72 @@
+"""The ``imagefunnel`` command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from imagefunnel.errors import ImageFunnelError
+
+app = typer.Typer(
+    name="imagefunnel",
+    help="Generate more than you need, score every candidate, deliver the best K at the least cost.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+OutDir = Annotated[Path, typer.Option("--out", help="folder for report.html, results.json, the store and images")]
+
+
+@app.command()
+def demo(
+    out: OutDir = Path("imagefunnel-out"),
+    deliver: Annotated[int | None, typer.Option(help="K: images to deliver (default from the demo spec)")] = None,
+    scenario: Annotated[str, typer.Option(help="emulated market scenario")] = "demo",
+    seed: Annotated[int | None, typer.Option(help="seed of the job (default from the demo spec)")] = None,
+) -> None:
+    """Run a headshot job end to end against the embedded emulated provider market (no keys, no servers)."""
+    from imagefunnel.cli.demo import run_demo
+
+    run_demo(console, out_dir=out, deliver=deliver, scenario=scenario, seed=seed)
+
+
+@app.command()
+def run(
+    spec: Annotated[Path, typer.Argument(help="job spec YAML")],
+    providers: Annotated[
+        Path | None, typer.Option(help="providers YAML (real endpoints; keys from env vars)")
+    ] = None,
+    market: Annotated[str, typer.Option(help="emulated market scenario, used when --providers is not given")] = "demo",
+    out: OutDir = Path("imagefunnel-out"),
+) -> None:
+    """Run the job in SPEC against configured providers, or against the emulated market."""
+    from imagefunnel.cli.demo import run_spec
+
+    run_spec(console, spec_path=spec, providers_path=providers, scenario=market, out_dir=out)
+
+
+@app.command()
+def score(
+    images: Annotated[list[Path], typer.Argument(help="image files to score")],
+    spec: Annotated[Path | None, typer.Option(help="job spec whose thresholds and rules apply")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
+) -> None:
+    """Score images you bring and print every dimension's verdict. Exit code 1 if any image fails."""
+    from imagefunnel.cli.score import score_images
+
+    all_passed = score_images(console, images=images, spec_path=spec, as_json=json_out)
+    raise typer.Exit(0 if all_passed else 1)
+
+
+def main() -> None:
+    try:
+        app()
+    except ImageFunnelError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(2)

@@ -1,0 +1,60 @@
+"""Wiring: build the router, scorer, store and funnel for a spec, run it, write the outputs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from imagefunnel.cli.progress import RichObserver
+from imagefunnel.executors import local_executor
+from imagefunnel.funnel import Funnel, JobResult, load_result
+from imagefunnel.providers.base import Provider
+from imagefunnel.report import write_report
+from imagefunnel.routing import Router
+from imagefunnel.scoring import Scorer
+from imagefunnel.spec import JobSpec
+from imagefunnel.store import BlobStore, Store
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutputs:
+    result: JobResult
+    report: Path
+    results_json: Path
+    wall_s: float
+
+
+async def _run(spec: JobSpec, providers: Sequence[Provider], store: Store, blobs: BlobStore, console: Console) -> str:
+    scorer = Scorer(thresholds=spec.thresholds or None, score_all=spec.score_all)
+    router = Router(providers, ledger=store)
+    with local_executor() as executor, RichObserver(console=console, deliver=spec.deliver) as observer:
+        funnel = Funnel(router=router, scorer=scorer, store=store, blobs=blobs, executor=executor, observer=observer)
+        try:
+            outcome = await funnel.run(spec)
+        finally:
+            for provider in providers:
+                await provider.aclose()
+    return outcome.job_id
+
+
+def run_job(spec: JobSpec, providers: Sequence[Provider], *, out_dir: Path, console: Console) -> RunOutputs:
+    """Run one job to completion and write ``report.html`` and ``results.json`` into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(f"sqlite:///{out_dir / 'imagefunnel.db'}")
+    blobs = BlobStore(out_dir / "blobs")
+    started = time.perf_counter()
+    try:
+        job_id = asyncio.run(_run(spec, providers, store, blobs, console))
+        wall = time.perf_counter() - started
+        result = load_result(store, blobs, job_id)
+    finally:
+        store.close()
+    results_json = out_dir / "results.json"
+    results_json.write_text(result.model_dump_json(indent=2), encoding="utf-8")
+    report = write_report(result, blobs, out_dir / "report.html")
+    return RunOutputs(result, report, results_json, wall)

@@ -1,0 +1,70 @@
+"""``imagefunnel score``: per-dimension verdicts for images you bring."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from imagefunnel.errors import ImageFunnelError
+from imagefunnel.scoring import Scorer, Verdict
+from imagefunnel.scoring.rules import apply_rules
+from imagefunnel.spec import JobSpec, load_spec
+
+MAX_FILE_BYTES = 50_000_000
+
+
+def _read(path: Path) -> bytes:
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ImageFunnelError(f"{path}: larger than {MAX_FILE_BYTES // 1_000_000} MB")
+        return path.read_bytes()
+    except OSError as exc:
+        raise ImageFunnelError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+
+
+def _verdict_table(path: Path, verdict: Verdict) -> Table:
+    status = "[green]PASS[/]" if verdict.passed else "[red]FAIL[/]"
+    table = Table(title=f"{path.name}  {status}", title_justify="left")
+    for col in ("dimension", "tier", "value", "threshold", "verdict", "reason"):
+        table.add_column(col)
+    for s in verdict.scores:
+        value = "—" if s.value is None else f"{s.value:.4g}"
+        threshold = "—" if s.threshold is None else f"{s.threshold:.4g}"
+        table.add_row(s.name, str(s.tier), value, threshold, "[green]pass[/]" if s.passed else "[red]FAIL[/]", s.reason)
+    for name in verdict.skipped:
+        table.add_row(name, "", "", "", "[dim]skipped[/]", "an earlier dimension already failed")
+    return table
+
+
+def _as_dict(path: Path, verdict: Verdict) -> dict[str, object]:
+    return {
+        "image": str(path),
+        "passed": verdict.passed,
+        "dimensions": [
+            {"name": s.name, "tier": s.tier, "value": s.value, "threshold": s.threshold, "passed": s.passed,
+             "reason": s.reason}
+            for s in verdict.scores
+        ],
+        "skipped": list(verdict.skipped),
+    }
+
+
+def score_images(console: Console, *, images: Sequence[Path], spec_path: Path | None, as_json: bool) -> bool:
+    spec: JobSpec | None = load_spec(spec_path) if spec_path else None
+    scorer = Scorer(thresholds=spec.thresholds if spec else None, score_all=True)
+    results = []
+    for path in images:
+        verdict = scorer.score_bytes(_read(path))
+        if spec is not None:
+            verdict = apply_rules(verdict, spec.rules)
+        results.append((path, verdict))
+    if as_json:
+        console.print_json(json.dumps([_as_dict(p, v) for p, v in results]))
+    else:
+        for path, verdict in results:
+            console.print(_verdict_table(path, verdict))
+    return all(v.passed for _, v in results)

@@ -1,0 +1,228 @@
+"""The wave loop: size a wave from the observed pass rate, buy, score, stop as soon as K pass."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+from imagefunnel.errors import BudgetExceeded, ImageError, NoProviderAvailable
+from imagefunnel.funnel.events import CandidateScored, FunnelObserver, RequestFailed, WaveStarted
+from imagefunnel.funnel.selection import Ranked, best_k, find_duplicate, perceptual_hash, quality
+from imagefunnel.imaging import decode_image
+from imagefunnel.providers.base import Generation, GenerationRequest
+from imagefunnel.routing import RouteContext, Router
+from imagefunnel.routing.budget import BudgetGuard
+from imagefunnel.scoring import Scorer, Verdict
+from imagefunnel.scoring.rules import apply_rules
+from imagefunnel.spec import JobSpec
+from imagefunnel.store import BlobStore, CandidateRecord, ScoreRecord, Store
+
+# Prior on the pass rate before anything is observed: Beta(2, 1), mean 0.67.
+PRIOR_PASS, PRIOR_FAIL = 2.0, 1.0
+WAVE_SAFETY = 1.15  # ask for a little more than the expected need, to avoid a trailing tiny wave
+
+
+@dataclass(slots=True)
+class _JobState:
+    job_id: str
+    spec: JobSpec
+    budget: BudgetGuard
+    deadline: float
+    passed: list[Ranked] = field(default_factory=list)
+    hashes: list[tuple[int, str]] = field(default_factory=list)
+    generated: int = 0
+    requested: int = 0
+    failed_requests: int = 0
+    last_provider_error: str | None = None
+    stop_reason: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return len(self.passed) >= self.spec.deliver or self.stop_reason is not None
+
+    def pass_rate_estimate(self) -> float:
+        passed = len(self.passed)
+        return (PRIOR_PASS + passed) / (PRIOR_PASS + PRIOR_FAIL + self.generated)
+
+
+@dataclass(frozen=True, slots=True)
+class FunnelOutcome:
+    job_id: str
+    status: str  # delivered | partial | failed
+    stop_reason: str
+    delivered_ids: tuple[int, ...]
+
+
+class Funnel:
+    def __init__(
+        self,
+        *,
+        router: Router,
+        scorer: Scorer,
+        store: Store,
+        blobs: BlobStore,
+        executor: Executor | None = None,
+        observer: FunnelObserver | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._router = router
+        self._scorer = scorer
+        self._store = store
+        self._blobs = blobs
+        self._executor = executor
+        self._observer = observer or FunnelObserver()
+        self._clock = clock
+
+    async def run(self, spec: JobSpec, *, job_id: str | None = None) -> FunnelOutcome:
+        job_id = job_id or uuid.uuid4().hex
+        self._store.create_job(job_id=job_id, name=spec.name, spec_json=spec.model_dump_json(), deliver=spec.deliver)
+        state = _JobState(
+            job_id=job_id, spec=spec, budget=BudgetGuard(spec.budget_usd), deadline=self._clock() + spec.deadline_s
+        )
+        wave = 0
+        while not state.done:
+            size = self._next_wave_size(state)
+            if size == 0:
+                break
+            wave += 1
+            self._observer.wave_started(
+                WaveStarted(wave, size, spec.deliver - len(state.passed), state.pass_rate_estimate())
+            )
+            generated_before = state.generated
+            await self._run_wave(state, wave, size)
+            if state.generated == generated_before and state.last_provider_error and not state.done:
+                state.stop_reason = f"no provider could deliver a whole wave ({state.last_provider_error})"
+        return self._finish(state)
+
+    def _next_wave_size(self, state: _JobState) -> int:
+        spec = state.spec
+        if self._clock() >= state.deadline:
+            state.stop_reason = f"deadline of {spec.deadline_s:.0f}s reached"
+            return 0
+        left = spec.candidate_cap - state.requested
+        if left <= 0:
+            state.stop_reason = f"candidate cap of {spec.candidate_cap} reached"
+            return 0
+        if state.budget.last_refusal is not None:
+            state.stop_reason = state.budget.last_refusal
+            return 0
+        needed = spec.deliver - len(state.passed)
+        wanted = math.ceil(needed / max(state.pass_rate_estimate(), 0.05) * WAVE_SAFETY)
+        return max(1, min(wanted, left))
+
+    async def _run_wave(self, state: _JobState, wave: int, size: int) -> None:
+        gate = asyncio.Semaphore(state.spec.concurrency)
+        requests = [self._request(state, wave, i) for i in range(size)]
+        state.requested += size
+        await asyncio.gather(*(self._one(state, wave, request, gate) for request in requests))
+
+    def _request(self, state: _JobState, wave: int, index: int) -> GenerationRequest:
+        spec = state.spec
+        n = state.requested + index
+        return GenerationRequest(
+            request_id=f"{state.job_id[:12]}-{n:05d}",
+            model=spec.model,
+            prompt=spec.prompts[n % len(spec.prompts)],
+            width=spec.size.width,
+            height=spec.size.height,
+            seed=spec.seed * 1_000_003 + n,
+        )
+
+    async def _one(self, state: _JobState, wave: int, request: GenerationRequest, gate: asyncio.Semaphore) -> None:
+        async with gate:
+            # Checked after waiting for a slot: once K have passed, nothing more is bought.
+            if state.done or self._clock() >= state.deadline:
+                return
+            ctx = RouteContext(
+                job_id=state.job_id,
+                wave=wave,
+                deadline=state.deadline,
+                budget=state.budget,
+                permits=state.spec.providers.permits,
+            )
+            try:
+                generation = await self._router.generate(request, ctx)
+            except BudgetExceeded:
+                return  # recorded on the guard; the wave loop stops with its reason
+            except NoProviderAvailable as exc:
+                state.failed_requests += 1
+                state.last_provider_error = str(exc)
+                self._observer.request_failed(RequestFailed(request.request_id, wave, str(exc)))
+                return
+        await self._score_and_record(state, wave, request, generation)
+
+    async def _score_and_record(
+        self, state: _JobState, wave: int, request: GenerationRequest, generation: Generation
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        verdict, phash = await loop.run_in_executor(self._executor, self._score, state.spec, generation.image)
+        duplicate_of = find_duplicate(phash, state.hashes) if phash else None
+        sha = self._blobs.put(generation.image)
+        scores = tuple(
+            ScoreRecord(s.name, s.tier, s.value, s.threshold, s.passed, s.reason) for s in verdict.scores
+        )
+        if duplicate_of is not None:
+            scores += (ScoreRecord("duplicate", 1, 1.0, 0.0, False, f"near-duplicate of candidate {duplicate_of}"),)
+        passed = verdict.passed and duplicate_of is None
+        record = CandidateRecord(
+            job_id=state.job_id,
+            request_id=request.request_id,
+            wave=wave,
+            provider=generation.provider,
+            provider_request_id=generation.provider_request_id,
+            blob_sha256=sha,
+            content_type=generation.content_type,
+            phash=phash,
+            passed=passed,
+            duplicate_of=duplicate_of,
+            quality=quality(verdict),
+            charged_usd=generation.charged_usd,
+            latency_s=generation.latency_s,
+            scores=scores,
+        )
+        candidate_id = self._store.add_candidate(record)
+        state.generated += 1
+        if phash:
+            state.hashes.append((candidate_id, phash))
+        if passed:
+            state.passed.append(Ranked(candidate_id, record.quality))
+        reasons = tuple(s.reason for s in scores if not s.passed)
+        self._observer.candidate_scored(
+            CandidateScored(
+                candidate_id,
+                wave,
+                generation.provider,
+                passed,
+                reasons,
+                len(state.passed),
+                state.generated,
+                state.budget.committed_usd,
+            )
+        )
+
+    def _score(self, spec: JobSpec, data: bytes) -> tuple[Verdict, str | None]:
+        """Runs on the executor: decode once, hash, score, apply the spec's rules."""
+        try:
+            image = decode_image(data)
+        except ImageError:
+            return self._scorer.score_bytes(data), None
+        verdict = apply_rules(self._scorer.score(image), spec.rules)
+        return verdict, perceptual_hash(image.rgb)
+
+    def _finish(self, state: _JobState) -> FunnelOutcome:
+        spec = state.spec
+        chosen = best_k(state.passed, spec.deliver)
+        self._store.mark_delivered([r.candidate_id for r in chosen])
+        if len(chosen) >= spec.deliver:
+            status, reason = "delivered", f"{spec.deliver} of {spec.deliver} passed"
+        else:
+            why = state.stop_reason or "no more candidates could be generated"
+            status = "partial" if chosen else "failed"
+            reason = f"delivered {len(chosen)} of {spec.deliver}: {why} after {state.generated} candidates"
+        self._store.finish_job(state.job_id, status=status, stop_reason=reason, delivered=len(chosen))
+        return FunnelOutcome(state.job_id, status, reason, tuple(r.candidate_id for r in chosen))

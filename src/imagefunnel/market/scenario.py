@@ -1,0 +1,195 @@
+"""Scenarios: the emulated provider market described as data (YAML in, frozen pydantic models out).
+
+A scenario names the providers the market emulates and how each behaves: what it charges (and how
+its price moves over time), how long requests queue and run, how often outputs carry a labelled
+defect, and which faults it injects (5xx, failed requests, garbage outputs, outages, 429s). All times
+are *scenario seconds*; the server multiplies them by its ``time_factor`` to get wall-clock time.
+"""
+
+from __future__ import annotations
+
+import difflib
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from imagefunnel.errors import SpecError
+from imagefunnel.market.defects import Defect
+
+__all__ = [
+    "Outage",
+    "PricePoint",
+    "ProviderProfile",
+    "Scenario",
+    "builtin_scenarios",
+    "load_scenario",
+]
+
+# A scenario file is small; refusing big ones keeps a hostile file from exhausting memory.
+_MAX_SCENARIO_BYTES = 1_000_000
+# Provider names become the first URL path segment, so they must not shadow the market's own routes.
+_RESERVED_NAMES = frozenset({"files", "_market", "v1"})
+
+Rate = Annotated[float, Field(ge=0.0, le=1.0)]
+Seconds = Annotated[float, Field(ge=0.0)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PricePoint(_Frozen):
+    """From ``after_s`` scenario seconds on, the provider charges ``usd_per_mp``."""
+
+    after_s: Seconds
+    usd_per_mp: Annotated[float, Field(gt=0.0)]
+
+
+class Outage(_Frozen):
+    """A window during which every API call to the provider answers 503."""
+
+    start_s: Seconds
+    end_s: Seconds
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Outage:
+        if self.end_s <= self.start_s:
+            raise ValueError(f"outage ends ({self.end_s}) before it starts ({self.start_s})")
+        return self
+
+    def covers(self, t_s: float) -> bool:
+        return self.start_s <= t_s < self.end_s
+
+
+class ProviderProfile(_Frozen):
+    """How one emulated provider prices, performs and fails."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+    protocol: Literal["fal"]
+    models: Annotated[tuple[str, ...], Field(min_length=1)]
+    price_usd_per_mp: Annotated[float, Field(gt=0.0)]
+    price_schedule: tuple[PricePoint, ...] = ()
+    queue_s: tuple[Seconds, Seconds] = (0.0, 0.0)
+    processing_s: tuple[Seconds, Seconds] = (0.1, 0.3)
+    defect_rate: Rate = 0.0
+    defect_mix: dict[Defect, Annotated[float, Field(ge=0.0)]] = Field(
+        default_factory=lambda: {Defect.BLUR: 1.0}
+    )
+    # Submissions answered with HTTP 5xx (never billed).
+    error_5xx_rate: Rate = 0.0
+    # Requests that are accepted, run, and end COMPLETED with ``error`` set (never billed).
+    failure_rate: Rate = 0.0
+    # HTTP 200 + COMPLETED, but the image is black or its bytes are truncated (billed).
+    garbage_rate: Rate = 0.0
+    outages: tuple[Outage, ...] = ()
+    rate_limit_per_s: Annotated[float, Field(gt=0.0)] | None = None
+
+    @field_validator("queue_s", "processing_s")
+    @classmethod
+    def _range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if value[0] > value[1]:
+            raise ValueError(f"range [{value[0]}, {value[1]}] has min > max")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in _RESERVED_NAMES:
+            raise ValueError(f"provider name {value!r} is reserved for the market's own routes")
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _model_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for model in value:
+            # fal endpoint ids are owner/alias[/path]; the queue URLs are built from owner/alias.
+            parts = model.split("/")
+            if len(parts) < 2 or not all(parts) or "requests" in parts:
+                raise ValueError(f"model id {model!r} must look like 'owner/alias[/path]'")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ProviderProfile:
+        if self.defect_rate > 0 and sum(self.defect_mix.values()) <= 0:
+            raise ValueError("defect_mix needs a positive weight when defect_rate > 0")
+        times = [point.after_s for point in self.price_schedule]
+        if times != sorted(times):
+            raise ValueError("price_schedule must be sorted by after_s")
+        return self
+
+    def price_at(self, t_s: float) -> float:
+        """Unit price (USD per megapixel) in force at scenario time ``t_s``."""
+        price = self.price_usd_per_mp
+        for point in self.price_schedule:
+            if point.after_s <= t_s:
+                price = point.usd_per_mp
+        return price
+
+    def outage_at(self, t_s: float) -> bool:
+        return any(outage.covers(t_s) for outage in self.outages)
+
+
+class Scenario(_Frozen):
+    """A named, seeded market: every random draw derives from ``seed``."""
+
+    name: Annotated[str, Field(min_length=1)]
+    seed: int = 0
+    providers: Annotated[tuple[ProviderProfile, ...], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Scenario:
+        names = [provider.name for provider in self.providers]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate provider names: {', '.join(duplicates)}")
+        return self
+
+    def provider(self, name: str) -> ProviderProfile:
+        for profile in self.providers:
+            if profile.name == name:
+                return profile
+        raise KeyError(name)
+
+
+def builtin_scenarios() -> list[str]:
+    """Names of the scenarios shipped in ``imagefunnel/market/scenarios``."""
+    folder = resources.files("imagefunnel.market") / "scenarios"
+    return sorted(item.name.removesuffix(".yaml") for item in folder.iterdir() if item.name.endswith(".yaml"))
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """Load a built-in scenario by name (``"demo"``) or a scenario YAML file by path."""
+    text, origin = _read(name_or_path)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise SpecError(f"{origin}: not valid YAML: {exc}", line=line) from exc
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise SpecError(f"{origin}: {where}: {first['msg']}", field=where) from exc
+
+
+def _read(name_or_path: str | Path) -> tuple[str, str]:
+    path = Path(name_or_path)
+    if isinstance(name_or_path, Path) or path.suffix in {".yaml", ".yml"} or len(path.parts) > 1:
+        if not path.is_file():
+            raise SpecError(f"scenario file not found: {path}")
+        if path.stat().st_size > _MAX_SCENARIO_BYTES:
+            raise SpecError(f"scenario file too large: {path}")
+        return path.read_text(encoding="utf-8"), str(path)
+    name = str(name_or_path)
+    known = builtin_scenarios()
+    if name not in known:
+        hint = difflib.get_close_matches(name, known, n=1)
+        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise SpecError(f"unknown scenario {name!r}{suggestion}; built-in: {', '.join(known)}")
+    resource = resources.files("imagefunnel.market") / "scenarios" / f"{name}.yaml"
+    return resource.read_text(encoding="utf-8"), f"scenario {name!r}"

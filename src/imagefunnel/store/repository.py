@@ -1,0 +1,215 @@
+"""The job store: every job, attempt (ledger row), candidate and score, behind typed methods."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import create_engine, event, func, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from imagefunnel.errors import StoreError
+from imagefunnel.store.migrate import upgrade
+from imagefunnel.store.models import CandidateRow, JobRow, LedgerRow, ScoreRow, utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreRecord:
+    dimension: str
+    tier: int
+    value: float | None
+    threshold: float | None
+    passed: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateRecord:
+    job_id: str
+    request_id: str
+    wave: int
+    provider: str
+    provider_request_id: str
+    blob_sha256: str
+    content_type: str
+    phash: str | None
+    passed: bool
+    duplicate_of: int | None
+    quality: float
+    charged_usd: float
+    latency_s: float
+    scores: tuple[ScoreRecord, ...]
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+class Store:
+    """Open with a SQLAlchemy URL (``sqlite:///path.db`` or ``postgresql+psycopg://...``)."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            self.engine: Engine = create_engine(url, future=True)
+            if self.engine.dialect.name == "sqlite":
+                event.listen(self.engine, "connect", _sqlite_pragmas)
+            upgrade(self.engine)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot open store {url!r}: {exc}") from exc
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store operation failed: {exc}") from exc
+
+    # -- jobs -------------------------------------------------------------------------------------
+    def create_job(self, *, job_id: str, name: str, spec_json: str, deliver: int) -> None:
+        with self.session() as s:
+            s.add(JobRow(id=job_id, name=name, spec_json=spec_json, deliver=deliver, status="running"))
+
+    def finish_job(self, job_id: str, *, status: str, stop_reason: str, delivered: int) -> None:
+        with self.session() as s:
+            s.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id)
+                .values(status=status, stop_reason=stop_reason, delivered=delivered, finished_at=utcnow())
+            )
+
+    def job(self, job_id: str) -> JobRow:
+        with self.session() as s:
+            row = s.get(JobRow, job_id)
+            if row is None:
+                raise StoreError(f"no job {job_id!r}")
+            return row
+
+    # -- ledger -----------------------------------------------------------------------------------
+    def begin_attempt(
+        self,
+        *,
+        job_id: str,
+        request_id: str,
+        attempt: int,
+        wave: int,
+        provider: str,
+        model: str,
+        quoted_usd: float,
+    ) -> None:
+        """Record the intent to buy before the call, so a crash can never hide a spend."""
+        with self.session() as s:
+            s.add(
+                LedgerRow(
+                    job_id=job_id,
+                    request_id=request_id,
+                    attempt=attempt,
+                    wave=wave,
+                    provider=provider,
+                    model=model,
+                    status="dispatched",
+                    quoted_usd=quoted_usd,
+                )
+            )
+
+    def end_attempt(
+        self,
+        *,
+        request_id: str,
+        attempt: int,
+        status: str,
+        charged_usd: float,
+        latency_s: float,
+        provider_request_id: str | None = None,
+        error: str | None = None,
+        error_type: str | None = None,
+    ) -> None:
+        with self.session() as s:
+            s.execute(
+                update(LedgerRow)
+                .where(LedgerRow.request_id == request_id, LedgerRow.attempt == attempt)
+                .values(
+                    status=status,
+                    charged_usd=charged_usd,
+                    latency_s=latency_s,
+                    provider_request_id=provider_request_id,
+                    error=error,
+                    error_type=error_type,
+                    finished_at=utcnow(),
+                )
+            )
+
+    def spent_usd(self, job_id: str) -> float:
+        """Charged so far plus the quotes of attempts still in flight."""
+        charged = func.coalesce(LedgerRow.charged_usd, LedgerRow.quoted_usd)
+        with self.session() as s:
+            total = s.scalar(select(func.coalesce(func.sum(charged), 0.0)).where(LedgerRow.job_id == job_id))
+            return float(total or 0.0)
+
+    def ledger(self, job_id: str) -> Sequence[LedgerRow]:
+        with self.session() as s:
+            rows = s.scalars(select(LedgerRow).where(LedgerRow.job_id == job_id).order_by(LedgerRow.id))
+            return list(rows)
+
+    # -- candidates -------------------------------------------------------------------------------
+    def add_candidate(self, record: CandidateRecord) -> int:
+        with self.session() as s:
+            row = CandidateRow(
+                job_id=record.job_id,
+                request_id=record.request_id,
+                wave=record.wave,
+                provider=record.provider,
+                provider_request_id=record.provider_request_id,
+                blob_sha256=record.blob_sha256,
+                content_type=record.content_type,
+                phash=record.phash,
+                passed=record.passed,
+                duplicate_of=record.duplicate_of,
+                quality=record.quality,
+                charged_usd=record.charged_usd,
+                latency_s=record.latency_s,
+            )
+            s.add(row)
+            s.flush()
+            s.add_all(
+                ScoreRow(
+                    candidate_id=row.id,
+                    dimension=score.dimension,
+                    tier=score.tier,
+                    value=score.value,
+                    threshold=score.threshold,
+                    passed=score.passed,
+                    reason=score.reason,
+                )
+                for score in record.scores
+            )
+            return row.id
+
+    def mark_delivered(self, ranked_candidate_ids: Sequence[int]) -> None:
+        with self.session() as s:
+            for rank, candidate_id in enumerate(ranked_candidate_ids, start=1):
+                s.execute(
+                    update(CandidateRow).where(CandidateRow.id == candidate_id).values(delivered=True, rank=rank)
+                )
+
+    def candidates(self, job_id: str) -> Sequence[CandidateRow]:
+        with self.session() as s:
+            rows = s.scalars(select(CandidateRow).where(CandidateRow.job_id == job_id).order_by(CandidateRow.id))
+            return list(rows)
+
+    def scores(self, candidate_ids: Sequence[int]) -> dict[int, list[ScoreRow]]:
+        out: dict[int, list[ScoreRow]] = {cid: [] for cid in candidate_ids}
+        with self.session() as s:
+            for row in s.scalars(select(ScoreRow).where(ScoreRow.candidate_id.in_(candidate_ids))):
+                out[row.candidate_id].append(row)
+        return out
