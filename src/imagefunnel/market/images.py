@@ -82,7 +82,7 @@ class AssetLibrary:
             bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
             if bgr is None:  # pragma: no cover - the shipped assets are valid JPEGs
                 raise ValueError(f"cannot decode portrait asset {item.name}")
-            images[item.name] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            images[item.name] = np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
         self._images: Mapping[str, Image] = images
 
     @property
@@ -178,7 +178,8 @@ def _vary(src: Image, v: Variation, width: int, height: int) -> Image:
     pixels *= v.brightness
     pixels *= np.array([1 + 0.05 * v.warmth, 1.0, 1 - 0.05 * v.warmth], dtype=np.float32)
     pixels += _edge_mask(height, width)[..., None] * np.array(v.tint, dtype=np.float32)
-    return np.clip(pixels, 0, 255).astype(np.uint8)
+    out: Image = np.clip(pixels, 0, 255).astype(np.uint8)
+    return out
 
 
 def _crop_resize(src: Image, v: Variation, width: int, height: int) -> Image:
@@ -189,12 +190,11 @@ def _crop_resize(src: Image, v: Variation, width: int, height: int) -> Image:
     crop_h = crop_w / aspect
     x0 = (side_w - crop_w) / 2 * (1 + v.shift_x)
     y0 = (side_h - crop_h) / 2 * (1 + v.shift_y)
-    x, y = int(round(x0)), int(round(y0))
-    window = src[y : y + max(1, int(round(crop_h))), x : x + max(1, int(round(crop_w)))]
+    x, y = round(x0), round(y0)
+    window = src[y : y + max(1, round(crop_h)), x : x + max(1, round(crop_w))]
     upscale = width > window.shape[1]
     interpolation = cv2.INTER_LANCZOS4 if upscale else cv2.INTER_AREA
-    resized: Image = cv2.resize(window, (width, height), interpolation=interpolation)
-    return resized
+    return np.asarray(cv2.resize(window, (width, height), interpolation=interpolation), dtype=np.uint8)
 
 
 def _edge_mask(height: int, width: int) -> NDArray[np.float32]:

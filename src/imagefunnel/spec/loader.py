@@ -91,7 +91,8 @@ def parse_spec(text: str, *, source: str = "<spec>", base_dir: Path | None = Non
     except ValidationError as exc:
         first = exc.errors()[0]
         loc: Loc = tuple(first["loc"])
-        line = _line_for(loc, lines)
+        # A missing top-level field has no line of its own; the file's first line would mislead.
+        line = None if first["type"] == "missing" and len(loc) == 1 else _line_for(loc, lines)
         where = f" (line {line})" if line is not None else ""
         field = _dotted(loc)
         more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""

@@ -1,0 +1,397 @@
+"""The protocol-neutral core of the emulated market: time, jobs, faults, billing and truth.
+
+Wire protocols (``fal_app`` today; Replicate/OpenAI later) translate HTTP into calls on ``Market``.
+Nothing runs in the background: a job's phase is a pure function of the scenario clock, so the
+market needs no timers, is cheap to start and stop, and can be fast-forwarded with ``advance``.
+
+Randomness has two levels, both derived from the scenario seed:
+
+* per *request content* (provider, model, prompt, size, seed, format): the picture and its defect,
+  so the same request always yields the same image, as a seeded diffusion model would;
+* per *attempt* (the n-th time this provider saw that content): latency and injected faults, so a
+  retry of a request that hit a 5xx gets a fresh draw instead of failing forever.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import threading
+import time
+import uuid
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+
+from imagefunnel.market.defects import Defect
+from imagefunnel.market.images import AssetLibrary, ImageFormat, Truth, plan_image, render
+from imagefunnel.market.scenario import ProviderProfile, Scenario
+
+__all__ = [
+    "BillingRecord",
+    "ImageInput",
+    "Job",
+    "Market",
+    "Phase",
+    "ProviderStats",
+    "Rejection",
+    "derive_rng",
+]
+
+_RENDER_CACHE_SIZE = 64
+_SERVER_ERRORS = (500, 502, 503, 504)
+
+
+def derive_rng(*parts: object) -> np.random.Generator:
+    """A generator seeded by a stable hash of ``parts`` (str/int/float only: their repr is stable)."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=16).digest()
+    return np.random.default_rng(int.from_bytes(digest, "big"))
+
+
+def _job_id(*parts: object) -> str:
+    # Deterministic ids (a UUID4 in form) make whole market runs reproducible, logs included.
+    digest = hashlib.blake2b(repr(("id", *parts)).encode(), digest_size=16).digest()
+    return str(uuid.UUID(bytes=digest, version=4))
+
+
+class Phase(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInput:
+    """What a client asked for, already validated by the protocol layer."""
+
+    prompt: str
+    width: int
+    height: int
+    seed: int | None = None
+    image_format: ImageFormat = "png"
+
+    @property
+    def megapixels(self) -> float:
+        return self.width * self.height / 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One accepted request; its timeline is fixed at submission (scenario seconds)."""
+
+    id: str
+    provider: str
+    model: str
+    input: ImageInput
+    submitted_s: float
+    queue_s: float
+    processing_s: float
+    unit_price_usd: float
+    fails: bool
+    truth: Truth
+
+    @property
+    def started_s(self) -> float:
+        return self.submitted_s + self.queue_s
+
+    @property
+    def done_s(self) -> float:
+        return self.started_s + self.processing_s
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A request refused before it became a job: outage, rate limit, injected 5xx, bad input."""
+
+    status_code: int
+    detail: str
+    retry_after_s: float | None = None  # wall-clock seconds
+
+
+@dataclass(frozen=True, slots=True)
+class BillingRecord:
+    """What a provider charged for one finished request."""
+
+    provider: str
+    request_id: str
+    model: str
+    megapixels: float
+    unit_price_usd: float
+    usd: float
+    billed_at_s: float
+    garbage: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderStats:
+    submitted: int = 0
+    queued: int = 0
+    running: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    defective: int = 0
+    garbage: int = 0
+    rejected_5xx: int = 0
+    rate_limited: int = 0
+    outage_rejections: int = 0
+    billed_usd: float = 0.0
+
+
+class _ProviderState:
+    """Mutable per-provider bookkeeping; only touched under ``Market._lock``."""
+
+    def __init__(self, profile: ProviderProfile) -> None:
+        self.profile = profile
+        self.jobs: dict[str, Job] = {}
+        self.cancelled_at: dict[str, float] = {}
+        self.attempts: Counter[tuple[object, ...]] = Counter()
+        self.submissions = 0
+        self.rejections: Counter[str] = Counter()
+        self.tokens = max(1.0, profile.rate_limit_per_s or 1.0)
+        self.tokens_at = 0.0
+
+
+class Market:
+    """All emulated providers of one scenario. Thread-safe: the server's event loop, its render
+    threads and the test thread that reads ``billing()``/``truth()`` share it."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        time_factor: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        library: AssetLibrary | None = None,
+    ) -> None:
+        if time_factor <= 0:
+            raise ValueError("time_factor must be > 0")
+        self.scenario = scenario
+        self.time_factor = time_factor
+        self._clock = clock
+        self._t0 = clock()
+        self._offset_s = 0.0
+        self._library = library or AssetLibrary()
+        self._lock = threading.Lock()
+        self._providers = {p.name: _ProviderState(p) for p in scenario.providers}
+        self._rendered: OrderedDict[str, bytes] = OrderedDict()
+
+    # -- time -------------------------------------------------------------------------------
+    def now_s(self) -> float:
+        """Scenario time: wall seconds since start divided by ``time_factor``, plus ``advance``s."""
+        return (self._clock() - self._t0) / self.time_factor + self._offset_s
+
+    def advance(self, seconds: float) -> None:
+        """Jump the scenario clock forward (outages, price changes and jobs all move with it)."""
+        with self._lock:
+            self._offset_s += seconds
+
+    # -- lookups ----------------------------------------------------------------------------
+    def profile(self, provider: str) -> ProviderProfile | None:
+        state = self._providers.get(provider)
+        return state.profile if state else None
+
+    def unit_price(self, provider: str) -> float:
+        return self._providers[provider].profile.price_at(self.now_s())
+
+    def job(self, provider: str, job_id: str) -> Job | None:
+        with self._lock:
+            return self._providers[provider].jobs.get(job_id)
+
+    def truth(self, job_id: str) -> Truth:
+        """The side channel: what a request really produced. Raises ``KeyError`` if unknown."""
+        with self._lock:
+            for state in self._providers.values():
+                if job_id in state.jobs:
+                    return state.jobs[job_id].truth
+        raise KeyError(job_id)
+
+    # -- admission --------------------------------------------------------------------------
+    def outage(self, provider: str) -> Rejection | None:
+        """A 503 if the provider is inside an outage window now (counted), else ``None``."""
+        state = self._providers[provider]
+        if not state.profile.outage_at(self.now_s()):
+            return None
+        with self._lock:
+            state.rejections["outage"] += 1
+        return Rejection(503, "Service temporarily unavailable")
+
+    def submit(self, provider: str, model: str, inp: ImageInput) -> Job | Rejection:
+        """Admit a request (rate limit, injected 5xx) and fix its whole timeline and outcome."""
+        state = self._providers[provider]
+        profile = state.profile
+        now = self.now_s()
+        with self._lock:
+            limited = self._take_token(state, now)
+            if limited is not None:
+                state.rejections["rate_limited"] += 1
+                return limited
+            content = (model, inp.prompt, inp.width, inp.height, inp.seed, inp.image_format)
+            attempt = state.attempts[content]
+            state.attempts[content] += 1
+            n = state.submissions
+            state.submissions += 1
+        rng = derive_rng("attempt", self.scenario.seed, provider, *content, attempt)
+        if rng.random() < profile.error_5xx_rate:
+            with self._lock:
+                state.rejections["5xx"] += 1
+            return Rejection(int(rng.choice(_SERVER_ERRORS)), "Internal server error")
+        seed = inp.seed if inp.seed is not None else int(rng.integers(0, 2**31))
+        job = Job(
+            id=_job_id(self.scenario.seed, provider, n),
+            provider=provider,
+            model=model,
+            input=dataclasses.replace(inp, seed=seed),
+            submitted_s=now,
+            queue_s=float(rng.uniform(*profile.queue_s)),
+            processing_s=float(rng.uniform(*profile.processing_s)),
+            unit_price_usd=profile.price_at(now),
+            fails=bool(rng.random() < profile.failure_rate),
+            truth=self._plan(profile, model, inp, seed, rng),
+        )
+        with self._lock:
+            state.jobs[job.id] = job
+        return job
+
+    def _take_token(self, state: _ProviderState, now: float) -> Rejection | None:
+        rate = state.profile.rate_limit_per_s
+        if rate is None:
+            return None
+        capacity = max(1.0, rate)
+        state.tokens = min(capacity, state.tokens + (now - state.tokens_at) * rate)
+        state.tokens_at = now
+        if state.tokens >= 1.0:
+            state.tokens -= 1.0
+            return None
+        wait_wall_s = (1.0 - state.tokens) / rate * self.time_factor
+        return Rejection(429, "Rate limit exceeded", retry_after_s=wait_wall_s)
+
+    def _plan(
+        self, profile: ProviderProfile, model: str, inp: ImageInput, seed: int, rng: np.random.Generator
+    ) -> Truth:
+        content_rng = derive_rng(
+            "image", self.scenario.seed, profile.name, model, inp.prompt, inp.width, inp.height, seed
+        )
+        truth = plan_image(
+            provider=profile.name,
+            library=self._library,
+            width=inp.width,
+            height=inp.height,
+            seed=seed,
+            image_format=inp.image_format,
+            defect_rate=profile.defect_rate,
+            defect_mix=profile.defect_mix,
+            rng=content_rng,
+        )
+        if rng.random() < profile.garbage_rate:
+            kind = Defect.BLACK if rng.random() < 0.5 else Defect.TRUNCATED
+            return dataclasses.replace(
+                truth, defect=kind, strength=float(rng.uniform(0.5, 1.0)), garbage=True
+            )
+        return truth
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def phase(self, job: Job, now_s: float | None = None) -> Phase:
+        now = self.now_s() if now_s is None else now_s
+        with self._lock:
+            cancelled = job.id in self._providers[job.provider].cancelled_at
+        if cancelled:
+            return Phase.CANCELLED
+        if now < job.started_s:
+            return Phase.QUEUED
+        if now < job.done_s:
+            return Phase.RUNNING
+        return Phase.FAILED if job.fails else Phase.DONE
+
+    def queue_position(self, job: Job) -> int:
+        """How many jobs of the same provider, submitted earlier, are still waiting (0-indexed)."""
+        now = self.now_s()
+        with self._lock:
+            earlier = list(self._providers[job.provider].jobs.values())
+        return sum(
+            1
+            for other in earlier
+            if other.submitted_s < job.submitted_s and self.phase(other, now) is Phase.QUEUED
+        )
+
+    def cancel(self, job: Job) -> bool:
+        """Cancel a job that has not started; ``False`` if it is already running or over."""
+        now = self.now_s()
+        if self.phase(job, now) is not Phase.QUEUED:
+            return False
+        with self._lock:
+            self._providers[job.provider].cancelled_at[job.id] = now
+        return True
+
+    def image_bytes(self, job: Job) -> bytes:
+        """The encoded output (CPU-bound: call it from a worker thread)."""
+        with self._lock:
+            cached = self._rendered.get(job.id)
+            if cached is not None:
+                self._rendered.move_to_end(job.id)
+                return cached
+        data = render(job.truth, self._library)
+        with self._lock:
+            self._rendered[job.id] = data
+            while len(self._rendered) > _RENDER_CACHE_SIZE:
+                self._rendered.popitem(last=False)
+        return data
+
+    # -- accounting -------------------------------------------------------------------------
+    def billing(self) -> list[BillingRecord]:
+        """Every charge so far, in completion order. Failed, cancelled and 5xx requests are free;
+        garbage outputs on HTTP 200 are charged like any other output."""
+        now = self.now_s()
+        with self._lock:
+            jobs = [job for state in self._providers.values() for job in state.jobs.values()]
+        records = [
+            BillingRecord(
+                provider=job.provider,
+                request_id=job.id,
+                model=job.model,
+                megapixels=job.input.megapixels,
+                unit_price_usd=job.unit_price_usd,
+                usd=job.unit_price_usd * job.input.megapixels,
+                billed_at_s=job.done_s,
+                garbage=job.truth.garbage,
+            )
+            for job in jobs
+            if self.phase(job, now) is Phase.DONE
+        ]
+        return sorted(records, key=lambda record: record.billed_at_s)
+
+    def stats(self) -> Mapping[str, ProviderStats]:
+        """Per-provider counters, evaluated at the current scenario time."""
+        now = self.now_s()
+        billed: dict[str, list[float]] = {name: [] for name in self._providers}
+        for record in self.billing():
+            billed[record.provider].append(record.usd)
+        out: dict[str, ProviderStats] = {}
+        for name, state in self._providers.items():
+            with self._lock:
+                jobs = list(state.jobs.values())
+                rejections = Counter(state.rejections)
+            phases = {job.id: self.phase(job, now) for job in jobs}
+            counts = Counter(phases.values())
+            done = [job.truth for job in jobs if phases[job.id] is Phase.DONE]
+            out[name] = ProviderStats(
+                submitted=len(jobs) + rejections["5xx"],
+                queued=counts[Phase.QUEUED],
+                running=counts[Phase.RUNNING],
+                completed=counts[Phase.DONE],
+                failed=counts[Phase.FAILED],
+                cancelled=counts[Phase.CANCELLED],
+                defective=sum(1 for truth in done if truth.defect is not None and not truth.garbage),
+                garbage=sum(1 for truth in done if truth.garbage),
+                rejected_5xx=rejections["5xx"],
+                rate_limited=rejections["rate_limited"],
+                outage_rejections=rejections["outage"],
+                billed_usd=math.fsum(billed[name]),
+            )
+        return out
