@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import struct
-import warnings
 import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import NoReturn
 
 import cv2
 import numpy as np
@@ -46,6 +47,7 @@ _REFUSED_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"<?xml", "XML/SVG"),
 )
 
+_ORIENTATION_TAG = 0x0112
 # What PIL raises on corrupt input. Fuzzing PIL has produced all of these, not only OSError.
 _PIL_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, zlib.error)
 
@@ -95,7 +97,7 @@ class DecodedImage:
     @cached_property
     def gray(self) -> NDArray[np.uint8]:
         """Luma (ITU-R BT.601, as OpenCV computes it), computed once on first use."""
-        gray: NDArray[np.uint8] = cv2.cvtColor(np.asarray(self.rgb), cv2.COLOR_RGB2GRAY)
+        gray = np.asarray(cv2.cvtColor(self.rgb, cv2.COLOR_RGB2GRAY), dtype=np.uint8)
         gray.setflags(write=False)
         return gray
 
@@ -111,40 +113,78 @@ def sniff_format(data: bytes) -> str:
     if data[:6] in (b"GIF87a", b"GIF89a"):
         return "GIF"
     if data[4:8] == b"ftyp":
-        return _refuse(f"{data[8:12].decode('latin-1').strip()} (ISO media: HEIC/AVIF)")
+        _refuse(f"{data[8:12].decode('latin-1').strip()} (ISO media: HEIC/AVIF)")
     head = data[:16].lstrip()
     for magic, name in _REFUSED_MAGIC:
         if head.startswith(magic):
-            return _refuse(name)
+            _refuse(name)
     raise ImageDecodeError(f"not a recognised image format (first bytes: {data[:8]!r})")
 
 
-def _refuse(name: str) -> str:
+def _refuse(name: str) -> NoReturn:
     raise ImageDecodeError(f"unsupported image format {name}; supported: {', '.join(SUPPORTED_FORMATS)}")
 
 
 def _check_complete(fmt: str, data: bytes) -> None:
     """Refuse files whose container shows they were cut short, without decoding them."""
-    if fmt == "PNG" and data.rfind(b"IEND") == -1:
-        raise ImageDecodeError(f"truncated PNG: no IEND chunk in {len(data)} bytes")
-    # Entropy-coded JPEG data cannot contain 0xFFD9 or 0xFFDA (0xFF is byte-stuffed), so a
-    # complete file has an end-of-image marker after its last start-of-scan; an EXIF thumbnail's
-    # own EOI comes before the main scan and does not count.
-    if fmt == "JPEG" and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
-        raise ImageDecodeError(f"truncated JPEG: no end-of-image marker after the last scan ({len(data)} bytes)")
+    if fmt == "PNG":
+        if data[12:16] != b"IHDR":
+            raise ImageDecodeError("corrupt PNG: the first chunk is not IHDR")
+        end = data.rfind(b"IEND")
+        if end == -1 or end + 8 > len(data):  # chunk type plus its 4-byte CRC
+            raise ImageDecodeError(f"truncated PNG: no complete IEND chunk in {len(data)} bytes")
+    if fmt == "JPEG" and not _jpeg_reaches_end(data):
+        raise ImageDecodeError(
+            f"truncated JPEG: no end-of-image marker after the last scan ({len(data)} bytes)"
+        )
     if fmt == "WEBP":
         declared = int.from_bytes(data[4:8], "little") + 8
         if declared > len(data):
             raise ImageDecodeError(f"truncated WEBP: header declares {declared} bytes, got {len(data)}")
 
 
+# In entropy-coded JPEG data a 0xFF byte is followed by 0x00 (stuffing) or a restart marker; anything
+# else is the next real marker.
+_NEXT_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+def _jpeg_reaches_end(data: bytes) -> bool:
+    """Walk the JPEG's segments and scans; False only when the data ends before end-of-image.
+
+    Searching for 0xFFD9 from the end would be wrong both ways: an EXIF thumbnail has its own EOI,
+    and motion-photo trailers after the real EOI hold arbitrary bytes. A walk the structure does not
+    allow (a corrupt file) returns True and is left for the decoder to reject.
+    """
+    i = 2
+    while i + 2 <= len(data):
+        if data[i] != 0xFF:
+            return True
+        marker = data[i + 1]
+        if marker == 0xD9:
+            return True
+        if marker == 0xFF or marker == 0x01 or 0xD0 <= marker <= 0xD8:  # fill byte, no-length markers
+            i += 1 if marker == 0xFF else 2
+            continue
+        segment_end = i + 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker != 0xDA:
+            i = segment_end
+            continue
+        found = _NEXT_JPEG_MARKER.search(data, segment_end)  # skip the scan's entropy-coded data
+        if found is None:
+            return False
+        i = found.start()
+    return False
+
+
 def _declared_size(fmt: str, data: bytes) -> tuple[int, int] | None:
     """Width and height as the header declares them, read without PIL; None when unparseable."""
     try:
         if fmt == "PNG":
-            return struct.unpack(">II", data[16:24])  # type: ignore[return-value]
+            width, height = struct.unpack(">II", data[16:24])
+            return int(width), int(height)
         if fmt == "GIF":
-            return struct.unpack("<HH", data[6:10])  # type: ignore[return-value]
+            width, height = struct.unpack("<HH", data[6:10])
+            return int(width), int(height)
         if fmt == "WEBP":
             return _webp_size(data)
         return _jpeg_size(data)
@@ -184,25 +224,26 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _megapixels(pixels: int) -> str:
+    mp = pixels / 1e6
+    return f"{mp:.0f} MP" if mp >= 10 else f"{mp:.2g} MP"
+
+
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:
     pixels = width * height
     if width <= 0 or height <= 0:
         raise ImageDecodeError(f"image declares an empty size {width}x{height}")
     if pixels > max_pixels:
         raise ImageTooLarge(
-            f"image is {width}x{height} = {pixels / 1e6:.0f} MP, over the {max_pixels / 1e6:.0f} MP limit"
+            f"image is {width}x{height} = {_megapixels(pixels)}, over the {_megapixels(max_pixels)} limit"
         )
 
 
 def _open_lazily(data: bytes, fmt: str) -> Image.Image:
     """Parse the header only; PIL allocates no pixels until ``load()``."""
     try:
-        # PIL warns (and past twice its limit raises) on huge declared sizes; both mean a bomb.
-        # catch_warnings is process-global, but it only turns this one warning class into an error.
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return Image.open(io.BytesIO(data), formats=[fmt])
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return Image.open(io.BytesIO(data), formats=[fmt])
+    except Image.DecompressionBombError as exc:
         raise ImageTooLarge(f"{fmt} refused as a decompression bomb: {exc}") from exc
     except _PIL_DECODE_ERRORS as exc:
         raise ImageDecodeError(f"corrupt {fmt} header: {exc}") from exc
@@ -211,14 +252,16 @@ def _open_lazily(data: bytes, fmt: str) -> Image.Image:
 def _load(im: Image.Image, fmt: str) -> Image.Image:
     try:
         im.load()
-        # exif_transpose parses the EXIF block, which is as untrusted as the pixels.
-        upright = ImageOps.exif_transpose(im)
+        # The EXIF block is as untrusted as the pixels. Transposing copies the image, so only do it
+        # when the orientation tag asks for it (values 2-8; 1 is upright).
+        if im.getexif().get(_ORIENTATION_TAG, 1) in range(2, 9):
+            return ImageOps.exif_transpose(im)
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(f"{fmt} refused as a decompression bomb: {exc}") from exc
     except _PIL_DECODE_ERRORS as exc:
         kind = "truncated" if "truncated" in str(exc) else "corrupt"
         raise ImageDecodeError(f"{kind} {fmt}: {exc}") from exc
-    return upright if upright is not None else im
+    return im
 
 
 def _to_rgb(im: Image.Image) -> tuple[NDArray[np.uint8], NDArray[np.uint8] | None]:
@@ -231,7 +274,8 @@ def _to_rgb(im: Image.Image) -> tuple[NDArray[np.uint8], NDArray[np.uint8] | Non
         return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2)), None
     has_alpha = "A" in im.getbands() or (im.mode == "P" and "transparency" in im.info)
     if not has_alpha:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy(), None
+        rgb = im if im.mode == "RGB" else im.convert("RGB")
+        return np.asarray(rgb, dtype=np.uint8), None
     rgba = np.asarray(im.convert("RGBA"), dtype=np.uint8)
     alpha = rgba[:, :, 3].copy()
     weight = alpha[:, :, None].astype(np.float32) / 255.0
@@ -239,21 +283,28 @@ def _to_rgb(im: Image.Image) -> tuple[NDArray[np.uint8], NDArray[np.uint8] | Non
     return np.rint(over_white).astype(np.uint8), alpha
 
 
-def decode_image(data: bytes, *, max_bytes: int = 40_000_000, max_pixels: int = 40_000_000) -> DecodedImage:
+def decode_image(
+    data: bytes | bytearray | memoryview, *, max_bytes: int = 40_000_000, max_pixels: int = 40_000_000
+) -> DecodedImage:
     """Decode untrusted image bytes into an upright 8-bit RGB :class:`DecodedImage`.
 
     Raises :class:`ImageTooLarge` over ``max_bytes`` or ``max_pixels`` (checked against the header
     before decoding) and :class:`ImageDecodeError` for anything else that is not a complete PNG,
     JPEG, WebP or GIF image.
     """
-    if isinstance(data, bytearray | memoryview):
-        data = bytes(data)
-    if not isinstance(data, bytes):
+    if not isinstance(data, bytes | bytearray | memoryview):
         raise ImageDecodeError(f"image data must be bytes, got {type(data).__name__}")
-    if not data:
+    size = data.nbytes if isinstance(data, memoryview) else len(data)
+    if size == 0:
         raise ImageDecodeError("image data is empty (0 bytes)")
-    if len(data) > max_bytes:
-        raise ImageTooLarge(f"image is {len(data):,} bytes, over the {max_bytes:,} byte limit")
+    if size > max_bytes:  # checked before copying a bytearray or memoryview
+        raise ImageTooLarge(f"image is {size:,} bytes, over the {max_bytes:,} byte limit")
+    data = bytes(data)
+    # Honour PIL's own bomb limit too (an operator may have lowered it), but check it ourselves
+    # before PIL parses anything: PIL only warns below twice its limit, and warnings are global
+    # state that scoring threads must not juggle.
+    if Image.MAX_IMAGE_PIXELS is not None:
+        max_pixels = min(max_pixels, Image.MAX_IMAGE_PIXELS)
     fmt = sniff_format(data)
     _check_complete(fmt, data)
     declared = _declared_size(fmt, data)

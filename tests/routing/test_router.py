@@ -20,10 +20,24 @@ class Ledger:
         self.rows: dict[tuple[str, int], dict[str, object]] = {}
 
     def begin_attempt(self, *, job_id, request_id, attempt, wave, provider, model, quoted_usd):  # type: ignore[no-untyped-def]
-        self.rows[(request_id, attempt)] = {"provider": provider, "quoted": quoted_usd, "status": "dispatched"}
+        self.rows[(request_id, attempt)] = {
+            "provider": provider,
+            "quoted": quoted_usd,
+            "status": "dispatched",
+        }
 
-    def end_attempt(self, *, request_id, attempt, status, charged_usd, latency_s, provider_request_id=None,  # type: ignore[no-untyped-def]
-                    error=None, error_type=None):
+    def end_attempt(
+        self,
+        *,
+        request_id,
+        attempt,
+        status,
+        charged_usd,
+        latency_s,
+        provider_request_id=None,  # type: ignore[no-untyped-def]
+        error=None,
+        error_type=None,
+    ):
         self.rows[(request_id, attempt)].update(status=status, charged=charged_usd, error_type=error_type)
 
 
@@ -54,8 +68,13 @@ async def test_cheapest_healthy_provider_wins() -> None:
     ledger = Ledger()
     gen = await Router([dear, cheap], ledger=ledger).generate(req(), ctx())
     assert gen.provider == "cheap"
-    assert ledger.rows[("r0", 1)] == {"provider": "cheap", "quoted": 0.01, "status": "succeeded", "charged": 0.01,
-                                      "error_type": None}
+    assert ledger.rows[("r0", 1)] == {
+        "provider": "cheap",
+        "quoted": 0.01,
+        "status": "succeeded",
+        "charged": 0.01,
+        "error_type": None,
+    }
 
 
 async def test_failure_falls_back_to_next_cheapest_and_ledger_shows_both() -> None:
@@ -79,7 +98,9 @@ async def test_bad_output_that_was_billed_is_recorded_as_charged() -> None:
 
 async def test_all_failing_raises_no_provider_with_each_error() -> None:
     router = Router([failing("a", 0.01), failing("b", 0.02)], ledger=Ledger())
-    with pytest.raises(NoProviderAvailable, match=r"ProviderUnavailable: a: boom.*ProviderUnavailable: b: boom"):
+    with pytest.raises(
+        NoProviderAvailable, match=r"ProviderUnavailable: a: boom.*ProviderUnavailable: b: boom"
+    ):
         await router.generate(req(), ctx())
 
 
@@ -122,7 +143,9 @@ async def test_budget_refuses_before_buying() -> None:
     budget = BudgetGuard(1.0)
     await router.generate(req(0), ctx(budget=budget))
     await router.generate(req(1), ctx(budget=budget))
-    with pytest.raises(BudgetExceeded, match=r"budget \$1.0000: \$0.8000 committed, next request quoted \$0.4000"):
+    with pytest.raises(
+        BudgetExceeded, match=r"budget \$1.0000: \$0.8000 committed, next request quoted \$0.4000"
+    ):
         await router.generate(req(2), ctx(budget=budget))
     assert len(provider.calls) == 2
 

@@ -28,7 +28,12 @@ def test_valid_spec_gets_defaults() -> None:
         (VALID.replace("budget_usd: 2.5", "budget_usd: 0"), "budget_usd", 5, "must be > 0"),
         (VALID + "colour: red\n", "colour", 6, "not a known field"),
         (VALID + "size:\n  width: 10\n", "size.width", 7, "must be ≥ 64"),
-        (VALID + "rules:\n  - sharpness >= 0.2\n  - make it pretty\n", "rules[1].expr", 8, "dimension >= number"),
+        (
+            VALID + "rules:\n  - sharpness >= 0.2\n  - make it pretty\n",
+            "rules[1].expr",
+            8,
+            "dimension >= number",
+        ),
         (VALID.replace("prompts:\n  - a corporate headshot\n", ""), "prompts", None, "is required"),
     ],
 )
@@ -69,7 +74,10 @@ def test_max_candidates_below_deliver_is_rejected() -> None:
 
 def test_rules_accept_strings_and_long_form() -> None:
     spec = parse_spec(VALID + "rules:\n  - sharpness >= 0.2\n  - {expr: 'noise <= 3', severity: warn}\n")
-    assert [(r.dimension, r.op, r.value) for r in spec.rules] == [("sharpness", ">=", 0.2), ("noise", "<=", 3.0)]
+    assert [(r.dimension, r.op, r.value) for r in spec.rules] == [
+        ("sharpness", ">=", 0.2),
+        ("noise", "<=", 3.0),
+    ]
     assert spec.rules[1].severity == "warn"
 
 

@@ -16,15 +16,30 @@ def store(tmp_path: Path) -> Store:
 
 def _candidate(job_id: str, request_id: str, passed: bool) -> CandidateRecord:
     return CandidateRecord(
-        job_id=job_id, request_id=request_id, wave=1, provider="p", provider_request_id="x",
-        blob_sha256="0" * 64, content_type="image/png", phash=None, passed=passed, duplicate_of=None,
-        quality=0.5, charged_usd=0.01, latency_s=0.2,
-        scores=(ScoreRecord("sharpness", 1, 0.3, 0.1, True, "ok"), ScoreRecord("noise", 1, 9.0, 5.0, False, "noisy")),
+        job_id=job_id,
+        request_id=request_id,
+        wave=1,
+        provider="p",
+        provider_request_id="x",
+        blob_sha256="0" * 64,
+        content_type="image/png",
+        phash=None,
+        passed=passed,
+        duplicate_of=None,
+        quality=0.5,
+        charged_usd=0.01,
+        latency_s=0.2,
+        scores=(
+            ScoreRecord("sharpness", 1, 0.3, 0.1, True, "ok"),
+            ScoreRecord("noise", 1, 9.0, 5.0, False, "noisy"),
+        ),
     )
 
 
 def test_migrations_create_every_table(store: Store) -> None:
-    assert {"jobs", "ledger", "candidates", "scores", "alembic_version"} <= set(inspect(store.engine).get_table_names())
+    assert {"jobs", "ledger", "candidates", "scores", "alembic_version"} <= set(
+        inspect(store.engine).get_table_names()
+    )
 
 
 def test_reopening_an_existing_store_keeps_data(tmp_path: Path) -> None:
@@ -39,10 +54,16 @@ def test_reopening_an_existing_store_keeps_data(tmp_path: Path) -> None:
 
 def test_ledger_counts_in_flight_quotes_then_actual_charges(store: Store) -> None:
     store.create_job(job_id="j", name="a", spec_json="{}", deliver=1)
-    store.begin_attempt(job_id="j", request_id="r1", attempt=1, wave=1, provider="p", model="m", quoted_usd=0.02)
+    store.begin_attempt(
+        job_id="j", request_id="r1", attempt=1, wave=1, provider="p", model="m", quoted_usd=0.02
+    )
     assert store.spent_usd("j") == pytest.approx(0.02)
-    store.end_attempt(request_id="r1", attempt=1, status="failed", charged_usd=0.0, latency_s=0.1, error="500")
-    store.begin_attempt(job_id="j", request_id="r1", attempt=2, wave=1, provider="q", model="m", quoted_usd=0.03)
+    store.end_attempt(
+        request_id="r1", attempt=1, status="failed", charged_usd=0.0, latency_s=0.1, error="500"
+    )
+    store.begin_attempt(
+        job_id="j", request_id="r1", attempt=2, wave=1, provider="q", model="m", quoted_usd=0.03
+    )
     store.end_attempt(request_id="r1", attempt=2, status="succeeded", charged_usd=0.025, latency_s=0.2)
     assert store.spent_usd("j") == pytest.approx(0.025)
     rows = store.ledger("j")
@@ -54,9 +75,13 @@ def test_ledger_counts_in_flight_quotes_then_actual_charges(store: Store) -> Non
 
 def test_same_attempt_cannot_be_recorded_twice(store: Store) -> None:
     store.create_job(job_id="j", name="a", spec_json="{}", deliver=1)
-    store.begin_attempt(job_id="j", request_id="r1", attempt=1, wave=1, provider="p", model="m", quoted_usd=0.02)
+    store.begin_attempt(
+        job_id="j", request_id="r1", attempt=1, wave=1, provider="p", model="m", quoted_usd=0.02
+    )
     with pytest.raises(StoreError):
-        store.begin_attempt(job_id="j", request_id="r1", attempt=1, wave=1, provider="p", model="m", quoted_usd=0.02)
+        store.begin_attempt(
+            job_id="j", request_id="r1", attempt=1, wave=1, provider="p", model="m", quoted_usd=0.02
+        )
 
 
 def test_candidates_scores_and_delivery(store: Store) -> None:

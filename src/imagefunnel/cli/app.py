@@ -20,13 +20,17 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
-OutDir = Annotated[Path, typer.Option("--out", help="folder for report.html, results.json, the store and images")]
+OutDir = Annotated[
+    Path, typer.Option("--out", help="folder for report.html, results.json, the store and images")
+]
 
 
 @app.command()
 def demo(
     out: OutDir = Path("imagefunnel-out"),
-    deliver: Annotated[int | None, typer.Option(help="K: images to deliver (default from the demo spec)")] = None,
+    deliver: Annotated[
+        int | None, typer.Option(help="K: images to deliver (default from the demo spec)")
+    ] = None,
     scenario: Annotated[str, typer.Option(help="emulated market scenario")] = "demo",
     seed: Annotated[int | None, typer.Option(help="seed of the job (default from the demo spec)")] = None,
 ) -> None:
@@ -42,7 +46,9 @@ def run(
     providers: Annotated[
         Path | None, typer.Option(help="providers YAML (real endpoints; keys from env vars)")
     ] = None,
-    market: Annotated[str, typer.Option(help="emulated market scenario, used when --providers is not given")] = "demo",
+    market: Annotated[
+        str, typer.Option(help="emulated market scenario, used when --providers is not given")
+    ] = "demo",
     out: OutDir = Path("imagefunnel-out"),
 ) -> None:
     """Run the job in SPEC against configured providers, or against the emulated market."""

@@ -39,7 +39,9 @@ class RichObserver(FunnelObserver):
         self.progress.update(
             self._task,
             completed=event.passed_total,
-            detail=f"{event.generated_total} generated · ${event.spent_usd:.4f} · {event.provider}: {verdict}"[:110],
+            detail=f"{event.generated_total} generated · ${event.spent_usd:.4f} · {event.provider}: {verdict}"[
+                :110
+            ],
         )
 
     def request_failed(self, event: RequestFailed) -> None:

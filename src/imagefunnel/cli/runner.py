@@ -29,11 +29,15 @@ class RunOutputs:
     wall_s: float
 
 
-async def _run(spec: JobSpec, providers: Sequence[Provider], store: Store, blobs: BlobStore, console: Console) -> str:
+async def _run(
+    spec: JobSpec, providers: Sequence[Provider], store: Store, blobs: BlobStore, console: Console
+) -> str:
     scorer = Scorer(thresholds=spec.thresholds or None, score_all=spec.score_all)
     router = Router(providers, ledger=store)
     with local_executor() as executor, RichObserver(console=console, deliver=spec.deliver) as observer:
-        funnel = Funnel(router=router, scorer=scorer, store=store, blobs=blobs, executor=executor, observer=observer)
+        funnel = Funnel(
+            router=router, scorer=scorer, store=store, blobs=blobs, executor=executor, observer=observer
+        )
         try:
             outcome = await funnel.run(spec)
         finally:

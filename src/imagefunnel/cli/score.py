@@ -34,7 +34,9 @@ def _verdict_table(path: Path, verdict: Verdict) -> Table:
     for s in verdict.scores:
         value = "—" if s.value is None else f"{s.value:.4g}"
         threshold = "—" if s.threshold is None else f"{s.threshold:.4g}"
-        table.add_row(s.name, str(s.tier), value, threshold, "[green]pass[/]" if s.passed else "[red]FAIL[/]", s.reason)
+        table.add_row(
+            s.name, str(s.tier), value, threshold, "[green]pass[/]" if s.passed else "[red]FAIL[/]", s.reason
+        )
     for name in verdict.skipped:
         table.add_row(name, "", "", "", "[dim]skipped[/]", "an earlier dimension already failed")
     return table
@@ -45,8 +47,14 @@ def _as_dict(path: Path, verdict: Verdict) -> dict[str, object]:
         "image": str(path),
         "passed": verdict.passed,
         "dimensions": [
-            {"name": s.name, "tier": s.tier, "value": s.value, "threshold": s.threshold, "passed": s.passed,
-             "reason": s.reason}
+            {
+                "name": s.name,
+                "tier": s.tier,
+                "value": s.value,
+                "threshold": s.threshold,
+                "passed": s.passed,
+                "reason": s.reason,
+            }
             for s in verdict.scores
         ],
         "skipped": list(verdict.skipped),

@@ -18,7 +18,16 @@ def print_summary(console: Console, result: JobResult, *, wall_s: float) -> None
         f"failed attempts {result.failed_attempts} · wall {wall_s:.1f}s"
     )
     table = Table(title="by provider")
-    for col in ("provider", "attempts", "failed", "candidates", "passed", "pass rate", "charged $", "$ / passed"):
+    for col in (
+        "provider",
+        "attempts",
+        "failed",
+        "candidates",
+        "passed",
+        "pass rate",
+        "charged $",
+        "$ / passed",
+    ):
         table.add_column(col, justify="left" if col == "provider" else "right")
     for p in result.providers:
         per_passed = f"{p.charged_usd / p.passed:.4f}" if p.passed else "—"

@@ -80,9 +80,14 @@ class Funnel:
 
     async def run(self, spec: JobSpec, *, job_id: str | None = None) -> FunnelOutcome:
         job_id = job_id or uuid.uuid4().hex
-        self._store.create_job(job_id=job_id, name=spec.name, spec_json=spec.model_dump_json(), deliver=spec.deliver)
+        self._store.create_job(
+            job_id=job_id, name=spec.name, spec_json=spec.model_dump_json(), deliver=spec.deliver
+        )
         state = _JobState(
-            job_id=job_id, spec=spec, budget=BudgetGuard(spec.budget_usd), deadline=self._clock() + spec.deadline_s
+            job_id=job_id,
+            spec=spec,
+            budget=BudgetGuard(spec.budget_usd),
+            deadline=self._clock() + spec.deadline_s,
         )
         wave = 0
         while not state.done:
@@ -133,7 +138,9 @@ class Funnel:
             seed=spec.seed * 1_000_003 + n,
         )
 
-    async def _one(self, state: _JobState, wave: int, request: GenerationRequest, gate: asyncio.Semaphore) -> None:
+    async def _one(
+        self, state: _JobState, wave: int, request: GenerationRequest, gate: asyncio.Semaphore
+    ) -> None:
         async with gate:
             # Checked after waiting for a slot: once K have passed, nothing more is bought.
             if state.done or self._clock() >= state.deadline:
@@ -167,7 +174,9 @@ class Funnel:
             ScoreRecord(s.name, s.tier, s.value, s.threshold, s.passed, s.reason) for s in verdict.scores
         )
         if duplicate_of is not None:
-            scores += (ScoreRecord("duplicate", 1, 1.0, 0.0, False, f"near-duplicate of candidate {duplicate_of}"),)
+            scores += (
+                ScoreRecord("duplicate", 1, 1.0, 0.0, False, f"near-duplicate of candidate {duplicate_of}"),
+            )
         passed = verdict.passed and duplicate_of is None
         record = CandidateRecord(
             job_id=state.job_id,
@@ -187,10 +196,11 @@ class Funnel:
         )
         candidate_id = self._store.add_candidate(record)
         state.generated += 1
-        if phash:
-            state.hashes.append((candidate_id, phash))
         if passed:
+            # Only passed candidates count as originals: a near-copy of a reject may be the good one.
             state.passed.append(Ranked(candidate_id, record.quality))
+            if phash:
+                state.hashes.append((candidate_id, phash))
         reasons = tuple(s.reason for s in scores if not s.passed)
         self._observer.candidate_scored(
             CandidateScored(

@@ -21,6 +21,7 @@ class CandidateResult(BaseModel):
     request_id: str
     wave: int
     provider: str
+    provider_request_id: str
     passed: bool
     delivered: bool
     rank: int | None
@@ -71,13 +72,23 @@ class JobResult(BaseModel):
         return self.spent_usd / self.delivered if self.delivered else None
 
 
-def _provider_summaries(store: Store, job_id: str, candidates: list[CandidateResult]) -> list[ProviderSummary]:
+def _provider_summaries(
+    store: Store, job_id: str, candidates: list[CandidateResult]
+) -> list[ProviderSummary]:
     rows: dict[str, ProviderSummary] = {}
     for entry in store.ledger(job_id):
-        summary = rows.setdefault(entry.provider, ProviderSummary(
-            provider=entry.provider, attempts=0, failed_attempts=0, candidates=0, passed=0,
-            quoted_usd=0.0, charged_usd=0.0,
-        ))
+        summary = rows.setdefault(
+            entry.provider,
+            ProviderSummary(
+                provider=entry.provider,
+                attempts=0,
+                failed_attempts=0,
+                candidates=0,
+                passed=0,
+                quoted_usd=0.0,
+                charged_usd=0.0,
+            ),
+        )
         summary.attempts += 1
         summary.failed_attempts += entry.status == "failed"
         summary.quoted_usd += entry.quoted_usd
@@ -98,6 +109,7 @@ def load_result(store: Store, blobs: BlobStore, job_id: str) -> JobResult:
             request_id=row.request_id,
             wave=row.wave,
             provider=row.provider,
+            provider_request_id=row.provider_request_id,
             passed=row.passed,
             delivered=row.delivered,
             rank=row.rank,
@@ -109,8 +121,12 @@ def load_result(store: Store, blobs: BlobStore, job_id: str) -> JobResult:
             failed=[s.reason for s in scores[row.id] if not s.passed],
             dimensions=[
                 DimensionResult(
-                    dimension=s.dimension, tier=s.tier, value=s.value, threshold=s.threshold,
-                    passed=s.passed, reason=s.reason,
+                    dimension=s.dimension,
+                    tier=s.tier,
+                    value=s.value,
+                    threshold=s.threshold,
+                    passed=s.passed,
+                    reason=s.reason,
                 )
                 for s in scores[row.id]
             ],

@@ -36,7 +36,9 @@ def quality(verdict: Verdict) -> float:
             continue
         scale = max(abs(score.threshold), 1e-6)
         higher = score.direction.value.startswith("higher")
-        margin = (score.value - score.threshold) / scale if higher else (score.threshold - score.value) / scale
+        margin = (
+            (score.value - score.threshold) / scale if higher else (score.threshold - score.value) / scale
+        )
         margins.append(float(np.clip(margin, -1.0, 3.0)))
     return float(np.mean(margins)) if margins else 0.0
 

@@ -34,7 +34,7 @@ class Defect(StrEnum):
 def blur(img: Image, strength: float = 1.0) -> Image:
     # Sigma relative to image size so the defect means the same at 256 px and 1024 px.
     sigma = max(img.shape[:2]) * (0.004 + 0.012 * strength)
-    return cv2.GaussianBlur(img, (0, 0), sigmaX=sigma)
+    return np.asarray(cv2.GaussianBlur(img, (0, 0), sigmaX=sigma), dtype=np.uint8)
 
 
 def noise(img: Image, strength: float = 1.0, *, seed: int = 0) -> Image:
@@ -57,11 +57,11 @@ def underexpose(img: Image, strength: float = 1.0) -> Image:
 
 
 def jpeg_blocking(img: Image, strength: float = 1.0) -> Image:
-    quality = int(round(12 - 10 * strength))  # 12 .. 2
+    quality = round(12 - 10 * strength)  # 12 .. 2
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:  # pragma: no cover - OpenCV always encodes a valid uint8 array
         raise ValueError("JPEG encoding failed")
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return np.asarray(cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB), dtype=np.uint8)
 
 
 def color_cast(img: Image, strength: float = 1.0) -> Image:
@@ -73,7 +73,7 @@ def text_overlay(img: Image, strength: float = 1.0, *, text: str = "ACME SALE 50
     out = img.copy()
     h, w = out.shape[:2]
     scale = w / 600 * (0.8 + 0.8 * strength)
-    thickness = max(1, int(round(scale * 2)))
+    thickness = max(1, round(scale * 2))
     (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
     x, y = max(0, (w - tw) // 2), int(h * 0.85)
     cv2.rectangle(out, (x - 6, y - th - 8), (x + tw + 6, y + 8), (255, 255, 255), -1)
@@ -86,7 +86,7 @@ def face_cropped_out(img: Image, strength: float = 1.0) -> Image:
     h, w = img.shape[:2]
     frac = 0.45 - 0.15 * strength
     corner = img[int(h * (1 - frac)) :, : int(w * frac)]
-    return cv2.resize(corner, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.asarray(cv2.resize(corner, (w, h), interpolation=cv2.INTER_LINEAR), dtype=np.uint8)
 
 
 def blank(img: Image, strength: float = 1.0) -> Image:

@@ -6,7 +6,7 @@ market needs no timers, is cheap to start and stop, and can be fast-forwarded wi
 
 Randomness has two levels, both derived from the scenario seed:
 
-* per *request content* (provider, model, prompt, size, seed, format): the picture and its defect,
+* per *request content* (provider, model, prompt, size, seed): the picture and its defect,
   so the same request always yields the same image, as a seeded diffusion model would;
 * per *attempt* (the n-th time this provider saw that content): latency and injected faults, so a
   retry of a request that hit a 5xx gets a fresh draw instead of failing forever.
@@ -187,12 +187,17 @@ class Market:
         """Scenario time: wall seconds since start divided by ``time_factor``, plus ``advance``s."""
         return (self._clock() - self._t0) / self.time_factor + self._offset_s
 
+    def reset_clock(self) -> None:
+        """Make scenario time 0 now (the server calls it when it starts listening)."""
+        with self._lock:
+            self._t0 = self._clock()
+            self._offset_s = 0.0
+
     def advance(self, seconds: float) -> None:
         """Jump the scenario clock forward (outages, price changes and jobs all move with it)."""
         with self._lock:
             self._offset_s += seconds
 
-    # -- lookups ----------------------------------------------------------------------------
     def profile(self, provider: str) -> ProviderProfile | None:
         state = self._providers.get(provider)
         return state.profile if state else None
@@ -212,7 +217,6 @@ class Market:
                     return state.jobs[job_id].truth
         raise KeyError(job_id)
 
-    # -- admission --------------------------------------------------------------------------
     def outage(self, provider: str) -> Rejection | None:
         """A 503 if the provider is inside an outage window now (counted), else ``None``."""
         state = self._providers[provider]
@@ -313,12 +317,10 @@ class Market:
         """How many jobs of the same provider, submitted earlier, are still waiting (0-indexed)."""
         now = self.now_s()
         with self._lock:
-            earlier = list(self._providers[job.provider].jobs.values())
-        return sum(
-            1
-            for other in earlier
-            if other.submitted_s < job.submitted_s and self.phase(other, now) is Phase.QUEUED
-        )
+            jobs = self._providers[job.provider].jobs
+            ids = list(jobs)  # dicts keep submission order
+            ahead = [jobs[i] for i in ids[: ids.index(job.id)]] if job.id in jobs else []
+        return sum(1 for other in ahead if self.phase(other, now) is Phase.QUEUED)
 
     def cancel(self, job: Job) -> bool:
         """Cancel a job that has not started; ``False`` if it is already running or over."""

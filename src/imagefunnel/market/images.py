@@ -160,7 +160,7 @@ def render(truth: Truth, library: AssetLibrary) -> bytes:
 def encode(img: Image, image_format: ImageFormat) -> bytes:
     bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
     if image_format == "png":
-        ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+        ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     else:
         ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
     if not ok:  # pragma: no cover - OpenCV always encodes a valid uint8 array

@@ -50,13 +50,17 @@ def render_report(result: JobResult, blobs: BlobStore) -> str:
             thumbs[cand.id] = None
     rejections = Counter(d.dimension for c in result.candidates for d in c.dimensions if not d.passed)
     delivered = sorted((c for c in result.candidates if c.delivered), key=lambda c: c.rank or 0)
-    return _environment().get_template("job.html.j2").render(
-        r=result,
-        thumbs=thumbs,
-        rejections=rejections.most_common(),
-        delivered=delivered,
-        spare=[c for c in result.candidates if c.passed and not c.delivered],
-        rejected=[c for c in result.candidates if not c.passed],
+    return (
+        _environment()
+        .get_template("job.html.j2")
+        .render(
+            r=result,
+            thumbs=thumbs,
+            rejections=rejections.most_common(),
+            delivered=delivered,
+            spare=[c for c in result.candidates if c.passed and not c.delivered],
+            rejected=[c for c in result.candidates if not c.passed],
+        )
     )
 
 

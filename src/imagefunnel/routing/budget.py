@@ -30,9 +30,7 @@ class BudgetGuard:
 
     def reserve(self, usd: float) -> None:
         if self.committed_usd + usd > self.limit_usd + 1e-12:
-            self.last_refusal = (
-                f"budget ${self.limit_usd:.4f}: ${self.committed_usd:.4f} committed, next request quoted ${usd:.4f}"
-            )
+            self.last_refusal = f"budget ${self.limit_usd:.4f}: ${self.committed_usd:.4f} committed, next request quoted ${usd:.4f}"
             raise BudgetExceeded(self.last_refusal)
         self.reserved_usd += usd
 

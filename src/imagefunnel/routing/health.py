@@ -49,7 +49,9 @@ class HealthTracker:
         st.successes += 1
         st.consecutive_failures = 0
         st.latency_ewma_s = (
-            latency_s if st.latency_ewma_s is None else (1 - self._alpha) * st.latency_ewma_s + self._alpha * latency_s
+            latency_s
+            if st.latency_ewma_s is None
+            else (1 - self._alpha) * st.latency_ewma_s + self._alpha * latency_s
         )
 
     def record_failure(self, provider: str, error: str, *, retry_after_s: float | None = None) -> None:

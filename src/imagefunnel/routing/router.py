@@ -21,7 +21,15 @@ class AttemptLedger(Protocol):
     """Where the router records what it buys (the store implements it)."""
 
     def begin_attempt(
-        self, *, job_id: str, request_id: str, attempt: int, wave: int, provider: str, model: str, quoted_usd: float
+        self,
+        *,
+        job_id: str,
+        request_id: str,
+        attempt: int,
+        wave: int,
+        provider: str,
+        model: str,
+        quoted_usd: float,
     ) -> None: ...
 
     def end_attempt(
@@ -128,7 +136,9 @@ class Router:
             except ProviderError as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
 
-    async def _attempt(self, request: GenerationRequest, ctx: RouteContext, quote: Quote, attempt: int) -> Generation:
+    async def _attempt(
+        self, request: GenerationRequest, ctx: RouteContext, quote: Quote, attempt: int
+    ) -> Generation:
         provider = self._providers[quote.provider]
         if ctx.budget is not None:
             ctx.budget.reserve(quote.usd)  # raises BudgetExceeded before anything is bought
@@ -162,8 +172,10 @@ class Router:
             async with asyncio.timeout(timeout):
                 generation = await provider.generate(request)
         except (ProviderError, TimeoutError) as exc:
-            error = exc if isinstance(exc, ProviderError) else ProviderTimeout(
-                f"no result within {timeout:.1f}s", provider=quote.provider
+            error = (
+                exc
+                if isinstance(exc, ProviderError)
+                else ProviderTimeout(f"no result within {timeout:.1f}s", provider=quote.provider)
             )
             retry_after = error.retry_after_s if isinstance(error, RateLimited) else None
             self.health.record_failure(quote.provider, str(error), retry_after_s=retry_after)

@@ -199,12 +199,16 @@ class Store:
         with self.session() as s:
             for rank, candidate_id in enumerate(ranked_candidate_ids, start=1):
                 s.execute(
-                    update(CandidateRow).where(CandidateRow.id == candidate_id).values(delivered=True, rank=rank)
+                    update(CandidateRow)
+                    .where(CandidateRow.id == candidate_id)
+                    .values(delivered=True, rank=rank)
                 )
 
     def candidates(self, job_id: str) -> Sequence[CandidateRow]:
         with self.session() as s:
-            rows = s.scalars(select(CandidateRow).where(CandidateRow.job_id == job_id).order_by(CandidateRow.id))
+            rows = s.scalars(
+                select(CandidateRow).where(CandidateRow.job_id == job_id).order_by(CandidateRow.id)
+            )
             return list(rows)
 
     def scores(self, candidate_ids: Sequence[int]) -> dict[int, list[ScoreRow]]:

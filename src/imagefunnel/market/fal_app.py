@@ -1,0 +1,278 @@
+"""fal's queue protocol, emulated for every fal-protocol provider of a ``Market``.
+
+Provider ``P``'s base URL is ``{server}/{P}``: it stands for both ``https://queue.fal.run`` and the
+platform API ``https://api.fal.ai`` (pricing lives at ``{server}/{P}/v1/models/pricing``). Output
+files are served from ``{server}/files/...``, like fal's CDN: public, outside the provider prefix.
+
+    POST {P}/{owner}/{alias}[/{path}]             submit → request_id + status/response/cancel URLs
+    GET  {P}/{owner}/{alias}/requests/{id}/status IN_QUEUE | IN_PROGRESS | COMPLETED (+error)
+    GET  {P}/{owner}/{alias}/requests/{id}        the result (or fal's error body)
+    PUT  {P}/{owner}/{alias}/requests/{id}/cancel 202 CANCELLATION_REQUESTED while queued, else 400
+    GET  {P}/v1/models/pricing?endpoint_id=...    {prices: [{endpoint_id, unit_price, unit, currency}]}
+
+Not emulated: ``status/stream`` (SSE), webhooks (``fal_webhook``), ``num_images`` > 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+from concurrent.futures import Executor
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from imagefunnel.market.engine import ImageInput, Job, Market, Phase, Rejection
+
+__all__ = ["FalInput", "create_fal_app"]
+
+_AUTH = re.compile(r"^Key \S+$")
+_MAX_BODY_BYTES = 1_000_000
+# fal's named sizes (width, height); the default of FLUX endpoints is landscape_4_3.
+_PRESETS: dict[str, tuple[int, int]] = {
+    "square_hd": (1024, 1024),
+    "square": (512, 512),
+    "portrait_4_3": (768, 1024),
+    "portrait_16_9": (576, 1024),
+    "landscape_4_3": (1024, 768),
+    "landscape_16_9": (1024, 576),
+}
+_CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
+_EXTENSIONS = {"png": "png", "jpeg": "jpg"}
+_FAILED = "Internal error while processing the request"
+_CANCELLED = "Request was cancelled"
+
+Side = Annotated[int, Field(ge=64, le=2048)]
+
+
+class _ImageSize(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    width: Side
+    height: Side
+
+
+class FalInput(BaseModel):
+    """The subset of a FLUX endpoint's input the market understands; other fields are ignored,
+    as fal apps do."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    prompt: Annotated[str, Field(min_length=1, max_length=20_000)]
+    image_size: (
+        _ImageSize
+        | Literal["square_hd", "square", "portrait_4_3", "portrait_16_9", "landscape_4_3", "landscape_16_9"]
+    ) = "landscape_4_3"
+    seed: Annotated[int, Field(ge=0, lt=2**63)] | None = None
+    num_images: Annotated[int, Field(ge=1, le=1)] = 1
+    output_format: Literal["jpeg", "png"] = "jpeg"
+
+    def to_image_input(self) -> ImageInput:
+        if isinstance(self.image_size, _ImageSize):
+            width, height = self.image_size.width, self.image_size.height
+        else:
+            width, height = _PRESETS[self.image_size]
+        return ImageInput(
+            prompt=self.prompt, width=width, height=height, seed=self.seed, image_format=self.output_format
+        )
+
+
+def create_fal_app(market: Market, *, executor: Executor | None = None) -> Starlette:
+    """The ASGI app; ``executor`` runs image rendering (``None``: the event loop's default)."""
+    api = _FalApi(market, executor)
+    routes = [
+        Route("/files/{provider}/{name}", api.file, methods=["GET"]),
+        Route("/_market/billing", api.billing, methods=["GET"]),
+        Route("/_market/stats", api.stats, methods=["GET"]),
+        Route("/{provider}/v1/models/pricing", api.pricing, methods=["GET"]),
+        Route("/{provider}/{app:path}/requests/{request_id}/status", api.status, methods=["GET"]),
+        Route("/{provider}/{app:path}/requests/{request_id}/cancel", api.cancel, methods=["PUT"]),
+        Route("/{provider}/{app:path}/requests/{request_id}", api.result, methods=["GET"]),
+        Route("/{provider}/{model:path}", api.submit, methods=["POST"]),
+    ]
+    return Starlette(routes=routes, max_body_size=_MAX_BODY_BYTES)
+
+
+def _error(status_code: int, detail: object, **headers: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status_code, headers=headers or None)
+
+
+def _failure(status_code: int, detail: str, error_type: str) -> JSONResponse:
+    # fal puts the error type both in the body and in a header; fal-client reads either.
+    body = {"detail": detail, "error_type": error_type}
+    return JSONResponse(body, status_code=status_code, headers={"x-fal-error-type": error_type})
+
+
+def _rejection(rejection: Rejection) -> JSONResponse:
+    headers = {}
+    if rejection.retry_after_s is not None:
+        # RFC 9110 wants whole seconds; round up so a client that obeys it is never early.
+        headers["Retry-After"] = str(max(1, int(-(-rejection.retry_after_s // 1))))
+    return _error(rejection.status_code, rejection.detail, **headers)
+
+
+class _FalApi:
+    def __init__(self, market: Market, executor: Executor | None) -> None:
+        self._market = market
+        self._executor = executor
+
+    # -- shared checks ----------------------------------------------------------------------
+    def _gate(self, request: Request) -> str | Response:
+        """The provider name, or the error every provider route answers first."""
+        provider = str(request.path_params["provider"])
+        profile = self._market.profile(provider)
+        if profile is None or profile.protocol != "fal":
+            return _error(404, "Not Found")
+        if not _AUTH.match(request.headers.get("authorization", "")):
+            return _error(401, "Missing or invalid credentials: send 'Authorization: Key <key>'")
+        outage = self._market.outage(provider)
+        return _rejection(outage) if outage else provider
+
+    def _job(self, request: Request) -> Job | Response:
+        gate = self._gate(request)
+        if isinstance(gate, Response):
+            return gate
+        job = self._market.job(gate, str(request.path_params["request_id"]))
+        return job if job is not None else _error(404, "Request not found")
+
+    @staticmethod
+    def _urls(request: Request, job: Job) -> dict[str, str]:
+        # Like fal, status/result/cancel URLs use owner/alias only, never the submit subpath.
+        app_id = "/".join(job.model.split("/")[:2])
+        base = f"{str(request.base_url).rstrip('/')}/{job.provider}/{app_id}/requests/{job.id}"
+        return {
+            "request_id": job.id,
+            "response_url": base,
+            "status_url": f"{base}/status",
+            "cancel_url": f"{base}/cancel",
+        }
+
+    # -- queue protocol ---------------------------------------------------------------------
+    async def submit(self, request: Request) -> Response:
+        gate = self._gate(request)
+        if isinstance(gate, Response):
+            return gate
+        model = self._resolve_model(gate, str(request.path_params["model"]))
+        if model is None:
+            return _error(404, f"Application '{request.path_params['model']}' not found")
+        try:
+            payload = FalInput.model_validate_json(await request.body())
+        except ValidationError as exc:
+            return _error(422, exc.errors(include_url=False, include_context=False, include_input=False))
+        outcome = self._market.submit(gate, model, payload.to_image_input())
+        if isinstance(outcome, Rejection):
+            return _rejection(outcome)
+        body = {
+            **self._urls(request, outcome),
+            "status": "IN_QUEUE",
+            "queue_position": self._market.queue_position(outcome),
+        }
+        return JSONResponse(body, headers={"x-fal-request-id": outcome.id})
+
+    def _resolve_model(self, provider: str, path: str) -> str | None:
+        profile = self._market.profile(provider)
+        models = profile.models if profile else ()
+        matches = [m for m in models if path == m or path.startswith(m + "/")]
+        # The longest id wins: "fal-ai/flux/dev" over "fal-ai/flux" if a provider offers both.
+        return max(matches, key=len) if matches else None
+
+    async def status(self, request: Request) -> Response:
+        job = self._job(request)
+        if isinstance(job, Response):
+            return job
+        with_logs = request.query_params.get("logs", "0").lower() in {"1", "true"}
+        phase = self._market.phase(job)
+        body: dict[str, Any] = {**self._urls(request, job), "logs": None, "metrics": {}}
+        if phase is Phase.QUEUED:
+            body.update(status="IN_QUEUE", queue_position=self._market.queue_position(job))
+            return JSONResponse(body, status_code=202)
+        if phase is Phase.RUNNING:
+            body.update(status="IN_PROGRESS", logs=_logs("Generating image") if with_logs else None)
+            return JSONResponse(body, status_code=202)
+        body.update(status="COMPLETED", logs=_logs("Done") if with_logs else None)
+        body["metrics"] = {"inference_time": job.processing_s * self._market.time_factor}
+        if phase is Phase.FAILED:
+            body.update(error=_FAILED, error_type="runner_server_error")
+        elif phase is Phase.CANCELLED:
+            body.update(error=_CANCELLED, error_type="request_cancelled")
+        return JSONResponse(body)
+
+    async def result(self, request: Request) -> Response:
+        job = self._job(request)
+        if isinstance(job, Response):
+            return job
+        phase = self._market.phase(job)
+        if phase in (Phase.QUEUED, Phase.RUNNING):
+            return _error(400, "Request is still in progress")
+        if phase is Phase.FAILED:
+            return _failure(500, _FAILED, "runner_server_error")
+        if phase is Phase.CANCELLED:
+            return _failure(400, _CANCELLED, "request_cancelled")
+        fmt = job.truth.image_format
+        root = str(request.base_url).rstrip("/")
+        image = {
+            "url": f"{root}/files/{job.provider}/{job.id}.{_EXTENSIONS[fmt]}",
+            "width": job.input.width,
+            "height": job.input.height,
+            "content_type": _CONTENT_TYPES[fmt],
+        }
+        body: dict[str, object] = {
+            "images": [image],
+            "timings": {"inference": job.processing_s * self._market.time_factor},
+            "seed": job.input.seed,
+            "has_nsfw_concepts": [False],
+            "prompt": job.input.prompt,
+        }
+        return JSONResponse(body, headers={"x-fal-request-id": job.id})
+
+    async def cancel(self, request: Request) -> Response:
+        job = self._job(request)
+        if isinstance(job, Response):
+            return job
+        if self._market.cancel(job):
+            return JSONResponse({"status": "CANCELLATION_REQUESTED"}, status_code=202)
+        return JSONResponse({"status": "ALREADY_COMPLETED"}, status_code=400)
+
+    # -- platform API and files -------------------------------------------------------------
+    async def pricing(self, request: Request) -> Response:
+        gate = self._gate(request)
+        if isinstance(gate, Response):
+            return gate
+        wanted = [part for value in request.query_params.getlist("endpoint_id") for part in value.split(",")]
+        if not wanted:
+            return _error(422, "endpoint_id is required")
+        profile = self._market.profile(gate)
+        price = self._market.unit_price(gate)
+        prices = [
+            {"endpoint_id": model, "unit_price": price, "unit": "megapixels", "currency": "USD"}
+            for model in wanted
+            if profile is not None and model in profile.models
+        ]
+        return JSONResponse({"prices": prices, "has_more": False, "next_cursor": None})
+
+    async def file(self, request: Request) -> Response:
+        provider = str(request.path_params["provider"])
+        job_id, _, _ext = str(request.path_params["name"]).partition(".")
+        job = self._market.job(provider, job_id) if self._market.profile(provider) else None
+        if job is None or self._market.phase(job) is not Phase.DONE:
+            return _error(404, "Not Found")
+        loop = asyncio.get_running_loop()
+        data = await loop.run_in_executor(self._executor, self._market.image_bytes, job)
+        return Response(data, media_type=_CONTENT_TYPES[job.truth.image_format])
+
+    # -- admin (never exposes truth: that stays a Python-side channel) ------------------------
+    async def billing(self, request: Request) -> Response:
+        return JSONResponse([dataclasses.asdict(record) for record in self._market.billing()])
+
+    async def stats(self, request: Request) -> Response:
+        stats = self._market.stats()
+        return JSONResponse({name: dataclasses.asdict(value) for name, value in stats.items()})
+
+
+def _logs(message: str) -> list[dict[str, str]]:
+    stamp = datetime.now(UTC).isoformat()
+    return [{"message": message, "level": "INFO", "source": "user", "timestamp": stamp}]

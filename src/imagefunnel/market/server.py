@@ -1,0 +1,150 @@
+"""``MarketServer``: the emulated market on a loopback port, in a background thread.
+
+    with MarketServer("demo", time_factor=0.1) as market:
+        provider = FalProvider(name="budget", base_url=market.base_url("budget"), api_key="k", ...)
+        ...
+        market.billing(), market.truth(generation.provider_request_id)
+
+uvicorn runs in its own thread with its own event loop, so the server works the same under a sync
+test, an async test (any loop) or a CLI. The socket is bound before the thread starts, so the port
+is known at once; ``stop()`` joins the thread and the render pool, leaving no threads behind.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+
+import uvicorn
+
+from imagefunnel.market.engine import BillingRecord, Market, ProviderStats
+from imagefunnel.market.fal_app import create_fal_app
+from imagefunnel.market.images import AssetLibrary, Truth
+from imagefunnel.market.scenario import Scenario, load_scenario
+
+__all__ = ["MarketServer"]
+
+_STARTUP_TIMEOUT_S = 10.0
+_SHUTDOWN_TIMEOUT_S = 5.0
+
+
+class MarketServer:
+    """Serve every provider of ``scenario`` at ``http://127.0.0.1:{port}/{provider}``."""
+
+    def __init__(
+        self,
+        scenario: Scenario | str | Path,
+        *,
+        time_factor: float = 1.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        render_workers: int = 2,
+        library: AssetLibrary | None = None,
+    ) -> None:
+        self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+        self.market = Market(self.scenario, time_factor=time_factor, library=library)
+        self._host = host
+        self._port = port
+        self._render_workers = render_workers
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._bound_port: int | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("market server already started")
+        # proto=IPPROTO_TCP matters: asyncio only disables Nagle on sockets that declare TCP, and
+        # with Nagle on, every keep-alive response stalls 40 ms on the client's delayed ACK.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self._host, self._port))
+        self._bound_port = int(sock.getsockname()[1])
+        self._executor = ThreadPoolExecutor(self._render_workers, thread_name_prefix="market-render")
+        app = create_fal_app(self.market, executor=self._executor)
+        # log_config=None: uvicorn must not reconfigure the host process's logging.
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="market-server", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + _STARTUP_TIMEOUT_S
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("market server failed to start")
+            time.sleep(0.002)
+        # Scenario time (outages, price schedule) counts from when the market opens, not from __init__.
+        self.market.reset_clock()
+
+    def stop(self) -> None:
+        """Stop serving and join every thread the server started; safe to call twice."""
+        server, thread, executor = self._server, self._thread, self._executor
+        self._server = self._thread = self._executor = None
+        if server is not None and thread is not None:
+            server.should_exit = True
+            thread.join(_SHUTDOWN_TIMEOUT_S)
+            if thread.is_alive():
+                # Clients holding connections open past the grace period: stop waiting for them.
+                server.force_exit = True
+                thread.join(_SHUTDOWN_TIMEOUT_S)
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> MarketServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- addresses --------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """The server root, e.g. ``http://127.0.0.1:54321``."""
+        if self._bound_port is None:
+            raise RuntimeError("market server not started")
+        return f"http://{self._host}:{self._bound_port}"
+
+    def base_url(self, provider: str) -> str:
+        """What stands in for ``https://queue.fal.run`` (and ``https://api.fal.ai``) for ``provider``."""
+        if self.market.profile(provider) is None:
+            known = ", ".join(p.name for p in self.scenario.providers)
+            raise KeyError(f"no provider {provider!r} in scenario {self.scenario.name!r} ({known})")
+        return f"{self.url}/{provider}"
+
+    # -- side channels (tests, benchmarks, the demo's report; never adapters or scorers) ------
+    def truth(self, provider_request_id: str) -> Truth:
+        return self.market.truth(provider_request_id)
+
+    def billing(self) -> list[BillingRecord]:
+        return self.market.billing()
+
+    def stats(self) -> Mapping[str, ProviderStats]:
+        return self.market.stats()
+
+    def advance(self, seconds: float) -> None:
+        """Fast-forward the scenario clock (into an outage, past a price change...)."""
+        self.market.advance(seconds)
+
+    def now_s(self) -> float:
+        return self.market.now_s()

@@ -1,0 +1,398 @@
+"""fal.ai adapter: the queue API (submit, poll, fetch, download, cancel) behind ``Provider``.
+
+Wire facts it relies on:
+
+* ``POST {queue}/{model_id}`` answers ``request_id`` plus ``status_url``/``response_url``/``cancel_url``;
+* a failed or cancelled request also ends ``COMPLETED``, with ``error``/``error_type`` set;
+* only a request still queued can be cancelled (202), and 5xx failures are not billed;
+* prices come from the platform API, ``GET https://api.fal.ai/v1/models/pricing?endpoint_id=...``
+  → ``{"prices": [{"endpoint_id", "unit_price", "unit", "currency"}]}``.
+
+Every foreign error (httpx, pydantic, PIL) is translated into ``imagefunnel.errors`` here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import io
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal, TypeVar
+
+import httpx
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from imagefunnel.errors import BadOutput, ProviderError, ProviderTimeout, ProviderUnavailable, RateLimited
+from imagefunnel.providers.base import Capabilities, Generation, GenerationRequest, Health, PriceUnit, Quote
+
+__all__ = ["FalProvider"]
+
+_REAL_QUEUE_HOST = "queue.fal.run"
+_REAL_PRICING_URL = "https://api.fal.ai/v1/models/pricing"
+# Outputs may only be downloaded from the provider itself or fal's CDN (never an arbitrary host).
+_FAL_CDN_SUFFIXES = (".fal.media", ".fal.ai", ".fal.run")
+_UNITS = dict.fromkeys(("megapixels", "megapixel"), PriceUnit.PER_MEGAPIXEL) | dict.fromkeys(
+    ("image", "images"), PriceUnit.PER_IMAGE
+)
+_MAGIC = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
+# Status polls tolerate this many transient errors in a row (429, 5xx, connection) before giving up.
+_MAX_POLL_ERRORS = 3
+_CANCEL_TIMEOUT_S = 2.0
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+_W = TypeVar("_W", bound=_Wire)
+
+
+class _Price(_Wire):
+    endpoint_id: str
+    unit_price: float
+    unit: str
+    currency: str = "USD"
+
+
+class _Pricing(_Wire):
+    prices: list[_Price]
+
+
+class _Handle(_Wire):
+    request_id: str
+    status_url: str
+    response_url: str
+    cancel_url: str
+
+
+class _Status(_Wire):
+    status: Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
+    error: str | None = None
+    error_type: str | None = None
+
+
+class _File(_Wire):
+    url: str
+    width: int | None = None
+    height: int | None = None
+    content_type: str | None = None
+
+
+class _Result(_Wire):
+    images: list[_File]
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _UnitPrice:
+    usd: float
+    unit: PriceUnit
+    fetched_at: float
+
+    def cost(self, megapixels: float) -> float:
+        return self.usd * megapixels if self.unit is PriceUnit.PER_MEGAPIXEL else self.usd
+
+
+class FalProvider:
+    """One fal endpoint (``model``, e.g. ``fal-ai/flux/dev``) reached through fal's queue API.
+
+    ``base_url`` stands for ``https://queue.fal.run`` (or an emulator's provider prefix). The price
+    comes from ``pricing_url``: fal's platform API for the real queue host, else
+    ``{base_url}/v1/models/pricing``. ``charged_usd`` is that unit price times the output size:
+    an estimate the ledger reconciles against the provider's bill.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        base_url: str,
+        api_key: str,
+        model: str,
+        poll_interval_s: float = 0.25,
+        timeout_s: float = 120.0,
+        client: httpx.AsyncClient | None = None,
+        pricing_url: str | None = None,
+        price_ttl_s: float = 5.0,
+        output_format: Literal["png", "jpeg"] = "png",
+        max_image_bytes: int = 50_000_000,
+        max_image_pixels: int = 40_000_000,
+    ) -> None:
+        self.name = name
+        self.model = model
+        self._base = httpx.URL(base_url.rstrip("/") + "/")
+        self._auth = {"Authorization": f"Key {api_key}"}
+        self._poll_interval_s = poll_interval_s
+        self._timeout_s = timeout_s
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(min(30.0, timeout_s)))
+        if pricing_url is None:
+            on_real_fal = self._base.host == _REAL_QUEUE_HOST
+            pricing_url = _REAL_PRICING_URL if on_real_fal else str(self._base.join("v1/models/pricing"))
+        self._pricing_url = pricing_url
+        self._price_ttl_s = price_ttl_s
+        self._output_format = output_format
+        self._max_image_bytes = max_image_bytes
+        self._max_image_pixels = max_image_pixels
+        self._price: _UnitPrice | None = None
+
+    # -- Provider protocol ------------------------------------------------------------------
+    async def capabilities(self) -> Capabilities:
+        return Capabilities(models=frozenset({self.model}), max_width=2048, max_height=2048)
+
+    async def quote(self, request: GenerationRequest) -> Quote:
+        price = await self._unit_price()
+        return Quote(
+            provider=self.name,
+            model=self.model,
+            usd=price.cost(request.megapixels),
+            unit=price.unit,
+            unit_price_usd=price.usd,
+        )
+
+    async def health(self) -> Health:
+        """One pricing call: cheap, authenticated, and it answers 503 while the provider is down."""
+        started = time.monotonic()
+        try:
+            await self._unit_price(refresh=True)
+        except ProviderError as exc:
+            return Health(ok=False, latency_s=time.monotonic() - started, detail=str(exc))
+        return Health(ok=True, latency_s=time.monotonic() - started)
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def generate(self, request: GenerationRequest) -> Generation:
+        started = time.monotonic()
+        submit: asyncio.Task[_Handle] | None = None
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                price = await self._unit_price()
+                # Shielded: if we are cancelled mid-submit, the submit still lands and we can cancel
+                # it at the provider, instead of leaving a request we would pay for without knowing.
+                submit = asyncio.create_task(self._submit(request))
+                handle = await asyncio.shield(submit)
+                await self._wait(handle)
+                result = await self._result(handle)
+                image, charged = self._first_image(result, price, request)
+                data = await self._download(image.url, charged)
+        except (TimeoutError, ProviderTimeout) as exc:
+            charged = await self._abandon(submit, request)
+            raise ProviderTimeout(
+                f"no result within {self._timeout_s:g} s", provider=self.name, charged_usd=charged
+            ) from exc
+        except asyncio.CancelledError:
+            # A hedged or abandoned request: stop paying for it if it has not started yet.
+            await self._abandon(submit, request)
+            raise
+        # Decoding is CPU-bound: keep it off the event loop that runs every other request.
+        content_type, width, height = await asyncio.to_thread(self._inspect, data, charged)
+        return Generation(
+            request_id=request.request_id,
+            provider=self.name,
+            model=self.model,
+            image=data,
+            charged_usd=charged,
+            latency_s=time.monotonic() - started,
+            provider_request_id=handle.request_id,
+            content_type=content_type,
+            meta={
+                "seed": str(result.seed if result.seed is not None else request.seed),
+                "width": str(width),
+                "height": str(height),
+                "unit_price_usd": repr(price.usd),
+                "price_unit": price.unit.value,
+            },
+        )
+
+    # -- steps ------------------------------------------------------------------------------
+    async def _unit_price(self, *, refresh: bool = False) -> _UnitPrice:
+        cached = self._price
+        if not refresh and cached is not None and time.monotonic() - cached.fetched_at < self._price_ttl_s:
+            return cached
+        response = await self._send("GET", self._pricing_url, params={"endpoint_id": self.model})
+        pricing = self._parse(_Pricing, response, "pricing")
+        entry = next((p for p in pricing.prices if p.endpoint_id == self.model), None)
+        if entry is None:
+            raise ProviderUnavailable(f"no price listed for {self.model}", provider=self.name)
+        unit = _UNITS.get(entry.unit.lower())
+        if unit is None or entry.currency.upper() != "USD":
+            raise ProviderUnavailable(
+                f"unsupported price: {entry.unit} in {entry.currency}", provider=self.name
+            )
+        self._price = _UnitPrice(usd=entry.unit_price, unit=unit, fetched_at=time.monotonic())
+        return self._price
+
+    async def _submit(self, request: GenerationRequest) -> _Handle:
+        body = {
+            "prompt": request.prompt,
+            "image_size": {"width": request.width, "height": request.height},
+            "seed": request.seed,
+            "num_images": 1,
+            "output_format": self._output_format,
+        }
+        response = await self._send("POST", str(self._base.join(self.model)), json=body)
+        handle = self._parse(_Handle, response, "submit")
+        for url in (handle.status_url, handle.response_url, handle.cancel_url):
+            # These URLs receive our API key: never follow them off the provider's host.
+            if httpx.URL(url).host != self._base.host:
+                raise ProviderUnavailable(f"submit answered a foreign URL: {url}", provider=self.name)
+        return handle
+
+    async def _wait(self, handle: _Handle) -> None:
+        errors = 0
+        while True:
+            try:
+                response = await self._send("GET", handle.status_url, params={"logs": "0"})
+                status = self._parse(_Status, response, "status")
+            except (RateLimited, ProviderUnavailable) as exc:
+                # The request is already paid for if it runs: ride out a short blip instead of losing it.
+                errors += 1
+                if errors >= _MAX_POLL_ERRORS:
+                    raise
+                retry_after = exc.retry_after_s if isinstance(exc, RateLimited) else None
+                await asyncio.sleep(max(self._poll_interval_s, retry_after or 0.0))
+                continue
+            errors = 0
+            if status.status == "COMPLETED":
+                if status.error is not None or status.error_type is not None:
+                    detail = f"request failed ({status.error_type}): {status.error}"
+                    raise ProviderUnavailable(detail, provider=self.name)
+                return
+            await asyncio.sleep(self._poll_interval_s)
+
+    async def _result(self, handle: _Handle) -> _Result:
+        response = await self._send("GET", handle.response_url)
+        return self._parse(_Result, response, "result")
+
+    def _first_image(
+        self, result: _Result, price: _UnitPrice, request: GenerationRequest
+    ) -> tuple[_File, float]:
+        if not result.images:
+            raise BadOutput("result has no images", provider=self.name)
+        image = result.images[0]
+        # fal bills the size it produced; fall back to the size we asked for if it does not say.
+        megapixels = image.width * image.height / 1e6 if image.width and image.height else request.megapixels
+        return image, price.cost(megapixels)
+
+    async def _download(self, url: str, charged: float) -> bytes:
+        target = httpx.URL(url)
+        host = target.host
+        allowed = host == self._base.host or host == "fal.media" or host.endswith(_FAL_CDN_SUFFIXES)
+        if target.scheme not in {"http", "https"} or not allowed:
+            raise BadOutput(f"output URL on a foreign host: {url}", provider=self.name, charged_usd=charged)
+        # No Authorization header here: output files are public, and the key stays with the API.
+        try:
+            async with self._client.stream("GET", target) as response:
+                if response.status_code != 200:
+                    detail = f"output download: HTTP {response.status_code}"
+                    raise ProviderUnavailable(detail, provider=self.name, charged_usd=charged)
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > self._max_image_bytes:
+                        detail = f"output larger than {self._max_image_bytes} bytes"
+                        raise BadOutput(detail, provider=self.name, charged_usd=charged)
+                    chunks.append(chunk)
+        except httpx.TimeoutException as exc:
+            raise ProviderTimeout(f"output download: {exc!r}", provider=self.name) from exc
+        except httpx.HTTPError as exc:
+            detail = f"output download: {exc!r}"
+            raise ProviderUnavailable(detail, provider=self.name, charged_usd=charged) from exc
+        return b"".join(chunks)
+
+    def _inspect(self, data: bytes, charged: float) -> tuple[str, int, int]:
+        """Content type and size of a fully decodable PNG or JPEG, else ``BadOutput``."""
+        content_type = next((kind for magic, kind in _MAGIC.items() if data.startswith(magic)), None)
+        if content_type is None:
+            raise BadOutput("output is not a PNG or JPEG", provider=self.name, charged_usd=charged)
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+                if width * height > self._max_image_pixels:
+                    raise BadOutput(
+                        f"output has {width}x{height} pixels", provider=self.name, charged_usd=charged
+                    )
+                img.load()  # decodes every pixel: truncated or corrupt data fails here
+        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+            detail = f"output does not decode: {exc}"
+            raise BadOutput(detail, provider=self.name, charged_usd=charged) from exc
+        return content_type, width, height
+
+    async def _abandon(self, submit: asyncio.Task[_Handle] | None, request: GenerationRequest) -> float:
+        """Best-effort cancel of a request we gave up on; returns what it will probably still cost."""
+        if submit is None:
+            return 0.0
+        try:
+            async with asyncio.timeout(_CANCEL_TIMEOUT_S):
+                handle = await asyncio.shield(submit)
+        except TimeoutError:
+            submit.cancel()
+            return 0.0
+        except ProviderError:
+            return 0.0  # the submit itself failed: nothing was queued
+        return await self._cancel(handle, request)
+
+    async def _cancel(self, handle: _Handle, request: GenerationRequest) -> float:
+        try:
+            async with asyncio.timeout(_CANCEL_TIMEOUT_S):
+                response = await self._client.put(handle.cancel_url, headers=self._auth)
+        except (TimeoutError, httpx.HTTPError):
+            response = None
+        if response is not None and response.status_code == 202:
+            return 0.0
+        # Refused (already running or done) or unknown: it will most likely be billed.
+        return self._price.cost(request.megapixels) if self._price else 0.0
+
+    # -- HTTP plumbing ----------------------------------------------------------------------
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: dict[str, object] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        try:
+            response = await self._client.request(method, url, json=json, params=params, headers=self._auth)
+        except httpx.TimeoutException as exc:
+            raise ProviderTimeout(f"{method} {url}: {exc!r}", provider=self.name) from exc
+        except httpx.HTTPError as exc:
+            raise ProviderUnavailable(f"{method} {url}: {exc!r}", provider=self.name) from exc
+        if response.status_code == 429:
+            retry_after = _retry_after_s(response.headers.get("retry-after"))
+            raise RateLimited("HTTP 429", provider=self.name, retry_after_s=retry_after)
+        if not response.is_success:
+            detail = response.text[:200]
+            raise ProviderUnavailable(
+                f"{method} {url}: HTTP {response.status_code} {detail}", provider=self.name
+            )
+        return response
+
+    def _parse(self, model: type[_W], response: httpx.Response, what: str) -> _W:
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise ProviderUnavailable(f"malformed {what} response: {exc}", provider=self.name) from exc
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    """Retry-After as seconds: delta-seconds or an HTTP date (RFC 9110)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imagefunnel.errors import SpecError
+from imagefunnel.market import ProviderProfile, builtin_scenarios, load_scenario
+from imagefunnel.market.defects import Defect
+
+BASE = "name: t\nproviders:\n  - {name: a, protocol: fal, models: [fal-ai/flux/dev], price_usd_per_mp: 0.01"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "scenario.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_demo_has_distinct_cheap_fast_and_flaky_providers() -> None:
+    demo = load_scenario("demo")
+    assert len(demo.providers) >= 3
+    assert all(p.protocol == "fal" for p in demo.providers)
+    assert len({p.price_usd_per_mp for p in demo.providers}) == len(demo.providers)
+    assert len({p.defect_rate for p in demo.providers}) == len(demo.providers)
+    assert all(p.queue_s[1] + p.processing_s[1] < 1.0 for p in demo.providers)
+    assert any(p.error_5xx_rate > 0 and p.garbage_rate > 0 for p in demo.providers)
+    assert "fal-ai/flux/dev" in set.intersection(*(set(p.models) for p in demo.providers))
+
+
+def test_builtins_are_listed_and_all_load() -> None:
+    names = builtin_scenarios()
+    assert {"demo", "steady"} <= set(names)
+    for name in names:
+        assert load_scenario(name).name == name
+
+
+def test_unknown_builtin_suggests_the_closest_name() -> None:
+    with pytest.raises(SpecError, match="did you mean 'demo'"):
+        load_scenario("dmeo")
+
+
+def test_file_path_loads(tmp_path: Path) -> None:
+    scenario = load_scenario(write(tmp_path, BASE + "}\n"))
+    assert scenario.provider("a").price_at(0) == 0.01
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        (", queue_s: [2, 1]}", "providers.0.queue_s"),
+        (", defect_rate: 1.5}", "providers.0.defect_rate"),
+        (", defect_mix: {smudge: 1}}", "providers.0.defect_mix.smudge.[key]"),
+        (", outages: [{start_s: 5, end_s: 1}]}", "providers.0.outages.0"),
+        (", typo_rate: 0.1}", "providers.0.typo_rate"),
+    ],
+)
+def test_invalid_fields_are_named(tmp_path: Path, extra: str, field: str) -> None:
+    with pytest.raises(SpecError) as info:
+        load_scenario(write(tmp_path, BASE + extra + "\n"))
+    assert info.value.field == field
+
+
+def test_yaml_errors_carry_the_line(tmp_path: Path) -> None:
+    with pytest.raises(SpecError) as info:
+        load_scenario(write(tmp_path, "name: t\nproviders: [\n  {a: b\n"))
+    assert info.value.line is not None
+
+
+def test_duplicate_and_reserved_names_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="duplicate"):
+        load_scenario(write(tmp_path, BASE + "}\n" + BASE.split("\n", 2)[2] + "}\n"))
+    with pytest.raises(SpecError, match="reserved"):
+        load_scenario(write(tmp_path, BASE.replace("name: a", "name: files") + "}\n"))
+
+
+def test_price_schedule_and_outages_follow_scenario_time() -> None:
+    profile = ProviderProfile.model_validate(
+        {
+            "name": "p",
+            "protocol": "fal",
+            "models": ["fal-ai/flux/dev"],
+            "price_usd_per_mp": 0.03,
+            "price_schedule": [{"after_s": 10, "usd_per_mp": 0.02}, {"after_s": 20, "usd_per_mp": 0.01}],
+            "outages": [{"start_s": 5, "end_s": 6}],
+            "defect_mix": {"blur": 1, "noise": 2},
+        }
+    )
+    assert [profile.price_at(t) for t in (0, 10, 15, 20, 99)] == [0.03, 0.02, 0.02, 0.01, 0.01]
+    assert [profile.outage_at(t) for t in (4.9, 5, 5.9, 6)] == [False, True, True, False]
+    assert profile.defect_mix == {Defect.BLUR: 1, Defect.NOISE: 2}
+
+
+def test_model_ids_must_be_fal_endpoint_ids(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="owner/alias"):
+        load_scenario(write(tmp_path, BASE.replace("fal-ai/flux/dev", "flux") + "}\n"))
