@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint check clean
+.PHONY: install demo test lint check clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 check: lint test
+
+# Debian's headless Chromium for the report/dashboard tests (Playwright drives it; it downloads nothing).
+browser:
+	@command -v chromium-headless-shell >/dev/null || command -v chromium >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium-headless-shell; }
 
 clean:
 	rm -rf $(VENV) imagefunnel-out .pytest_cache .mypy_cache .ruff_cache
