@@ -1,0 +1,76 @@
+"""imagefunnel: generate more than you need, score every candidate, deliver the best K at the least cost.
+
+The library surface is small; everything else lives in subpackages (see ``docs/architecture.md``).
+"""
+
+from imagefunnel.errors import (
+    BadOutput,
+    BudgetExceeded,
+    ImageDecodeError,
+    ImageError,
+    ImageFunnelError,
+    ImageTooLarge,
+    NoProviderAvailable,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+    SpecError,
+    StoreError,
+)
+from imagefunnel.funnel import Funnel, FunnelObserver, JobResult, load_result
+from imagefunnel.imaging import DecodedImage, decode_image
+from imagefunnel.providers.base import (
+    Capabilities,
+    Generation,
+    GenerationRequest,
+    Health,
+    PriceUnit,
+    Provider,
+    Quote,
+)
+from imagefunnel.routing import Router
+from imagefunnel.scoring import Scorer, ScoringContext, Verdict
+from imagefunnel.spec import JobSpec, load_spec, parse_spec
+from imagefunnel.store import BlobStore, Store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BadOutput",
+    "BlobStore",
+    "BudgetExceeded",
+    "Capabilities",
+    "DecodedImage",
+    "Funnel",
+    "FunnelObserver",
+    "Generation",
+    "GenerationRequest",
+    "Health",
+    "ImageDecodeError",
+    "ImageError",
+    "ImageFunnelError",
+    "ImageTooLarge",
+    "JobResult",
+    "JobSpec",
+    "NoProviderAvailable",
+    "PriceUnit",
+    "Provider",
+    "ProviderError",
+    "ProviderTimeout",
+    "ProviderUnavailable",
+    "Quote",
+    "RateLimited",
+    "Router",
+    "Scorer",
+    "ScoringContext",
+    "SpecError",
+    "Store",
+    "StoreError",
+    "Verdict",
+    "__version__",
+    "decode_image",
+    "load_result",
+    "load_spec",
+    "parse_spec",
+]

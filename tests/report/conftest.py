@@ -25,7 +25,9 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     out = tmp_path_factory.mktemp("demo")
     spec = demo_spec().model_copy(update={"deliver": 4, "max_candidates": 20, "seed": 11})
     with MarketServer("demo") as market:
-        outputs = run_job(spec, market_providers(market, spec.model), out_dir=out, console=Console(quiet=True))
+        outputs = run_job(
+            spec, market_providers(market, spec.model), out_dir=out, console=Console(quiet=True)
+        )
     return DemoRun(outputs, out)
 
 

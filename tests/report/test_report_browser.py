@@ -11,7 +11,8 @@ def test_report_renders_thumbnails_scores_and_reasons(demo_run, chromium: str, t
     result = demo_run.outputs.result
     with sync_playwright() as p:
         browser = p.chromium.launch(
-            executable_path=chromium, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+            executable_path=chromium,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(demo_run.outputs.report.as_uri())

@@ -1,0 +1,5 @@
+"""``python -m imagefunnel`` runs the command line."""
+
+from imagefunnel.cli.app import main
+
+main()

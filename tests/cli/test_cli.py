@@ -1,0 +1,78 @@
+"""The command line as a user meets it: the installed entry point, in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+
+from imagefunnel.market import defects
+
+PORTRAITS = Path(__file__).parents[2] / "src" / "imagefunnel" / "market" / "assets" / "portraits"
+
+
+def imagefunnel(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "imagefunnel", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"COLUMNS": "160", "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_demo_runs_end_to_end_and_writes_outputs(tmp_path: Path) -> None:
+    done = imagefunnel("demo", "--deliver", "3", "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "DELIVERED" in done.stdout
+    assert "cost per delivered image $" in done.stdout
+    assert "by provider" in done.stdout
+    result = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert result["delivered"] == 3 and result["status"] == "delivered"
+    assert (tmp_path / "out" / "report.html").stat().st_size > 10_000
+
+
+def test_score_prints_each_dimension_and_fails_a_defect(tmp_path: Path) -> None:
+    clean = PORTRAITS / "obama_1.jpg"
+    rgb = cv2.cvtColor(cv2.imread(str(clean)), cv2.COLOR_BGR2RGB)
+    blurred = tmp_path / "blurred.png"
+    cv2.imwrite(str(blurred), cv2.cvtColor(defects.blur(rgb, 1.0), cv2.COLOR_RGB2BGR))
+    ok = imagefunnel("score", str(clean), cwd=tmp_path)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "sharpness" in ok.stdout and "PASS" in ok.stdout
+    bad = imagefunnel("score", "--json", str(blurred), cwd=tmp_path)
+    assert bad.returncode == 1
+    verdict = json.loads(bad.stdout)[0]
+    assert not verdict["passed"]
+    assert any(d["name"] == "sharpness" and not d["passed"] for d in verdict["dimensions"])
+
+
+@pytest.mark.parametrize("payload", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40])
+def test_score_on_garbage_is_a_verdict_not_a_traceback(tmp_path: Path, payload: bytes) -> None:
+    path = tmp_path / "bad.png"
+    path.write_bytes(payload)
+    done = imagefunnel("score", str(path), cwd=tmp_path)
+    assert done.returncode == 1
+    assert "decodable" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_invalid_spec_names_field_and_line_without_traceback(tmp_path: Path) -> None:
+    spec = tmp_path / "job.yaml"
+    spec.write_text("name: x\nprompts: [a headshot]\nbudget_usd: 1\ndeliver: -3\n")
+    done = imagefunnel("run", str(spec), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "deliver: must be ≥ 1 (line 4)" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_missing_image_file_is_a_clear_error(tmp_path: Path) -> None:
+    done = imagefunnel("score", str(tmp_path / "nope.jpg"), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "cannot read" in done.stderr
+    assert "Traceback" not in done.stderr
