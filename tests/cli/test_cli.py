@@ -76,3 +76,22 @@ def test_missing_image_file_is_a_clear_error(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "cannot read" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_providers_list_health_quote_on_the_emulated_market(tmp_path: Path) -> None:
+    listed = imagefunnel("providers", "list", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    for name in ("premium", "budget", "standard"):
+        assert name in listed.stdout
+    quoted = imagefunnel("providers", "quote", "--width", "1000", "--height", "1000", cwd=tmp_path)
+    assert quoted.returncode == 0, quoted.stderr
+    assert "$0.0350" in quoted.stdout, "premium lists $0.035/MP: one 1 MP image"
+    health = imagefunnel("providers", "health", cwd=tmp_path)
+    assert health.returncode == 0 and "up" in health.stdout
+
+
+def test_providers_check_reports_an_unreachable_server(tmp_path: Path) -> None:
+    done = imagefunnel("providers", "check", "http://127.0.0.1:9", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "not usable" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr

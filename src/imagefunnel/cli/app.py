@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from imagefunnel.cli.providers import providers_app
 from imagefunnel.errors import ImageFunnelError
 
 app = typer.Typer(
@@ -17,6 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(providers_app, name="providers")
 console = Console()
 err_console = Console(stderr=True)
 
