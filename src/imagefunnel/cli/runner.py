@@ -16,7 +16,8 @@ from imagefunnel.funnel import Funnel, JobResult, load_result
 from imagefunnel.providers.base import Provider
 from imagefunnel.report import write_report
 from imagefunnel.routing import Router
-from imagefunnel.scoring import Scorer
+from imagefunnel.scoring import Scorer, ScoringContext
+from imagefunnel.scoring.identity import load_references
 from imagefunnel.spec import JobSpec
 from imagefunnel.store import BlobStore, Store
 
@@ -32,7 +33,12 @@ class RunOutputs:
 async def _run(
     spec: JobSpec, providers: Sequence[Provider], store: Store, blobs: BlobStore, console: Console
 ) -> str:
-    scorer = Scorer(thresholds=spec.thresholds or None, score_all=spec.score_all)
+    scorer = Scorer(
+        thresholds=spec.thresholds or None,
+        score_all=spec.score_all,
+        use_case=spec.use_case,  # a headshot job gets the headshot tier
+        context=ScoringContext(references=load_references(spec.references)),  # decoded once per job
+    )
     router = Router(providers, ledger=store)
     with local_executor() as executor, RichObserver(console=console, deliver=spec.deliver) as observer:
         funnel = Funnel(

@@ -7,12 +7,16 @@ image, so that gray levels, the analysis-size copy and histograms are computed o
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
 from imagefunnel.imaging import DecodedImage
+
+if TYPE_CHECKING:  # faces imports this module; at run time the models object builds the analysis
+    from imagefunnel.scoring.faces import FaceAnalysis, FaceModels
 
 __all__ = ["ANALYSIS_SIDE", "NATIVE_CROP", "ImageFeatures", "luma_percentile"]
 
@@ -40,10 +44,24 @@ def _luma(rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
 
 
 class ImageFeatures:
-    """Lazily computed views of one :class:`DecodedImage` that tier-1 scorers share."""
+    """Lazily computed views of one :class:`DecodedImage` that tier-1 scorers share.
 
-    def __init__(self, image: DecodedImage) -> None:
+    With ``face_models`` it also gives the headshot tier its :attr:`faces` analysis.
+    """
+
+    def __init__(self, image: DecodedImage, *, face_models: FaceModels | None = None) -> None:
         self.image = image
+        self._face_models = face_models
+        self._faces: FaceAnalysis | None = None
+
+    @property
+    def faces(self) -> FaceAnalysis:
+        """The face analysis of :attr:`analysis_rgb`, created on first use, run lazily."""
+        if self._faces is None:
+            if self._face_models is None:
+                raise ValueError("ImageFeatures was built without face_models; the face tier needs them")
+            self._faces = self._face_models.analyse(self.analysis_rgb)
+        return self._faces
 
     @cached_property
     def analysis_rgb(self) -> NDArray[np.uint8]:

@@ -31,6 +31,7 @@ __all__ = [
     "Dimension",
     "DimensionInfo",
     "Need",
+    "Probe",
     "ScoreFn",
     "ScorerRegistry",
     "ScoringContext",
@@ -70,6 +71,8 @@ class ScoringContext:
 
 
 ScoreFn = Callable[[ImageFeatures, ScoringContext], float]
+# Says why a dimension cannot run in this installation (its model is not installed), or None.
+Probe = Callable[[], str | None]
 _Fn = TypeVar("_Fn", bound=ScoreFn)
 
 
@@ -88,6 +91,7 @@ class DimensionInfo:
     description: str
     needs: frozenset[Need] = field(default_factory=frozenset)
     decimals: int = 3  # digits shown in reasons
+    use_cases: frozenset[str] = field(default_factory=frozenset)  # empty: every use case (tier 1)
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -116,10 +120,15 @@ class DimensionInfo:
 
 @dataclass(frozen=True, slots=True)
 class Dimension:
-    """A registered dimension: its metadata and the function that measures it."""
+    """A registered dimension: its metadata, the function that measures it, and an optional probe.
+
+    A dimension whose probe gives a reason is skipped by every scorer (with that reason) instead of
+    being measured: an optional model that is not installed is never a fake score.
+    """
 
     info: DimensionInfo
     measure: ScoreFn
+    probe: Probe | None = None
 
     @property
     def name(self) -> str:
@@ -141,20 +150,20 @@ class ScorerRegistry:
     def __init__(self, dimensions: Iterable[Dimension] = ()) -> None:
         self._dimensions: dict[str, Dimension] = {}
         for dim in dimensions:
-            self.add(dim.info, dim.measure)
+            self.add(dim.info, dim.measure, probe=dim.probe)
 
-    def add(self, info: DimensionInfo, measure: ScoreFn) -> Dimension:
+    def add(self, info: DimensionInfo, measure: ScoreFn, *, probe: Probe | None = None) -> Dimension:
         if info.name in self._dimensions:
             raise ValueError(f"dimension {info.name!r} is already registered")
-        dim = Dimension(info, measure)
+        dim = Dimension(info, measure, probe)
         self._dimensions[info.name] = dim
         return dim
 
-    def register(self, info: DimensionInfo) -> Callable[[_Fn], _Fn]:
+    def register(self, info: DimensionInfo, *, probe: Probe | None = None) -> Callable[[_Fn], _Fn]:
         """Decorator: register the decorated function as the measure of ``info``; returns it as is."""
 
         def decorate(measure: _Fn) -> _Fn:
-            self.add(info, measure)
+            self.add(info, measure, probe=probe)
             return measure
 
         return decorate
@@ -169,10 +178,16 @@ class ScorerRegistry:
                 field=name,
             ) from None
 
-    def names(self, *, tier: int | None = None) -> tuple[str, ...]:
-        """Registered names, cheapest first (then by name), optionally of one tier only."""
+    def names(self, *, tier: int | None = None, use_case: str | None = None) -> tuple[str, ...]:
+        """Registered names, cheapest first (then by name), optionally of one tier only, or only
+        those that apply to ``use_case`` (dimensions for every use case, plus its own)."""
         dims = sorted(self._dimensions.values(), key=lambda d: (d.info.cost, d.name))
-        return tuple(d.name for d in dims if tier is None or d.info.tier == tier)
+        return tuple(
+            d.name
+            for d in dims
+            if (tier is None or d.info.tier == tier)
+            and (use_case is None or not d.info.use_cases or use_case in d.info.use_cases)
+        )
 
     def copy(self) -> ScorerRegistry:
         return ScorerRegistry(self._dimensions.values())

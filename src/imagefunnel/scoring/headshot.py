@@ -1,0 +1,395 @@
+"""Tier 2, ``headshot``: one natural, well-lit face of the right person, framed like a headshot.
+
+Every dimension is a pure function of the image (through the shared, lazily computed
+:class:`~imagefunnel.scoring.faces.FaceAnalysis` on ``features.faces``) and the job's context. Measures
+are taken relative to the face (its height, its inter-ocular distance, one half against the other)
+or to the reference photos, so that they do not depend on resolution or on the subject's complexion.
+Default thresholds sit between the clean portrait fixtures (and their mild variants) and the labelled
+defects of :mod:`imagefunnel.market.face_defects`; ``tests/scoring/test_headshot*.py`` assert both.
+
+Costs order the cascade by what a dimension needs: the face box (~2 ms), the mesh (~6 ms), the person
+mask (~5 ms), the identity descriptor (~100 ms, and dlib holds the GIL while computing it).
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from imagefunnel.scoring.faces import FaceAnalysis, FaceBox, Landmarks
+from imagefunnel.scoring.features import ImageFeatures
+from imagefunnel.scoring.identity import identity_distance
+from imagefunnel.scoring.registry import DimensionInfo, Need, ScoringContext, default_registry
+from imagefunnel.scoring.skin import face_halves, reference_differences, skin_stats, stops
+from imagefunnel.scoring.verdict import Direction
+
+__all__ = [
+    "HEADSHOT",
+    "background_clutter",
+    "expression_asymmetry",
+    "eyes_open",
+    "face_count",
+    "face_detected",
+    "face_exposure",
+    "face_margin",
+    "face_shadow",
+    "face_size",
+    "identity",
+    "skin_tone_delta_e",
+    "skin_tone_stops",
+]
+
+HEADSHOT = "headshot"
+_HIGHER = Direction.HIGHER_IS_BETTER
+_LOWER = Direction.LOWER_IS_BETTER
+_FACE = frozenset({Need.FACE})
+_REFERENCE = frozenset({Need.FACE, Need.REFERENCE})
+_USE = frozenset({HEADSHOT})
+_register = default_registry.register
+
+# A second detection counts as a face when the detector is this sure: pasted faces and face fragments
+# score 0.8+, while a person far in the background of a clean photo scored 0.55.
+EXTRA_FACE_CONFIDENCE = 0.75
+# Faces under this fraction of the primary face's height are background people, not extra faces.
+EXTRA_FACE_MIN_HEIGHT = 0.2
+# Boxes overlapping this much are one face seen twice (the detector's box and the mesh's extent
+# overlap by 0.5+); a duplicate pasted across the face overlaps it less.
+SAME_FACE_IOU = 0.4
+# A well-exposed face: skin median this many stops above 18 % grey (clean fixtures: -0.4 .. +1.7).
+WELL_EXPOSED_STOPS = 0.5
+MID_GREY = 0.18
+# Headshots are often cropped through the forehead, never through the chin or a cheek.
+TOP_ALLOWANCE = 0.15
+# Eye aspect ratio points: outer corner, two upper-lid points, inner corner, two lower-lid points.
+_EAR_RIGHT = (33, 160, 158, 133, 153, 144)
+_EAR_LEFT = (263, 387, 385, 362, 380, 373)
+_MOUTH_CORNERS = (61, 291)
+_OUTER_EYE_CORNERS = (33, 263)
+
+
+@_register(
+    DimensionInfo(
+        name="face_detected",
+        tier=2,
+        use_cases=_USE,
+        direction=_HIGHER,
+        value_range=(0.0, 1.0),
+        unit="detector confidence",
+        default_threshold=0.5,
+        cost=10.0,
+        fail_label="no face found",
+        description="Confidence of the face detector for the largest face, counted only when the "
+        "face mesh finds eyes, nose and mouth there too (0 otherwise): the detector alone once "
+        "saw a face in a wooden door at 0.59.",
+        needs=_FACE,
+        decimals=2,
+    )
+)
+def face_detected(features: ImageFeatures, context: ScoringContext) -> float:
+    faces = features.faces
+    box = faces.primary
+    return box.score if box is not None and faces.landmarks is not None else 0.0
+
+
+def _distinct_faces(analysis: FaceAnalysis) -> list[FaceBox]:
+    primary = analysis.primary
+    candidates = [b for b in analysis.detections if b is primary or b.score >= EXTRA_FACE_CONFIDENCE]
+    candidates += analysis.mesh_boxes()  # the mesh also finds half faces and face fragments
+    if primary is not None:
+        candidates = [b for b in candidates if b.height >= EXTRA_FACE_MIN_HEIGHT * primary.height]
+    distinct: list[FaceBox] = []
+    for box in candidates:
+        if all(box.iou(seen) < SAME_FACE_IOU for seen in distinct):
+            distinct.append(box)
+    return distinct
+
+
+@_register(
+    DimensionInfo(
+        name="face_count",
+        tier=2,
+        use_cases=_USE,
+        direction=_LOWER,
+        value_range=(0.0, 16.0),
+        unit="faces",
+        default_threshold=1.0,
+        cost=11.0,  # before the other mesh dimensions: a second face makes them moot
+        fail_label="extra face or face parts",
+        description="Distinct faces and face fragments (detector at ≥0.75, or any face mesh) at least "
+        "a fifth of the main face's height. A second face, half face or duplicated features count.",
+        needs=_FACE,
+        decimals=0,
+    )
+)
+def face_count(features: ImageFeatures, context: ScoringContext) -> float:
+    return float(len(_distinct_faces(features.faces)))
+
+
+@_register(
+    DimensionInfo(
+        name="face_size",
+        tier=2,
+        use_cases=_USE,
+        direction=_HIGHER,
+        value_range=(0.0, 4.0),
+        unit="face height ÷ image height",
+        default_threshold=0.25,
+        cost=10.5,
+        fail_label="face too small",
+        description="Height of the face box (brows to chin) as a share of the image height; "
+        "0 when no face is found. Headshot fixtures: 0.42–0.69.",
+        needs=_FACE,
+        decimals=2,
+    )
+)
+def face_size(features: ImageFeatures, context: ScoringContext) -> float:
+    box = features.faces.primary
+    return box.height / features.faces.height if box is not None else 0.0
+
+
+@_register(
+    DimensionInfo(
+        name="face_margin",
+        tier=2,
+        use_cases=_USE,
+        direction=_HIGHER,
+        value_range=(-1.0, 1.0),
+        unit="face heights",
+        default_threshold=0.0,
+        cost=10.5,
+        fail_label="face cut by the frame",
+        description="Smallest gap between the face box and an image edge, in face heights; "
+        "negative when the frame cuts the face. The box's top is mid-forehead and a tight crop "
+        f"may cut the forehead, so the top edge gets {TOP_ALLOWANCE:g} face heights of slack.",
+        needs=_FACE,
+        decimals=2,
+    )
+)
+def face_margin(features: ImageFeatures, context: ScoringContext) -> float:
+    faces = features.faces
+    box = faces.primary
+    if box is None:
+        return math.nan
+    top = box.top + TOP_ALLOWANCE * box.height
+    gap = min(box.left, top, faces.width - box.right, faces.height - box.bottom)
+    return float(np.clip(gap / box.height, -1.0, 1.0))
+
+
+def _ear(marks: Landmarks, idx: tuple[int, ...]) -> float:
+    p = marks[list(idx)]
+    vertical = np.linalg.norm(p[1] - p[5]) + np.linalg.norm(p[2] - p[4])
+    return float(vertical / (2 * max(float(np.linalg.norm(p[0] - p[3])), 1e-6)))
+
+
+@_register(
+    DimensionInfo(
+        name="eyes_open",
+        tier=2,
+        use_cases=_USE,
+        direction=_HIGHER,
+        value_range=(0.0, 1.0),
+        unit="eye aspect ratio",
+        default_threshold=0.14,
+        cost=12.0,
+        fail_label="eyes closed",
+        description="Eye aspect ratio (lid opening ÷ eye width) of the less open eye, from the "
+        "face mesh. Open eyes measured 0.16–0.35; closed-eye edits 0.02–0.14 (a three-quarter "
+        "view kept 0.15–0.19: the mesh believes in open eyes there).",
+        needs=_FACE,
+    )
+)
+def eyes_open(features: ImageFeatures, context: ScoringContext) -> float:
+    marks = features.faces.landmarks
+    if marks is None:
+        return math.nan
+    return min(_ear(marks, _EAR_RIGHT), _ear(marks, _EAR_LEFT))
+
+
+@_register(
+    DimensionInfo(
+        name="expression_asymmetry",
+        tier=2,
+        use_cases=_USE,
+        direction=_LOWER,
+        value_range=(0.0, 2.0),
+        unit="inter-ocular distances",
+        default_threshold=0.07,
+        cost=12.0,
+        fail_label="unnatural, lopsided expression",
+        description="Height difference of the two mouth corners, with the eye line levelled, in "
+        "units of the distance between the outer eye corners: a one-sided sneer or a melted smile. "
+        "Natural smiles, neutral faces and speech measured ≤ 0.05; a lifted corner 0.07+.",
+        needs=_FACE,
+    )
+)
+def expression_asymmetry(features: ImageFeatures, context: ScoringContext) -> float:
+    marks = features.faces.landmarks
+    if marks is None:
+        return math.nan
+    right_eye, left_eye = marks[_OUTER_EYE_CORNERS[0]], marks[_OUTER_EYE_CORNERS[1]]
+    eye_line = left_eye - right_eye
+    span = float(np.linalg.norm(eye_line))
+    if span < 1e-6:
+        return math.nan
+    # Height of each corner measured perpendicular to the eye line: head roll cancels out.
+    normal = np.array([-eye_line[1], eye_line[0]]) / span
+    corners = marks[list(_MOUTH_CORNERS)]
+    return float(abs(float((corners[0] - corners[1]) @ normal)) / span)
+
+
+@_register(
+    DimensionInfo(
+        name="face_shadow",
+        tier=2,
+        use_cases=_USE,
+        direction=_LOWER,
+        value_range=(0.0, 20.0),
+        unit="stops",
+        default_threshold=1.0,
+        cost=12.0,
+        fail_label="harsh shadow across the face",
+        description="Luminance difference between the two halves of the face's skin, in stops. "
+        "Soft studio and window light measured ≤ 0.76 stops; a hard shadow over half the face, 1.2+.",
+        needs=_FACE,
+        decimals=2,
+    )
+)
+def face_shadow(features: ImageFeatures, context: ScoringContext) -> float:
+    halves = face_halves(features.faces)
+    return abs(stops(*halves)) if halves is not None else math.nan
+
+
+@_register(
+    DimensionInfo(
+        name="face_exposure",
+        tier=2,
+        use_cases=_USE,
+        direction=_LOWER,
+        value_range=(0.0, 20.0),
+        unit="stops",
+        default_threshold=1.8,
+        cost=12.0,
+        fail_label="face under- or overexposed",
+        description="How far the face's median skin luminance is from a well-exposed face "
+        f"({WELL_EXPOSED_STOPS:+.1f} stops over 18 % grey), in stops either way. Clean fixtures "
+        "(pale to dark skin, studio to scan) measured within 1.2 stops of it, their ±15 % "
+        "brightness variants within 1.6. A clipped white face is 2.0 away.",
+        needs=_FACE,
+        decimals=2,
+    )
+)
+def face_exposure(features: ImageFeatures, context: ScoringContext) -> float:
+    stats = skin_stats(features.faces)
+    if stats is None:
+        return math.nan
+    return abs(stops(stats.luminance, MID_GREY) - WELL_EXPOSED_STOPS)
+
+
+CLUTTER_SIDE = 256  # busy-ness is judged at one scale, so that resolution does not change it
+CLUTTER_STD = 20.0  # grey levels of local standard deviation that make a pixel "busy"
+
+
+@_register(
+    DimensionInfo(
+        name="background_clutter",
+        tier=2,
+        use_cases=_USE,
+        direction=_LOWER,
+        value_range=(0.0, 1.0),
+        unit="fraction of background",
+        default_threshold=0.25,
+        cost=14.0,
+        fail_label="cluttered background",
+        description="Fraction of the background (outside the person mask, away from its outline) "
+        f"whose 5 px neighbourhood varies by more than {CLUTTER_STD:g} grey levels (at "
+        f"{CLUTTER_SIDE} px). Plain and blurred backdrops measured ≤ 0.13; a busy room, a flag up "
+        "to 0.23 in tight crops.",
+        needs=_FACE,
+    )
+)
+def background_clutter(features: ImageFeatures, context: ScoringContext) -> float:
+    faces = features.faces
+    # Keep away from the person's outline: hair and shoulders are edges, not clutter.
+    k = max(3, round(0.02 * max(faces.height, faces.width))) | 1
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    background = np.asarray(cv2.erode((faces.person_mask < 0.2).astype(np.uint8), kernel), np.uint8)
+    gray = features.gray
+    scale = CLUTTER_SIDE / max(gray.shape)
+    if scale < 1.0:
+        size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
+        gray = np.asarray(cv2.resize(gray, size, interpolation=cv2.INTER_AREA), np.float32)
+        background = np.asarray(cv2.resize(background, size, interpolation=cv2.INTER_NEAREST), np.uint8)
+    inside = background > 0
+    if inside.sum() < 0.02 * inside.size:
+        return 0.0  # the subject fills the frame: there is no background to judge
+    mean = cv2.blur(gray, (5, 5))
+    spread = np.sqrt(np.maximum(cv2.blur(gray * gray, (5, 5)) - mean * mean, 0.0))
+    return float((spread[inside] > CLUTTER_STD).mean())
+
+
+@_register(
+    DimensionInfo(
+        name="skin_tone_stops",
+        tier=2,
+        use_cases=_USE,
+        direction=_LOWER,
+        value_range=(0.0, 20.0),
+        unit="stops",
+        default_threshold=1.4,
+        cost=13.0,
+        fail_label="skin lighter or darker than the reference",
+        description="Luminance difference between the candidate's skin and the nearest reference "
+        "photo's skin, in stops either way. Photos of one person under different light differ by "
+        "up to ~1.3 stops, so only a changed complexion fails.",
+        needs=_REFERENCE,
+        decimals=2,
+    )
+)
+def skin_tone_stops(features: ImageFeatures, context: ScoringContext) -> float:
+    pairs = reference_differences(features.faces, context.references)
+    return min(abs(s) for s, _ in pairs) if pairs else math.nan
+
+
+@_register(
+    DimensionInfo(
+        name="skin_tone_delta_e",
+        tier=2,
+        use_cases=_USE,
+        direction=_LOWER,
+        value_range=(0.0, 100.0),
+        unit="ΔE2000",
+        default_threshold=22.0,
+        cost=13.0,
+        fail_label="skin colour unlike the reference",
+        description="CIEDE2000 difference between the median skin colour of the candidate and of "
+        "the nearest reference photo. Photos of one person under different light and white "
+        "balance measured 9–20.",
+        needs=_REFERENCE,
+        decimals=1,
+    )
+)
+def skin_tone_delta_e(features: ImageFeatures, context: ScoringContext) -> float:
+    pairs = reference_differences(features.faces, context.references)
+    return min(de for _, de in pairs) if pairs else math.nan
+
+
+@_register(
+    DimensionInfo(
+        name="identity",
+        tier=2,
+        use_cases=_USE,
+        direction=_LOWER,
+        value_range=(0.0, 2.0),
+        unit="dlib L2 distance",
+        default_threshold=0.6,
+        cost=50.0,
+        fail_label="not the person in the reference photos",
+        description="Distance between dlib face descriptors of the candidate and the nearest "
+        "reference photo. Same person measured 0.32–0.57, different people 0.69–0.98.",
+        needs=_REFERENCE,
+    )
+)
+def identity(features: ImageFeatures, context: ScoringContext) -> float:
+    return identity_distance(features.faces, context.references)

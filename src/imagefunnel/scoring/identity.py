@@ -1,0 +1,124 @@
+"""Identity against reference photos: dlib's 128-d face descriptors and their L2 distance.
+
+The weights come from the ``face_recognition_models`` package (CC0). It is located with
+``importlib.util.find_spec`` and never imported: its ``__init__`` imports ``pkg_resources``, which new
+setuptools no longer ship. Faces are aligned with the 5-point shape model (the 68-point model's
+training data carries commercial-use limits) seeded with the mediapipe box of the primary face.
+
+dlib's distance is ~0.3–0.45 for two photos of one person and ~0.7–1.0 for two people; the model's
+authors use 0.6 as the cut. A reference photo's descriptor is computed once per job: reference
+analyses live in the job's :class:`~imagefunnel.scoring.faces.FaceModels`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from imagefunnel.errors import ImageError, SpecError
+from imagefunnel.imaging import DecodedImage, decode_image
+from imagefunnel.scoring.faces import FaceAnalysis, FaceModels, FaceModelsUnavailable
+
+__all__ = ["check_references", "descriptor", "identity_distance", "load_references", "model_dir"]
+
+Descriptor = NDArray[np.float64]
+
+_SHAPE_MODEL = "shape_predictor_5_face_landmarks.dat"
+_ENCODER_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
+
+
+def model_dir() -> Path:
+    """Where ``face_recognition_models`` keeps its ``.dat`` files (found without importing it)."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or spec.origin is None:
+        raise FaceModelsUnavailable("face_recognition_models is not installed: run `make install`")
+    folder = Path(spec.origin).parent / "models"
+    if not (folder / _ENCODER_MODEL).is_file():
+        raise FaceModelsUnavailable(
+            f"{folder / _ENCODER_MODEL} is missing: reinstall face_recognition_models"
+        )
+    return folder
+
+
+@dataclass(frozen=True, slots=True)
+class _Dlib:
+    shape: Any  # dlib.shape_predictor
+    encoder: Any  # dlib.face_recognition_model_v1
+
+
+def _build_dlib() -> _Dlib:
+    try:
+        import dlib
+    except ImportError as exc:
+        raise FaceModelsUnavailable(f"dlib does not import: {exc} (install dlib-bin)") from exc
+    folder = model_dir()
+    return _Dlib(
+        dlib.shape_predictor(str(folder / _SHAPE_MODEL)),
+        dlib.face_recognition_model_v1(str(folder / _ENCODER_MODEL)),
+    )
+
+
+def _describe(analysis: FaceAnalysis) -> Descriptor | None:
+    box = analysis.primary
+    if box is None:
+        return None
+    models = analysis.models.per_thread("dlib", _build_dlib)
+    import dlib  # imported by _build_dlib already (or it raised FaceModelsUnavailable)
+
+    rect = dlib.rectangle(round(box.left), round(box.top), round(box.right), round(box.bottom))
+    rgb = np.ascontiguousarray(analysis.rgb)
+    shape = models.shape(rgb, rect)
+    return np.asarray(models.encoder.compute_face_descriptor(rgb, shape), dtype=np.float64)
+
+
+def descriptor(analysis: FaceAnalysis) -> Descriptor | None:
+    """The primary face's 128-d descriptor (None without a face); computed once per analysis."""
+    return analysis.derived("identity.descriptor", _describe)
+
+
+def load_references(paths: Sequence[Path]) -> tuple[DecodedImage, ...]:
+    """Read and decode a job's reference photos once; SpecError names the one that is unusable."""
+    images = []
+    for index, path in enumerate(paths):
+        try:
+            images.append(decode_image(path.read_bytes()))
+        except OSError as exc:
+            raise SpecError(
+                f"reference photo {path}: cannot read: {exc.strerror or exc}", field=f"references[{index}]"
+            ) from exc
+        except ImageError as exc:
+            raise SpecError(f"reference photo {path}: {exc}", field=f"references[{index}]") from exc
+    return tuple(images)
+
+
+def check_references(models: FaceModels, references: Sequence[DecodedImage]) -> None:
+    """Raise SpecError naming the first reference photo in which no face is found.
+
+    Runs the detector on each reference once; the analyses stay in ``models`` for the whole job.
+    """
+    for index, image in enumerate(references):
+        if models.reference(image).primary is None:
+            raise SpecError(
+                f"reference photo {index + 1} has no detectable face; identity and skin tone need one",
+                field=f"references[{index}]",
+            )
+
+
+def identity_distance(analysis: FaceAnalysis, references: Sequence[DecodedImage]) -> float:
+    """L2 distance from the candidate's face to the nearest reference face; NaN without a face.
+
+    The nearest, not the mean: references show the person from several angles and lights, and a
+    candidate should match at least one of them closely.
+    """
+    mine = descriptor(analysis)
+    theirs = [d for image in references if (d := descriptor(analysis.models.reference(image))) is not None]
+    if mine is None or not theirs:
+        return math.nan
+    return float(min(np.linalg.norm(mine - other) for other in theirs))
