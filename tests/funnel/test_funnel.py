@@ -51,6 +51,7 @@ async def test_stops_buying_as_soon_as_k_pass(
     # The first wave asks for more than 4 (prior pass rate 0.67), but with one request at a time
     # nothing is bought once the 4th candidate has passed.
     assert result.candidates_passed == 4
+    assert result.candidates[-1].passed, "the last candidate bought is the one that made K"
     # Scoring overlaps the next purchase, but nothing is bought after the K-th pass is known.
     kth_pass = [row for row in store.candidates(outcome.job_id) if row.passed][3]
     assert all(row.started_at <= kth_pass.created_at for row in store.ledger(outcome.job_id))

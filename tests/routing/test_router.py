@@ -10,8 +10,18 @@ from imagefunnel.errors import (
     RateLimited,
 )
 from imagefunnel.providers.base import Generation, GenerationRequest
-from imagefunnel.routing import HealthTracker, RouteContext, Router
-from imagefunnel.routing.budget import BudgetGuard
+from imagefunnel.routing import (
+    BreakerSettings,
+    BudgetGuard,
+    CheapestPerCallPolicy,
+    HealthTracker,
+    HedgeSettings,
+    PassRateBook,
+    PassRateKey,
+    RouteContext,
+    Router,
+    TenantBudgets,
+)
 from imagefunnel.testing import MockProvider
 
 
@@ -26,7 +36,7 @@ class Ledger:
             "status": "dispatched",
         }
 
-    def end_attempt(
+    def end_attempt(  # type: ignore[no-untyped-def]
         self,
         *,
         request_id,
@@ -34,7 +44,7 @@ class Ledger:
         status,
         charged_usd,
         latency_s,
-        provider_request_id=None,  # type: ignore[no-untyped-def]
+        provider_request_id=None,
         error=None,
         error_type=None,
     ):
@@ -55,6 +65,14 @@ def failing(name: str, price: float, exc_type: type = ProviderUnavailable, **kw)
     return MockProvider(handler, name=name, models=frozenset({"m"}), price_usd=price)
 
 
+def hanging(name: str, price: float) -> MockProvider:
+    async def hang(req: GenerationRequest) -> Generation:
+        await asyncio.sleep(30)
+        raise AssertionError("unreachable")
+
+    return MockProvider(hang, name=name, models=frozenset({"m"}), price_usd=price)
+
+
 def ctx(**kw) -> RouteContext:  # type: ignore[no-untyped-def]
     return RouteContext(job_id="j", wave=1, deadline=1e12, **kw)
 
@@ -63,10 +81,13 @@ def req(i: int = 0, model: str = "m") -> GenerationRequest:
     return GenerationRequest(request_id=f"r{i}", model=model, prompt="p")
 
 
-async def test_cheapest_healthy_provider_wins() -> None:
-    cheap, dear = ok("cheap", 0.01), ok("dear", 0.03)
+def cheapest(providers, **kw) -> Router:  # type: ignore[no-untyped-def]
+    return Router(providers, policy=CheapestPerCallPolicy(), **kw)
+
+
+async def test_cheapest_healthy_provider_wins_and_the_ledger_has_quote_and_charge() -> None:
     ledger = Ledger()
-    gen = await Router([dear, cheap], ledger=ledger).generate(req(), ctx())
+    gen = await cheapest([ok("dear", 0.03), ok("cheap", 0.01)], ledger=ledger).generate(req(), ctx())
     assert gen.provider == "cheap"
     assert ledger.rows[("r0", 1)] == {
         "provider": "cheap",
@@ -77,27 +98,35 @@ async def test_cheapest_healthy_provider_wins() -> None:
     }
 
 
-async def test_failure_falls_back_to_next_cheapest_and_ledger_shows_both() -> None:
+async def test_failure_falls_back_to_the_next_and_the_ledger_shows_both() -> None:
     ledger = Ledger()
-    router = Router([failing("cheap", 0.01), ok("dear", 0.03)], ledger=ledger)
+    router = cheapest([failing("cheap", 0.01), ok("dear", 0.03)], ledger=ledger)
     gen = await router.generate(req(), ctx())
     assert gen.provider == "dear"
     assert ledger.rows[("r0", 1)]["error_type"] == "ProviderUnavailable"
     assert ledger.rows[("r0", 2)]["status"] == "succeeded"
+    (line_cheap,) = [line for line in router.spend_report(by="provider") if line.key == "cheap"]
+    assert (line_cheap.attempts, line_cheap.succeeded, line_cheap.charged_usd) == (1, 0, 0.0)
 
 
-async def test_bad_output_that_was_billed_is_recorded_as_charged() -> None:
+async def test_billed_garbage_is_charged_and_counts_against_the_pass_rate() -> None:
     ledger = Ledger()
-    router = Router([failing("cheap", 0.01, BadOutput, charged_usd=0.01), ok("dear", 0.03)], ledger=ledger)
+    rates = PassRateBook(clock=lambda: 0.0)
+    router = cheapest(
+        [failing("cheap", 0.01, BadOutput, charged_usd=0.01), ok("dear", 0.03)],
+        ledger=ledger,
+        pass_rates=rates,
+    )
     budget = BudgetGuard(1.0)
-    await router.generate(req(), ctx(budget=budget))
+    await router.generate(req(), ctx(budget=budget, use_case="headshot"))
     assert ledger.rows[("r0", 1)]["charged"] == 0.01
     assert budget.settled_usd == pytest.approx(0.04)
     assert budget.reserved_usd == pytest.approx(0.0)
+    assert rates.get(PassRateKey("cheap", "m", "headshot")).beta == pytest.approx(2.0)
 
 
 async def test_all_failing_raises_no_provider_with_each_error() -> None:
-    router = Router([failing("a", 0.01), failing("b", 0.02)], ledger=Ledger())
+    router = cheapest([failing("a", 0.01), failing("b", 0.02)], ledger=Ledger())
     with pytest.raises(
         NoProviderAvailable, match=r"ProviderUnavailable: a: boom.*ProviderUnavailable: b: boom"
     ):
@@ -112,32 +141,44 @@ async def test_capability_and_permission_filters() -> None:
         await router.generate(req(model="other"), ctx())
 
 
-async def test_repeated_failures_cool_a_provider_down() -> None:
+async def test_verdicts_steer_the_default_policy_to_the_provider_that_passes() -> None:
+    router = Router([ok("trap", 0.010), ok("good", 0.015)], ledger=Ledger(), seed=1)
+    for _ in range(60):
+        router.observe_verdict("trap", "m", "headshot", False)
+        router.observe_verdict("good", "m", "headshot", True)
+    picks = [(await router.generate(req(i), ctx(use_case="headshot"))).provider for i in range(20)]
+    assert picks.count("good") == 20
+    # Another use case has learned nothing: the cheaper one is at least tried.
+    others = [(await router.generate(req(100 + i), ctx(use_case="product"))).provider for i in range(20)]
+    assert "trap" in others
+
+
+async def test_a_tripped_breaker_is_skipped_until_it_half_opens() -> None:
     now = [0.0]
-    health = HealthTracker(clock=lambda: now[0], base_cooldown_s=10, failures_before_cooldown=2)
+    health = HealthTracker(clock=lambda: now[0], breaker=BreakerSettings(consecutive_failures=2, open_s=10))
     bad, good = failing("bad", 0.01), ok("good", 0.05)
-    router = Router([bad, good], ledger=Ledger(), clock=lambda: now[0], health=health)
+    router = cheapest([bad, good], ledger=Ledger(), clock=lambda: now[0], health=health)
     for i in range(2):
         await router.generate(req(i), ctx())
     assert len(bad.calls) == 2
     await router.generate(req(3), ctx())
-    assert len(bad.calls) == 2, "a provider in cooldown must not be called"
+    assert len(bad.calls) == 2, "an open breaker is not called"
     now[0] = 11.0
     await router.generate(req(4), ctx())
-    assert len(bad.calls) == 3, "after the cooldown the provider is tried again"
+    assert len(bad.calls) == 3, "half-open: one trial request goes through"
 
 
 async def test_rate_limit_honours_retry_after() -> None:
     now = [0.0]
     limited = failing("limited", 0.01, RateLimited, retry_after_s=30.0)
-    router = Router([limited, ok("other", 0.02)], ledger=Ledger(), clock=lambda: now[0])
+    router = cheapest([limited, ok("other", 0.02)], ledger=Ledger(), clock=lambda: now[0])
     await router.generate(req(0), ctx())
-    assert router.health.cooldown_remaining_s("limited") == pytest.approx(30.0)
+    assert router.health.cooldown_remaining_s("limited", "m") == pytest.approx(30.0)
     await router.generate(req(1), ctx())
     assert len(limited.calls) == 1
 
 
-async def test_budget_refuses_before_buying() -> None:
+async def test_job_and_tenant_budgets_refuse_before_buying() -> None:
     provider = ok("a", 0.4)
     router = Router([provider], ledger=Ledger())
     budget = BudgetGuard(1.0)
@@ -147,17 +188,47 @@ async def test_budget_refuses_before_buying() -> None:
         BudgetExceeded, match=r"budget \$1.0000: \$0.8000 committed, next request quoted \$0.4000"
     ):
         await router.generate(req(2), ctx(budget=budget))
-    assert len(provider.calls) == 2
+    tenants = TenantBudgets({"acme": 0.5})
+    await router.generate(req(3), ctx(budget=BudgetGuard(10.0), tenant_budget=tenants.guard("acme")))
+    job = BudgetGuard(10.0)
+    with pytest.raises(BudgetExceeded):
+        await router.generate(req(4), ctx(budget=job, tenant_budget=tenants.guard("acme")))
+    assert job.committed_usd == 0.0, "the job's reservation is released when the tenant refuses"
+    assert len(provider.calls) == 3
+    with pytest.raises(BudgetExceeded, match="no budget"):
+        tenants.guard("nobody")
 
 
 async def test_hung_provider_times_out_and_falls_back() -> None:
-    async def hang(req: GenerationRequest) -> Generation:
-        await asyncio.sleep(30)
-        raise AssertionError("unreachable")
-
     ledger = Ledger()
-    slow = MockProvider(hang, name="slow", models=frozenset({"m"}), price_usd=0.001)
-    router = Router([slow, ok("fast", 0.02)], ledger=ledger, request_timeout_s=0.2)
+    router = cheapest([hanging("slow", 0.001), ok("fast", 0.02)], ledger=ledger, request_timeout_s=0.2)
     gen = await router.generate(req(), ctx())
     assert gen.provider == "fast"
     assert ledger.rows[("r0", 1)]["error_type"] == "ProviderTimeout"
+
+
+async def test_timeout_never_runs_past_the_deadline() -> None:
+    loop = asyncio.get_running_loop()
+    router = cheapest([hanging("slow", 0.001)], ledger=Ledger(), clock=loop.time, request_timeout_s=60)
+    with pytest.raises(NoProviderAvailable, match="ProviderTimeout"):
+        await router.generate(req(), RouteContext(job_id="j", wave=1, deadline=loop.time() + 0.1))
+
+
+async def test_hedged_request_wins_after_the_primary_p95_and_the_loser_is_cancelled() -> None:
+    ledger = Ledger()
+    slow, fast = hanging("slow", 0.01), ok("fast", 0.02)
+    router = cheapest([slow, fast], ledger=ledger, hedging=HedgeSettings(max_fraction=1.0))
+    for _ in range(10):  # the primary usually answers in 50 ms
+        router.health.record_success("slow", 0.05, model="m")
+    gen = await router.generate(req(), ctx())
+    assert gen.provider == "fast"
+    assert router.hedges == 1
+    assert ledger.rows[("r0", 1)]["status"] == "cancelled"
+    assert ledger.rows[("r0", 1)]["charged"] == 0.01, "a cancelled attempt is charged its quote (upper bound)"
+    assert ledger.rows[("r0", 2)]["status"] == "succeeded"
+
+
+async def test_no_hedge_without_latency_history() -> None:
+    router = cheapest([ok("a", 0.01), ok("b", 0.02)], ledger=Ledger(), hedging=HedgeSettings())
+    await router.generate(req(), ctx())
+    assert router.hedges == 0

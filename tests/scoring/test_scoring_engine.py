@@ -65,7 +65,9 @@ def test_dimensions_run_cheapest_first() -> None:
     costs = [info.cost for info in SCORER.dimensions]
     assert costs == sorted(costs)
     assert SCORER.dimensions[0].name == "decodable"
-    assert {info.name for info in SCORER.dimensions} == set(default_registry.names(tier=1))
+    # Tier 1 and the built-in tier-3 scorers (no text, no NSFW) apply to every use case.
+    tiers = {*default_registry.names(tier=1), *default_registry.names(tier=3)}
+    assert {info.name for info in SCORER.dimensions} == tiers
 
 
 def test_early_reject_skips_the_rest_unless_score_all(portraits: dict[str, Rgb]) -> None:

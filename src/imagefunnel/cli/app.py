@@ -60,6 +60,25 @@ def run(
 
 
 @app.command()
+def resume(
+    job_id: Annotated[
+        str, typer.Argument(help="the job to carry on (its id is in results.json and the store)")
+    ],
+    out: OutDir = Path("imagefunnel-out"),
+    providers: Annotated[
+        Path | None, typer.Option(help="providers YAML (real endpoints; keys from env vars)")
+    ] = None,
+    market: Annotated[
+        str, typer.Option(help="emulated market scenario, used when --providers is not given")
+    ] = "demo",
+) -> None:
+    """Resume a job that stopped mid-way (crash, kill): what was bought is kept, nothing is bought twice."""
+    from imagefunnel.cli.resume import resume_job
+
+    resume_job(console, job_id=job_id, out_dir=out, providers_path=providers, scenario=market)
+
+
+@app.command()
 def score(
     images: Annotated[list[Path], typer.Argument(help="image files to score")],
     spec: Annotated[Path | None, typer.Option(help="job spec whose thresholds and rules apply")] = None,

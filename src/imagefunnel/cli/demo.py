@@ -13,10 +13,10 @@ from rich.console import Console
 from imagefunnel.cli.runner import RunOutputs, run_job
 from imagefunnel.cli.summary import print_summary
 from imagefunnel.funnel import JobResult
+from imagefunnel.market.scenario import ProviderProfile
 from imagefunnel.market.server import MarketServer
 from imagefunnel.providers.base import Provider
-from imagefunnel.providers.config import build_provider, load_providers_file
-from imagefunnel.providers.fal import FalProvider
+from imagefunnel.providers.config import PriceConfig, ProviderConfig, build_provider, load_providers_file
 from imagefunnel.spec import JobSpec, load_spec, parse_spec
 
 DEMO_API_KEY = "demo-key"  # the emulated market checks that a key is sent, not which one
@@ -30,19 +30,41 @@ def demo_spec() -> JobSpec:
 
 
 def market_providers(market: MarketServer, model: str) -> list[Provider]:
-    """One fal adapter per provider of the scenario that serves ``model``."""
+    """One adapter, of the profile's protocol, per provider of the scenario that serves ``model``."""
     return [
-        FalProvider(
-            name=profile.name,
-            base_url=market.base_url(profile.name),
-            api_key=DEMO_API_KEY,
-            model=model,
-            poll_interval_s=0.05,
-            timeout_s=30.0,
-        )
+        _market_provider(market, profile, model)
         for profile in market.scenario.providers
         if model in profile.models
     ]
+
+
+def _market_provider(market: MarketServer, profile: ProviderProfile, model: str) -> Provider:
+    base = market.base_url(profile.name)
+    # OpenAI-style adapters take the API root with its version, as the official clients do.
+    url = f"{base}/v1" if profile.protocol in ("openai", "together") else base
+    config = ProviderConfig(
+        name=profile.name,
+        protocol=profile.protocol,
+        base_url=url,
+        models=[model],
+        timeout_s=30.0,
+        poll_interval_s=0.05,
+        # fal publishes its prices; for the others a user writes the list price, here the scenario's.
+        price=None if profile.protocol == "fal" else _list_price(profile),
+    )
+    return build_provider(config, api_key=DEMO_API_KEY)
+
+
+def _list_price(profile: ProviderProfile) -> PriceConfig:
+    pricing = profile.pricing
+    return PriceConfig.model_validate(
+        {
+            "unit": profile.price_unit,
+            "usd": profile.price_at(0.0),
+            "expected_s": sum(profile.processing_s) / 2,  # GPU time is the processing, not the queue
+            "input_usd": pricing.input_usd if pricing is not None else 0.0,
+        }
+    )
 
 
 @dataclass(frozen=True, slots=True)

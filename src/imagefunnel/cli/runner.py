@@ -31,7 +31,12 @@ class RunOutputs:
 
 
 async def _run(
-    spec: JobSpec, providers: Sequence[Provider], store: Store, blobs: BlobStore, console: Console
+    spec: JobSpec,
+    providers: Sequence[Provider],
+    store: Store,
+    blobs: BlobStore,
+    console: Console,
+    resume_job_id: str | None,
 ) -> str:
     scorer = Scorer(
         thresholds=spec.thresholds or None,
@@ -45,21 +50,44 @@ async def _run(
             router=router, scorer=scorer, store=store, blobs=blobs, executor=executor, observer=observer
         )
         try:
-            outcome = await funnel.run(spec)
+            if resume_job_id is not None:
+                outcome = await funnel.resume(resume_job_id)
+            else:
+                outcome = await funnel.run(spec)
         finally:
             for provider in providers:
                 await provider.aclose()
     return outcome.job_id
 
 
-def run_job(spec: JobSpec, providers: Sequence[Provider], *, out_dir: Path, console: Console) -> RunOutputs:
-    """Run one job to completion and write ``report.html`` and ``results.json`` into ``out_dir``."""
+def open_store(out_dir: Path) -> Store:
     out_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(f"sqlite:///{out_dir / 'imagefunnel.db'}")
+    return Store(f"sqlite:///{out_dir / 'imagefunnel.db'}")
+
+
+def stored_spec(out_dir: Path, job_id: str) -> JobSpec:
+    """The spec a job was started with, as the store recorded it."""
+    store = open_store(out_dir)
+    try:
+        return JobSpec.model_validate_json(store.job(job_id).spec_json)
+    finally:
+        store.close()
+
+
+def run_job(
+    spec: JobSpec,
+    providers: Sequence[Provider],
+    *,
+    out_dir: Path,
+    console: Console,
+    resume_job_id: str | None = None,
+) -> RunOutputs:
+    """Run one job (or resume ``resume_job_id``) to completion; write ``report.html``, ``results.json``."""
+    store = open_store(out_dir)
     blobs = BlobStore(out_dir / "blobs")
     started = time.perf_counter()
     try:
-        job_id = asyncio.run(_run(spec, providers, store, blobs, console))
+        job_id = asyncio.run(_run(spec, providers, store, blobs, console, resume_job_id))
         wall = time.perf_counter() - started
         result = load_result(store, blobs, job_id)
     finally:

@@ -89,7 +89,35 @@ class Funnel:
             budget=BudgetGuard(spec.budget_usd),
             deadline=self._clock() + spec.deadline_s,
         )
-        wave = 0
+        return await self._drive(state, first_wave=1)
+
+    async def resume(self, job_id: str) -> FunnelOutcome:
+        """Carry on a job that stopped mid-way (a crash, a kill): nothing already bought is bought again.
+
+        Attempts that were in flight when the process died have an unknown outcome; they are closed as
+        ``interrupted`` and counted at their quote, so the budget never under-counts a spend.
+        """
+        job = self._store.job(job_id)
+        if job.status != "running":
+            return FunnelOutcome(
+                job_id, job.status, job.stop_reason or "", tuple(self._store.delivered_ids(job_id))
+            )
+        spec = JobSpec.model_validate_json(job.spec_json)
+        self._store.interrupt_in_flight(job_id)
+        progress = self._store.progress(job_id)
+        budget = BudgetGuard(spec.budget_usd, settled_usd=self._store.spent_usd(job_id))
+        # The deadline is wall-clock from the job's creation: time spent down counts against it.
+        remaining = spec.deadline_s - progress.age_s
+        state = _JobState(job_id=job_id, spec=spec, budget=budget, deadline=self._clock() + remaining)
+        state.passed = [Ranked(cid, quality) for cid, quality in progress.passed]
+        state.hashes = list(progress.passed_hashes)
+        state.generated = progress.candidates
+        state.requested = progress.next_request_index
+        return await self._drive(state, first_wave=progress.last_wave + 1)
+
+    async def _drive(self, state: _JobState, *, first_wave: int) -> FunnelOutcome:
+        spec = state.spec
+        wave = first_wave - 1
         while not state.done:
             size = self._next_wave_size(state)
             if size == 0:
@@ -151,6 +179,7 @@ class Funnel:
                 deadline=state.deadline,
                 budget=state.budget,
                 permits=state.spec.providers.permits,
+                use_case=state.spec.use_case,
             )
             try:
                 generation = await self._router.generate(request, ctx)
@@ -161,7 +190,9 @@ class Funnel:
                 state.last_provider_error = str(exc)
                 self._observer.request_failed(RequestFailed(request.request_id, wave, str(exc)))
                 return
-        await self._score_and_record(state, wave, request, generation)
+            # Scored inside the slot: ``concurrency`` bounds requests bought but not yet judged, so a
+            # scorer slower than the providers cannot let purchases run ahead of the verdicts.
+            await self._score_and_record(state, wave, request, generation)
 
     async def _score_and_record(
         self, state: _JobState, wave: int, request: GenerationRequest, generation: Generation
@@ -178,6 +209,10 @@ class Funnel:
                 ScoreRecord("duplicate", 1, 1.0, 0.0, False, f"near-duplicate of candidate {duplicate_of}"),
             )
         passed = verdict.passed and duplicate_of is None
+        # The scorer's verdict (not the dedup) teaches the router this provider's pass rate.
+        self._router.observe_verdict(
+            generation.provider, generation.model, state.spec.use_case, verdict.passed
+        )
         record = CandidateRecord(
             job_id=state.job_id,
             request_id=request.request_id,

@@ -27,6 +27,7 @@ from enum import StrEnum
 
 import numpy as np
 
+from imagefunnel.market.billing import BillingRecord, bill
 from imagefunnel.market.defects import Defect
 from imagefunnel.market.images import AssetLibrary, ImageFormat, Truth, plan_image, render
 from imagefunnel.market.scenario import ProviderProfile, Scenario
@@ -75,6 +76,9 @@ class ImageInput:
     height: int
     seed: int | None = None
     image_format: ImageFormat = "png"
+    # Token-priced protocols declare here the usage they report; the billing log charges the same.
+    input_tokens: int = 0
+    output_tokens: int = 0
 
     @property
     def megapixels(self) -> float:
@@ -95,6 +99,7 @@ class Job:
     unit_price_usd: float
     fails: bool
     truth: Truth
+    deadline_s: float | None = None  # a client's deadline (Cancel-After): cancelled if not done by then
 
     @property
     def started_s(self) -> float:
@@ -112,20 +117,6 @@ class Rejection:
     status_code: int
     detail: str
     retry_after_s: float | None = None  # wall-clock seconds
-
-
-@dataclass(frozen=True, slots=True)
-class BillingRecord:
-    """What a provider charged for one finished request."""
-
-    provider: str
-    request_id: str
-    model: str
-    megapixels: float
-    unit_price_usd: float
-    usd: float
-    billed_at_s: float
-    garbage: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,8 +217,11 @@ class Market:
             state.rejections["outage"] += 1
         return Rejection(503, "Service temporarily unavailable")
 
-    def submit(self, provider: str, model: str, inp: ImageInput) -> Job | Rejection:
-        """Admit a request (rate limit, injected 5xx) and fix its whole timeline and outcome."""
+    def submit(
+        self, provider: str, model: str, inp: ImageInput, *, deadline_s: float | None = None
+    ) -> Job | Rejection:
+        """Admit a request (rate limit, injected 5xx) and fix its whole timeline and outcome;
+        ``deadline_s`` (scenario seconds from now) cancels it if it has not finished by then."""
         state = self._providers[provider]
         profile = state.profile
         now = self.now_s()
@@ -258,6 +252,7 @@ class Market:
             unit_price_usd=profile.price_at(now),
             fails=bool(rng.random() < profile.failure_rate),
             truth=self._plan(profile, model, inp, seed, rng),
+            deadline_s=None if deadline_s is None else now + deadline_s,
         )
         with self._lock:
             state.jobs[job.id] = job
@@ -303,9 +298,7 @@ class Market:
     # -- lifecycle --------------------------------------------------------------------------
     def phase(self, job: Job, now_s: float | None = None) -> Phase:
         now = self.now_s() if now_s is None else now_s
-        with self._lock:
-            cancelled = job.id in self._providers[job.provider].cancelled_at
-        if cancelled:
+        if self.cancelled_at(job, now) is not None:
             return Phase.CANCELLED
         if now < job.started_s:
             return Phase.QUEUED
@@ -322,14 +315,25 @@ class Market:
             ahead = [jobs[i] for i in ids[: ids.index(job.id)]] if job.id in jobs else []
         return sum(1 for other in ahead if self.phase(other, now) is Phase.QUEUED)
 
-    def cancel(self, job: Job) -> bool:
-        """Cancel a job that has not started; ``False`` if it is already running or over."""
+    def cancel(self, job: Job, *, running: bool = False) -> bool:
+        """Cancel a job still queued (or, with ``running``, not yet done); ``False`` if too late."""
         now = self.now_s()
-        if self.phase(job, now) is not Phase.QUEUED:
+        phase = self.phase(job, now)
+        if phase is not Phase.QUEUED and not (running and phase is Phase.RUNNING):
             return False
         with self._lock:
             self._providers[job.provider].cancelled_at[job.id] = now
         return True
+
+    def cancelled_at(self, job: Job, now_s: float | None = None) -> float | None:
+        """When ``job`` was cancelled, by a client or by its deadline; ``None`` if it was not."""
+        now = self.now_s() if now_s is None else now_s
+        with self._lock:
+            by_client = self._providers[job.provider].cancelled_at.get(job.id)
+        deadline = job.deadline_s
+        if deadline is not None and deadline < job.done_s and deadline <= now:
+            return deadline if by_client is None else min(by_client, deadline)
+        return by_client
 
     def image_bytes(self, job: Job) -> bytes:
         """The encoded output (CPU-bound: call it from a worker thread)."""
@@ -347,25 +351,20 @@ class Market:
 
     # -- accounting -------------------------------------------------------------------------
     def billing(self) -> list[BillingRecord]:
-        """Every charge so far, in completion order. Failed, cancelled and 5xx requests are free;
-        garbage outputs on HTTP 200 are charged like any other output."""
+        """Every charge so far, in completion order (see ``market.billing`` for each unit). Failed
+        and 5xx requests are free; garbage outputs on HTTP 200 are charged like any other output."""
         now = self.now_s()
         with self._lock:
-            jobs = [job for state in self._providers.values() for job in state.jobs.values()]
-        records = [
-            BillingRecord(
-                provider=job.provider,
-                request_id=job.id,
-                model=job.model,
-                megapixels=job.input.megapixels,
-                unit_price_usd=job.unit_price_usd,
-                usd=job.unit_price_usd * job.input.megapixels,
-                billed_at_s=job.done_s,
-                garbage=job.truth.garbage,
-            )
-            for job in jobs
-            if self.phase(job, now) is Phase.DONE
-        ]
+            jobs = [(state.profile, job) for state in self._providers.values() for job in state.jobs.values()]
+        records: list[BillingRecord] = []
+        for profile, job in jobs:
+            phase = self.phase(job, now)
+            ended = self.cancelled_at(job, now) if phase is Phase.CANCELLED else job.done_s
+            if phase not in (Phase.DONE, Phase.CANCELLED) or ended is None:
+                continue
+            record = bill(job, profile, ended_s=ended, finished=phase is Phase.DONE)
+            if record is not None:
+                records.append(record)
         return sorted(records, key=lambda record: record.billed_at_s)
 
     def stats(self) -> Mapping[str, ProviderStats]:

@@ -11,6 +11,7 @@ Generation is split in two so the truth is known the moment a request is accepte
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -24,7 +25,7 @@ from imagefunnel.market.defects import Defect, Image, apply_pixel_defect, trunca
 
 __all__ = ["AssetLibrary", "ImageFormat", "Truth", "Variation", "encode", "plan_image", "render"]
 
-ImageFormat = Literal["png", "jpeg"]
+ImageFormat = Literal["png", "jpeg", "webp"]
 
 # Photos in the asset folder that are not human faces: never a headshot source.
 _NOT_FACES = frozenset({"dog_donna.jpg"})
@@ -33,20 +34,36 @@ _NOT_FACES = frozenset({"dog_donna.jpg"})
 _MIN_SOURCE_FRACTION = 0.85
 _ASSET_SIDE = 512
 _JPEG_QUALITY = 92
+_WEBP_QUALITY = 90
+# How far two clean generations of one subject may differ. Wide enough that they are not perceptual
+# near-duplicates (phash distance > 4, which the funnel rejects), narrow enough that the face stays
+# whole in the frame, sharp, evenly exposed and of its own skin tone.
+_ZOOM = (0.80, 1.0)  # window side relative to the largest window that fits (1 = widest framing)
+_SHIFT_X = 0.55  # horizontal offset, as a fraction of the free half-margin
+_SHIFT_Y = 0.4  # vertical offset: less room, the chin and the top of the head must stay in
+_ROTATION_DEG = 4.0
+_WARMTH = 0.07  # at most ±7 % more red and less blue (or the reverse)
+_TINT = 14.0  # background tint, in RGB levels, faded in towards the corners only
+# Resampling softens; a generator renders at the output size and does not. An unsharp mask gives back
+# the detail a sub-pixel warp (base) and an upscale (per unit of magnification above 1) took away.
+_SHARPEN_BASE = 0.3
+_SHARPEN_PER_ZOOM = 1.5
+_SHARPEN_SIGMA = 1.0
 
 
 @dataclass(frozen=True, slots=True)
 class Variation:
     """Mild, realistic differences between two generations of the same subject."""
 
-    crop: float  # side of the crop relative to the largest crop of the output's aspect (0.88..1)
-    shift_x: float  # crop offset as a fraction of the free margin (-0.5..0.5): keeps the face in
-    shift_y: float
+    crop: float  # side of the window relative to the largest that fits at this rotation (0.8..1)
+    shift_x: float  # window offset as a fraction of the free half-margin (-0.55..0.55)
+    shift_y: float  # (-0.4..0.4): keeps the face in
     flip: bool
     brightness: float  # multiplicative gain, 0.94..1.06
     contrast: float  # around the mean, 0.92..1.08
-    warmth: float  # -1..1: warmer (more red, less blue) or cooler, at most ±5 %
-    tint: tuple[float, float, float]  # RGB offset (±12 levels) applied towards the edges only
+    warmth: float  # -1..1: warmer (more red, less blue) or cooler, at most ±7 %
+    tint: tuple[float, float, float]  # RGB offset (±14 levels) applied towards the edges only
+    rotation: float = 0.0  # degrees, counter-clockwise (-4..4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,15 +135,23 @@ def plan_image(
     that makes outputs reproducible for a given (scenario seed, provider, request)."""
     sources = library.eligible(width, height)
     source = sources[int(rng.integers(len(sources)))]
+    # The rotation comes from a child generator: spawning one leaves ``rng``'s own stream where it
+    # was, so every later draw (the defect, its strength) stays what it was for a given request.
+    rotation = float(rng.spawn(1)[0].uniform(-_ROTATION_DEG, _ROTATION_DEG))
     variation = Variation(
-        crop=float(rng.uniform(0.88, 1.0)),
-        shift_x=float(rng.uniform(-0.5, 0.5)),
-        shift_y=float(rng.uniform(-0.5, 0.5)),
+        crop=float(rng.uniform(*_ZOOM)),
+        shift_x=float(rng.uniform(-_SHIFT_X, _SHIFT_X)),
+        shift_y=float(rng.uniform(-_SHIFT_Y, _SHIFT_Y)),
         flip=bool(rng.random() < 0.5),
         brightness=float(rng.uniform(0.94, 1.06)),
         contrast=float(rng.uniform(0.92, 1.08)),
         warmth=float(rng.uniform(-1.0, 1.0)),
-        tint=(float(rng.uniform(-12, 12)), float(rng.uniform(-12, 12)), float(rng.uniform(-12, 12))),
+        tint=(
+            float(rng.uniform(-1, 1) * _TINT),
+            float(rng.uniform(-1, 1) * _TINT),
+            float(rng.uniform(-1, 1) * _TINT),
+        ),
+        rotation=rotation,
     )
     truth = Truth(
         provider=provider,
@@ -161,6 +186,8 @@ def encode(img: Image, image_format: ImageFormat) -> bytes:
     bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
     if image_format == "png":
         ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    elif image_format == "webp":
+        ok, buf = cv2.imencode(".webp", bgr, [cv2.IMWRITE_WEBP_QUALITY, _WEBP_QUALITY])
     else:
         ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
     if not ok:  # pragma: no cover - OpenCV always encodes a valid uint8 array
@@ -169,32 +196,47 @@ def encode(img: Image, image_format: ImageFormat) -> bytes:
 
 
 def _vary(src: Image, v: Variation, width: int, height: int) -> Image:
-    img = _crop_resize(src, v, width, height)
+    img = _frame(src, v, width, height)
     if v.flip:
         img = img[:, ::-1]
     pixels = img.astype(np.float32)
     mean = pixels.mean(axis=(0, 1), keepdims=True)
     pixels = (pixels - mean) * v.contrast + mean
     pixels *= v.brightness
-    pixels *= np.array([1 + 0.05 * v.warmth, 1.0, 1 - 0.05 * v.warmth], dtype=np.float32)
+    pixels *= np.array([1 + _WARMTH * v.warmth, 1.0, 1 - _WARMTH * v.warmth], dtype=np.float32)
     pixels += _edge_mask(height, width)[..., None] * np.array(v.tint, dtype=np.float32)
     out: Image = np.clip(pixels, 0, 255).astype(np.uint8)
     return out
 
 
-def _crop_resize(src: Image, v: Variation, width: int, height: int) -> Image:
+def _frame(src: Image, v: Variation, width: int, height: int) -> Image:
+    """Zoom, offset and rotate a window of the output's aspect out of ``src``, in one resampling."""
     side_h, side_w = src.shape[:2]
     aspect = width / height
-    # The largest window of the output's aspect that fits the source, shrunk by the zoom jitter.
-    crop_w = min(side_w, side_h * aspect) * v.crop
-    crop_h = crop_w / aspect
-    x0 = (side_w - crop_w) / 2 * (1 + v.shift_x)
-    y0 = (side_h - crop_h) / 2 * (1 + v.shift_y)
-    x, y = round(x0), round(y0)
-    window = src[y : y + max(1, round(crop_h)), x : x + max(1, round(crop_w))]
-    upscale = width > window.shape[1]
-    interpolation = cv2.INTER_LANCZOS4 if upscale else cv2.INTER_AREA
-    return np.asarray(cv2.resize(window, (width, height), interpolation=interpolation), dtype=np.uint8)
+    theta = math.radians(v.rotation)
+    cos, sin = abs(math.cos(theta)), abs(math.sin(theta))
+    # The largest window whose rotated bounding box still fits the source, shrunk by the zoom.
+    window_w = min(side_w / (cos + sin / aspect), side_h / (sin + cos / aspect)) * v.crop
+    window_h = window_w / aspect
+    box_w, box_h = window_w * cos + window_h * sin, window_w * sin + window_h * cos
+    cx = side_w / 2 + (side_w - box_w) / 2 * v.shift_x
+    cy = side_h / 2 + (side_h - box_h) / 2 * v.shift_y
+    scale = width / window_w
+    amount = _SHARPEN_BASE + _SHARPEN_PER_ZOOM * max(0.0, scale - 1.0)
+    if scale < 1.0:
+        # Shrinking: area-average first, so the affine warp below does not alias.
+        src = np.asarray(
+            cv2.resize(src, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), dtype=np.uint8
+        )
+        cx, cy, scale = cx * scale, cy * scale, 1.0
+    matrix = np.asarray(cv2.getRotationMatrix2D((cx, cy), v.rotation, scale), dtype=np.float64)
+    matrix[:, 2] += (width / 2 - cx, height / 2 - cy)
+    warped = cv2.warpAffine(
+        src, matrix, (width, height), flags=cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REFLECT_101
+    )
+    pixels = np.asarray(warped, dtype=np.float32)
+    detail = pixels - cv2.GaussianBlur(pixels, (0, 0), _SHARPEN_SIGMA)
+    return np.clip(pixels + amount * detail, 0, 255).astype(np.uint8)
 
 
 def _edge_mask(height: int, width: int) -> NDArray[np.float32]:

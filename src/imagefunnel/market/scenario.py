@@ -9,12 +9,22 @@ are *scenario seconds*; the server multiplies them by its ``time_factor`` to get
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from imagefunnel.errors import SpecError
 from imagefunnel.market.defects import Defect
@@ -22,6 +32,7 @@ from imagefunnel.market.defects import Defect
 __all__ = [
     "Outage",
     "PricePoint",
+    "Pricing",
     "ProviderProfile",
     "Scenario",
     "builtin_scenarios",
@@ -32,6 +43,13 @@ __all__ = [
 _MAX_SCENARIO_BYTES = 1_000_000
 # Provider names become the first URL path segment, so they must not shadow the market's own routes.
 _RESERVED_NAMES = frozenset({"files", "_market", "v1"})
+# The pricing units each wire protocol can express (a protocol missing here accepts any unit).
+_UNITS_BY_PROTOCOL: Mapping[str, frozenset[str]] = {
+    "fal": frozenset({"megapixel"}),
+    "replicate": frozenset({"image", "gpu_second"}),
+    "openai": frozenset({"token", "image"}),
+    "together": frozenset({"megapixel", "image"}),
+}
 
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
 Seconds = Annotated[float, Field(ge=0.0)]
@@ -42,10 +60,20 @@ class _Frozen(BaseModel):
 
 
 class PricePoint(_Frozen):
-    """From ``after_s`` scenario seconds on, the provider charges ``usd_per_mp``."""
+    """From ``after_s`` scenario seconds on, the provider charges ``usd_per_mp`` per unit of its
+    pricing (written ``usd`` for units other than megapixels)."""
 
     after_s: Seconds
-    usd_per_mp: Annotated[float, Field(gt=0.0)]
+    usd_per_mp: Annotated[float, Field(gt=0.0, validation_alias=AliasChoices("usd_per_mp", "usd"))]
+
+
+class Pricing(_Frozen):
+    """What one unit costs: ``usd`` per image, megapixel or GPU-second, or per 1M output tokens
+    (``token``, with ``input_usd`` per 1M input tokens)."""
+
+    unit: Literal["image", "megapixel", "gpu_second", "token"]
+    usd: Annotated[float, Field(gt=0.0)]
+    input_usd: Annotated[float, Field(ge=0.0)] = 0.0
 
 
 class Outage(_Frozen):
@@ -68,9 +96,11 @@ class ProviderProfile(_Frozen):
     """How one emulated provider prices, performs and fails."""
 
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
-    protocol: Literal["fal"]
+    protocol: Literal["fal", "replicate", "openai", "together"]
     models: Annotated[tuple[str, ...], Field(min_length=1)]
-    price_usd_per_mp: Annotated[float, Field(gt=0.0)]
+    # Either the fal-style shorthand (USD per megapixel) or a ``pricing`` in any unit.
+    price_usd_per_mp: Annotated[float, Field(gt=0.0)] | None = None
+    pricing: Pricing | None = None
     price_schedule: tuple[PricePoint, ...] = ()
     queue_s: tuple[Seconds, Seconds] = (0.0, 0.0)
     processing_s: tuple[Seconds, Seconds] = (0.1, 0.3)
@@ -103,16 +133,29 @@ class ProviderProfile(_Frozen):
 
     @field_validator("models")
     @classmethod
-    def _model_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _model_ids(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        protocol = info.data.get("protocol")
         for model in value:
-            # fal endpoint ids are owner/alias[/path]; the queue URLs are built from owner/alias.
             parts = model.split("/")
-            if len(parts) < 2 or not all(parts) or "requests" in parts:
+            if protocol == "openai":
+                # OpenAI model ids are bare names ("gpt-image-1"); they travel in JSON bodies only.
+                if len(parts) != 1 or not model or any(c.isspace() for c in model):
+                    raise ValueError(f"model id {model!r} must be a bare name like 'gpt-image-1'")
+            elif protocol == "replicate" and (len(parts) != 2 or not all(parts)):
+                # Replicate builds /v1/models/{owner}/{name}/predictions from it.
+                raise ValueError(f"model id {model!r} must look like 'owner/name'")
+            elif len(parts) < 2 or not all(parts) or "requests" in parts:
+                # fal endpoint ids are owner/alias[/path]; the queue URLs are built from owner/alias.
                 raise ValueError(f"model id {model!r} must look like 'owner/alias[/path]'")
         return value
 
     @model_validator(mode="after")
     def _consistent(self) -> ProviderProfile:
+        if (self.price_usd_per_mp is None) == (self.pricing is None):
+            raise ValueError("give exactly one of price_usd_per_mp and pricing")
+        allowed = _UNITS_BY_PROTOCOL.get(self.protocol)
+        if allowed is not None and self.price_unit not in allowed:
+            raise ValueError(f"protocol {self.protocol} cannot bill per {self.price_unit}")
         if self.defect_rate > 0 and sum(self.defect_mix.values()) <= 0:
             raise ValueError("defect_mix needs a positive weight when defect_rate > 0")
         times = [point.after_s for point in self.price_schedule]
@@ -120,9 +163,14 @@ class ProviderProfile(_Frozen):
             raise ValueError("price_schedule must be sorted by after_s")
         return self
 
+    @property
+    def price_unit(self) -> str:
+        """What the unit price is per: image, megapixel, gpu_second or token (1M output tokens)."""
+        return self.pricing.unit if self.pricing is not None else "megapixel"
+
     def price_at(self, t_s: float) -> float:
-        """Unit price (USD per megapixel) in force at scenario time ``t_s``."""
-        price = self.price_usd_per_mp
+        """Unit price (USD per ``price_unit``) in force at scenario time ``t_s``."""
+        price = self.pricing.usd if self.pricing is not None else float(self.price_usd_per_mp or 0.0)
         for point in self.price_schedule:
             if point.after_s <= t_s:
                 price = point.usd_per_mp

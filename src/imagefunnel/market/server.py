@@ -21,16 +21,48 @@ from pathlib import Path
 from types import TracebackType
 
 import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from imagefunnel.market.engine import BillingRecord, Market, ProviderStats
 from imagefunnel.market.fal_app import create_fal_app
 from imagefunnel.market.images import AssetLibrary, Truth
+from imagefunnel.market.openai_app import create_openai_app
+from imagefunnel.market.replicate_app import create_replicate_app
 from imagefunnel.market.scenario import Scenario, load_scenario
 
 __all__ = ["MarketServer"]
 
 _STARTUP_TIMEOUT_S = 10.0
 _SHUTDOWN_TIMEOUT_S = 5.0
+
+
+class _ByProtocol:
+    """Send ``/{provider}/...`` to the app of that provider's protocol; everything else (the shared
+    ``/files`` and ``/_market`` routes, unknown paths) to ``fallback``."""
+
+    def __init__(self, market: Market, apps: Mapping[str, ASGIApp], *, fallback: ASGIApp) -> None:
+        self._market = market
+        self._apps = apps
+        self._fallback = fallback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        provider = str(scope.get("path", "")).lstrip("/").partition("/")[0]
+        profile = self._market.profile(provider)
+        app = self._apps.get(profile.protocol) if profile is not None else None
+        await (app or self._fallback)(scope, receive, send)
+
+
+def create_market_app(market: Market, *, executor: ThreadPoolExecutor | None = None) -> ASGIApp:
+    """One ASGI app for every provider of ``market``, whatever its wire protocol."""
+    fal = create_fal_app(market, executor=executor)
+    images = create_openai_app(market, executor=executor)
+    apps = {
+        "fal": fal,
+        "replicate": create_replicate_app(market, executor=executor),
+        "openai": images,
+        "together": images,
+    }
+    return _ByProtocol(market, apps, fallback=fal)
 
 
 class MarketServer:
@@ -67,7 +99,7 @@ class MarketServer:
         sock.bind((self._host, self._port))
         self._bound_port = int(sock.getsockname()[1])
         self._executor = ThreadPoolExecutor(self._render_workers, thread_name_prefix="market-render")
-        app = create_fal_app(self.market, executor=self._executor)
+        app = create_market_app(self.market, executor=self._executor)
         # log_config=None: uvicorn must not reconfigure the host process's logging.
         config = uvicorn.Config(
             app,
@@ -126,7 +158,9 @@ class MarketServer:
         return f"http://{self._host}:{self._bound_port}"
 
     def base_url(self, provider: str) -> str:
-        """What stands in for ``https://queue.fal.run`` (and ``https://api.fal.ai``) for ``provider``."""
+        """What stands in for the provider's API root: ``https://queue.fal.run`` (and
+        ``https://api.fal.ai``), ``https://api.replicate.com``, ``https://api.openai.com`` or
+        ``https://api.together.xyz`` (OpenAI-style clients append ``/v1``)."""
         if self.market.profile(provider) is None:
             known = ", ".join(p.name for p in self.scenario.providers)
             raise KeyError(f"no provider {provider!r} in scenario {self.scenario.name!r} ({known})")

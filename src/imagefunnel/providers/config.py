@@ -1,28 +1,112 @@
-"""Provider configuration from YAML: which adapters to build, where they live, which key to use."""
+"""Provider configuration from YAML: which adapters to build, where they live, which key to use.
+
+    providers:
+      - {name: fal-dev, protocol: fal, models: [fal-ai/flux/dev]}
+      - name: rep-schnell
+        protocol: replicate
+        models: [black-forest-labs/flux-schnell]
+        price: {unit: image, usd: 0.003}
+      - {name: oai, protocol: openai, models: [gpt-image-1], quality: low}
+      - name: tog
+        protocol: together
+        models: [black-forest-labs/FLUX.1-schnell]
+        price: {unit: megapixel, usd: 0.0027}
+
+``base_url`` and ``api_key_env`` default to each protocol's real API and usual variable.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from imagefunnel.errors import SpecError
 from imagefunnel.providers.base import Provider
+from imagefunnel.providers.fal import FalProvider
+from imagefunnel.providers.openai_images import OpenAIImagesProvider
+from imagefunnel.providers.pricing import PerGpuSecond, PerImage, PerMegapixel, PerToken, PriceModel
+from imagefunnel.providers.replicate import ReplicateProvider
+from imagefunnel.providers.together import TogetherProvider
+
+ProtocolName = Literal["fal", "replicate", "openai", "together"]
+
+# (base URL, API key variable) of each protocol's real service.
+_DEFAULTS: Mapping[str, tuple[str, str]] = {
+    "fal": ("https://queue.fal.run", "FAL_KEY"),
+    "replicate": ("https://api.replicate.com", "REPLICATE_API_TOKEN"),
+    "openai": ("https://api.openai.com/v1", "OPENAI_API_KEY"),
+    "together": ("https://api.together.xyz/v1", "TOGETHER_API_KEY"),
+}
+Usd = Annotated[float, Field(gt=0)]
+
+
+class PriceConfig(BaseModel):
+    """A list price: ``usd`` per image, megapixel, GPU-second or 1M output tokens (``input_usd``:
+    per 1M input tokens); GPU time may give ``usd_per_hour`` instead, and ``expected_s`` for quotes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    unit: Literal["image", "megapixel", "gpu_second", "token"]
+    usd: Usd | None = None
+    usd_per_hour: Usd | None = None
+    expected_s: Annotated[float, Field(ge=0)] = 5.0
+    input_usd: Annotated[float, Field(ge=0)] = 5.0
+
+    @model_validator(mode="after")
+    def _one_price(self) -> PriceConfig:
+        if (self.usd is None) == (self.usd_per_hour is None):
+            raise ValueError("give exactly one of usd and usd_per_hour")
+        if self.usd_per_hour is not None and self.unit != "gpu_second":
+            raise ValueError("usd_per_hour is for unit gpu_second only")
+        return self
+
+    def model(self, quality: Literal["low", "medium", "high"]) -> PriceModel:
+        usd = self.usd or 0.0
+        if self.unit == "image":
+            return PerImage(usd=usd)
+        if self.unit == "megapixel":
+            return PerMegapixel(usd=usd)
+        if self.unit == "token":
+            return PerToken(output_usd=usd, input_usd=self.input_usd, quality=quality)
+        if self.usd_per_hour is not None:
+            return PerGpuSecond(usd_per_hour=self.usd_per_hour, expected_s=self.expected_s)
+        return PerGpuSecond.per_second(usd, expected_s=self.expected_s)
 
 
 class ProviderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, max_length=80)
-    protocol: Literal["fal"]
-    base_url: str = "https://queue.fal.run"
-    api_key_env: str = "FAL_KEY"
+    protocol: ProtocolName
+    base_url: str | None = None
+    api_key_env: str | None = None
     models: list[str] = Field(min_length=1)
     timeout_s: float = Field(default=120.0, gt=0)
     poll_interval_s: float = Field(default=0.5, gt=0)
+    price: PriceConfig | None = None
+    quality: Literal["low", "medium", "high"] = "medium"  # openai only
+
+    @model_validator(mode="after")
+    def _priced(self) -> ProviderConfig:
+        # fal publishes its prices and OpenAI's default is gpt-image-1's; the others must say.
+        if self.price is None and self.protocol in ("replicate", "together"):
+            raise ValueError(f"protocol {self.protocol} needs a price (its API does not report one)")
+        if self.price is not None and self.protocol == "fal":
+            raise ValueError("fal publishes its prices: the adapter reads them, do not configure one")
+        return self
+
+    @property
+    def url(self) -> str:
+        return self.base_url or _DEFAULTS[self.protocol][0]
+
+    @property
+    def key_env(self) -> str:
+        return self.api_key_env or _DEFAULTS[self.protocol][1]
 
 
 class ProvidersFile(BaseModel):
@@ -44,16 +128,42 @@ def load_providers_file(path: Path) -> ProvidersFile:
 
 
 def build_provider(config: ProviderConfig, *, api_key: str | None = None) -> Provider:
-    from imagefunnel.providers.fal import FalProvider
-
-    key = api_key if api_key is not None else os.environ.get(config.api_key_env, "")
+    key = api_key if api_key is not None else os.environ.get(config.key_env, "")
     if not key:
-        raise SpecError(f"provider {config.name}: environment variable {config.api_key_env} is not set")
-    return FalProvider(
-        name=config.name,
-        base_url=config.base_url,
-        api_key=key,
-        model=config.models[0],
-        poll_interval_s=config.poll_interval_s,
-        timeout_s=config.timeout_s,
+        raise SpecError(f"provider {config.name}: environment variable {config.key_env} is not set")
+    name, url, model, timeout_s = config.name, config.url, config.models[0], config.timeout_s
+    price = config.price.model(config.quality) if config.price is not None else None
+    if config.protocol == "fal":
+        return FalProvider(
+            name=name,
+            base_url=url,
+            api_key=key,
+            model=model,
+            poll_interval_s=config.poll_interval_s,
+            timeout_s=timeout_s,
+        )
+    if config.protocol == "openai":
+        return OpenAIImagesProvider(
+            name=name,
+            base_url=url,
+            api_key=key,
+            model=model,
+            quality=config.quality,
+            price=price,
+            timeout_s=timeout_s,
+        )
+    if price is None:  # unreachable after validation; keeps the type checker honest
+        raise SpecError(f"provider {config.name}: protocol {config.protocol} needs a price")
+    if config.protocol == "replicate":
+        return ReplicateProvider(
+            name=name,
+            base_url=url,
+            api_token=key,
+            model=model,
+            price=price,
+            poll_interval_s=config.poll_interval_s,
+            timeout_s=timeout_s,
+        )
+    return TogetherProvider(
+        name=name, base_url=url, api_key=key, model=model, price=price, timeout_s=timeout_s
     )

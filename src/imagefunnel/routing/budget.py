@@ -37,3 +37,29 @@ class BudgetGuard:
     def settle(self, reserved_usd: float, charged_usd: float) -> None:
         self.reserved_usd = max(0.0, self.reserved_usd - reserved_usd)
         self.settled_usd += charged_usd
+
+
+class TenantBudgets:
+    """One :class:`BudgetGuard` per tenant, shared by all of the tenant's jobs in this process.
+
+    The router reserves on the job's guard and on its tenant's guard before dispatch, so a tenant's
+    concurrent jobs can never overshoot the tenant's limit together.
+    """
+
+    def __init__(self, limits_usd: dict[str, float], *, default_usd: float | None = None) -> None:
+        for tenant, limit in limits_usd.items():
+            if limit < 0:
+                raise ValueError(f"tenant {tenant!r}: budget must be ≥ 0")
+        self._limits = dict(limits_usd)
+        self._default = default_usd
+        self._guards: dict[str, BudgetGuard] = {}
+
+    def guard(self, tenant: str) -> BudgetGuard:
+        """The tenant's guard; raises ``BudgetExceeded`` for a tenant with no budget at all."""
+        found = self._guards.get(tenant)
+        if found is None:
+            limit = self._limits.get(tenant, self._default)
+            if limit is None:
+                raise BudgetExceeded(f"tenant {tenant!r} has no budget")
+            found = self._guards[tenant] = BudgetGuard(limit)
+        return found

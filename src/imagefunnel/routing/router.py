@@ -1,72 +1,62 @@
-"""Router v0: the cheapest healthy capable provider first, the rest as the fallback chain.
+"""The router: place each request on the provider with the least expected cost per accepted image.
 
-Every attempt is written to the ledger twice: the quote before the call (intent), the charge after.
+For every request it filters the providers (capable, permitted, meeting the job's requirements,
+breaker not open), prices them from the price book, asks the policy for an order, and dispatches
+along it: the first is tried (hedged by the second when hedging is on), the rest form the fallback
+chain tried on timeout, 5xx, 429 or garbage. Scorer verdicts come back through
+:meth:`Router.observe_verdict` and teach the pass-rate posteriors the default policy ranks by.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
-from imagefunnel.errors import NoProviderAvailable, ProviderError, ProviderTimeout, RateLimited
+from imagefunnel.errors import NoProviderAvailable, ProviderError
 from imagefunnel.providers.base import Capabilities, Generation, GenerationRequest, Provider, Quote
 from imagefunnel.routing.budget import BudgetGuard
-from imagefunnel.routing.health import HealthTracker
+from imagefunnel.routing.capability import Requirements, exclusion
+from imagefunnel.routing.dispatch import Attempt, Dispatcher, HedgeSettings, TimeoutSettings
+from imagefunnel.routing.health import HealthTracker, HealthView
+from imagefunnel.routing.ledger import AttemptLedger, Grouping, SpendBook, SpendLine
+from imagefunnel.routing.passrates import PassRateBook, PassRateKey
+from imagefunnel.routing.policies import CostPerAcceptedPolicy, Option, Policy, Situation
+from imagefunnel.routing.pricebook import PriceBook, ProviderTraits
+
+__all__ = ["AttemptLedger", "RouteContext", "Router"]
+
+_DEFAULT_TRAITS = ProviderTraits()
+# While every acceptable provider is busy with a half-open trial, look again this often.
+_TRIAL_POLL_S = 0.05
 
 
-class AttemptLedger(Protocol):
-    """Where the router records what it buys (the store implements it)."""
-
-    def begin_attempt(
-        self,
-        *,
-        job_id: str,
-        request_id: str,
-        attempt: int,
-        wave: int,
-        provider: str,
-        model: str,
-        quoted_usd: float,
-    ) -> None: ...
-
-    def end_attempt(
-        self,
-        *,
-        request_id: str,
-        attempt: int,
-        status: str,
-        charged_usd: float,
-        latency_s: float,
-        provider_request_id: str | None = None,
-        error: str | None = None,
-        error_type: str | None = None,
-    ) -> None: ...
+def _permit_all(_name: str) -> bool:
+    return True
 
 
 @dataclass(frozen=True, slots=True)
 class RouteContext:
-    """Who is buying: the job (for the ledger) and its constraints."""
+    """Who is buying: the job (for the ledger), its use case, deadline, budgets and constraints."""
 
     job_id: str
     wave: int
     deadline: float  # absolute, on the router's clock
     budget: BudgetGuard | None = None
-    permits: Callable[[str], bool] = lambda _name: True
-
-
-def _fits(caps: Capabilities, request: GenerationRequest) -> bool:
-    return (
-        request.model in caps.models
-        and request.width <= caps.max_width
-        and request.height <= caps.max_height
-        and (not request.reference_images or caps.supports_reference_images)
-    )
+    permits: Callable[[str], bool] = _permit_all
+    use_case: str = "generic"
+    requirements: Requirements = field(default_factory=Requirements)
+    tenant_budget: BudgetGuard | None = None
 
 
 class Router:
+    """Routes generation requests; see the module docstring. ``policy`` defaults to
+    :class:`~imagefunnel.routing.policies.CostPerAcceptedPolicy`."""
+
     def __init__(
         self,
         providers: Sequence[Provider],
@@ -74,130 +64,210 @@ class Router:
         ledger: AttemptLedger,
         clock: Callable[[], float] = time.monotonic,
         health: HealthTracker | None = None,
+        policy: Policy | None = None,
+        pass_rates: PassRateBook | None = None,
+        prices: PriceBook | None = None,
+        traits: Mapping[str, ProviderTraits] | None = None,
         request_timeout_s: float = 60.0,
+        timeouts: TimeoutSettings | None = None,
+        hedging: HedgeSettings | None = None,
+        seed: int = 0,
     ) -> None:
         if not providers:
             raise NoProviderAvailable("the router needs at least one provider")
         self._providers = {p.name: p for p in providers}
-        self._ledger = ledger
         self._clock = clock
         self.health = health or HealthTracker(clock=clock)
-        self._timeout = request_timeout_s
+        self.policy: Policy = policy or CostPerAcceptedPolicy(seed=seed)
+        self.pass_rates = pass_rates or PassRateBook()
+        self.prices = prices or PriceBook(clock=clock)
+        self.spend = SpendBook()
+        self._traits = dict(traits or {})
+        self._timeouts = timeouts or TimeoutSettings(max_s=request_timeout_s)
         self._caps: dict[str, Capabilities] = {}
+        # Seconds each routing decision took (filter + price + rank), for the latency benchmark.
+        self.decision_times: deque[float] = deque(maxlen=100_000)
+        self._dispatcher = Dispatcher(
+            providers=self._providers,
+            ledger=ledger,
+            spend=self.spend,
+            health=self.health,
+            prices=self.prices,
+            pass_rates=self.pass_rates,
+            clock=clock,
+            hedging=hedging,
+        )
 
     @property
     def provider_names(self) -> list[str]:
         return list(self._providers)
 
-    async def _capable(self, request: GenerationRequest, ctx: RouteContext) -> list[Provider]:
-        out = []
-        for name, provider in self._providers.items():
-            if not ctx.permits(name):
-                continue
-            if name not in self._caps:
-                self._caps[name] = await provider.capabilities()
-            if _fits(self._caps[name], request):
-                out.append(provider)
-        return out
+    @property
+    def hedges(self) -> int:
+        return self._dispatcher.hedges
+
+    def observe_verdict(self, provider: str, model: str, use_case: str, passed: bool) -> None:
+        """The scorer's verdict on a generation this router bought (teaches the pass rates)."""
+        self.pass_rates.observe(PassRateKey(provider, model, str(use_case)), passed)
+
+    def spend_report(self, *, by: Grouping) -> list[SpendLine]:
+        """Expected (quoted) vs actual (charged) spend of this router's attempts."""
+        return self.spend.report(by=by)
 
     async def quotes(self, request: GenerationRequest, ctx: RouteContext) -> list[Quote]:
         """Quotes of the capable, permitted providers, cheapest first (health not considered)."""
-        providers = await self._capable(request, ctx)
-        quotes: list[Quote] = []
-        for provider in providers:
-            try:
-                quotes.append(await provider.quote(request))
-            except ProviderError as exc:
-                self.health.record_failure(provider.name, str(exc))
-        return sorted(quotes, key=lambda q: q.usd)
+        await self._prepare(request, ctx, frozenset())
+        now = self._clock()
+        found = [
+            self._option(name, request, ctx, now, str(ctx.use_case))
+            for name in self._candidates(request, ctx, frozenset())
+        ]
+        return sorted((option.priced.quote for option in found if option is not None), key=lambda q: q.usd)
 
     async def generate(self, request: GenerationRequest, ctx: RouteContext) -> Generation:
-        """Buy one generation; fall back along the price-ordered chain; raise if all fail."""
-        tried: list[str] = []
+        """Buy one generation along the policy's order; raise ``NoProviderAvailable`` if every
+        acceptable provider failed, and ``BudgetExceeded`` before buying anything over budget."""
+        tried: set[str] = set()
         errors: list[str] = []
-        attempt = 0
+        numbers = itertools.count(1)
         while True:
-            chain = [q for q in await self.quotes(request, ctx) if q.provider not in tried]
-            if not chain:
-                detail = "; ".join(errors) if errors else "none is capable and permitted"
-                raise NoProviderAvailable(f"no provider could generate {request.model}: {detail}")
-            ready = [q for q in chain if self.health.available(q.provider)]
-            if not ready:
-                wait = min(self.health.cooldown_remaining_s(q.provider) for q in chain)
+            if self._clock() >= ctx.deadline:
+                raise NoProviderAvailable(_why("the job's deadline has passed", errors))
+            await self._prepare(request, ctx, tried)
+            ranked, wait = self._decide(request, ctx, tried)
+            if not ranked:
+                if wait is None:
+                    raise NoProviderAvailable(_why(f"no provider could generate {request.model}", errors))
                 if self._clock() + wait >= ctx.deadline:
                     raise NoProviderAvailable("every capable provider is cooling down past the deadline")
                 await asyncio.sleep(wait)
                 continue
-            quote = ready[0]
-            attempt += 1
-            tried.append(quote.provider)
-            try:
-                return await self._attempt(request, ctx, quote, attempt)
-            except ProviderError as exc:
+            attempts = [self._attempt(request, ctx, option, numbers) for option in ranked[:2]]
+            generation, failures = await self._dispatcher.run(attempts)
+            for name, exc in failures:
+                tried.add(name)
                 errors.append(f"{type(exc).__name__}: {exc}")
+            if generation is not None:
+                return generation
 
-    async def _attempt(
-        self, request: GenerationRequest, ctx: RouteContext, quote: Quote, attempt: int
-    ) -> Generation:
-        provider = self._providers[quote.provider]
-        if ctx.budget is not None:
-            ctx.budget.reserve(quote.usd)  # raises BudgetExceeded before anything is bought
-        charged = 0.0
-        try:
-            generation = await self._call(provider, request, ctx, quote, attempt)
-            charged = generation.charged_usd
-            return generation
-        except ProviderError as exc:
-            charged = exc.charged_usd
-            raise
-        finally:
-            if ctx.budget is not None:
-                ctx.budget.settle(quote.usd, charged)
+    # -- deciding ----------------------------------------------------------------------------
+    def _candidates(
+        self, request: GenerationRequest, ctx: RouteContext, tried: frozenset[str] | set[str]
+    ) -> list[str]:
+        """Providers not yet tried, permitted, with capabilities loaded (hard filters come later)."""
+        return [
+            name for name in self._providers if name not in tried and name in self._caps and ctx.permits(name)
+        ]
 
-    async def _call(
-        self, provider: Provider, request: GenerationRequest, ctx: RouteContext, quote: Quote, attempt: int
-    ) -> Generation:
-        self._ledger.begin_attempt(
+    async def _prepare(
+        self, request: GenerationRequest, ctx: RouteContext, tried: frozenset[str] | set[str]
+    ) -> None:
+        """Fetch what the decision needs and has not cached: capabilities, stale quotes."""
+        missing = [p for name, p in self._providers.items() if name not in self._caps and ctx.permits(name)]
+        for provider in missing:
+            self._caps[provider.name] = await provider.capabilities()
+        stale = [
+            self._providers[name]
+            for name in self._candidates(request, ctx, tried)
+            if request.model in self._caps[name].models
+            # A provider whose breaker is open is not asked for prices either: that would hammer it.
+            and self.health.available(name, request.model)
+            and self.prices.fresh(name, request) is None
+        ]
+        if stale:
+            results = await asyncio.gather(
+                *(self.prices.refresh(p, request) for p in stale), return_exceptions=True
+            )
+            for provider, result in zip(stale, results, strict=True):
+                if isinstance(result, ProviderError):
+                    # A provider that cannot even quote is probably down: a passive failure signal.
+                    self.health.record_failure(provider.name, str(result), model=request.model)
+                elif isinstance(result, BaseException):
+                    raise result
+
+    def _decide(
+        self, request: GenerationRequest, ctx: RouteContext, tried: frozenset[str] | set[str]
+    ) -> tuple[list[Option], float | None]:
+        """The ranked options, or (nothing, how long until one may be ready; None: never)."""
+        started = time.perf_counter()
+        now = self._clock()
+        ready: list[Option] = []
+        cooling: list[Option] = []
+        use_case = str(ctx.use_case)
+        for name in self._candidates(request, ctx, tried):
+            option = self._option(name, request, ctx, now, use_case)
+            if option is None:
+                continue
+            (ready if self.health.available(name, request.model) else cooling).append(option)
+        situation = Situation(now=now, time_left_s=ctx.deadline - now, use_case=use_case)
+        ranked = self.policy.rank(ready, situation) if ready else []
+        wait: float | None = None
+        if not ranked and cooling:
+            acceptable = self.policy.rank(cooling, situation)
+            if acceptable:
+                wait = max(
+                    _TRIAL_POLL_S,
+                    min(self.health.cooldown_remaining_s(o.provider, o.model) for o in acceptable),
+                )
+        self.decision_times.append(time.perf_counter() - started)
+        return ranked, wait
+
+    def _option(
+        self, name: str, request: GenerationRequest, ctx: RouteContext, now: float, use_case: str
+    ) -> Option | None:
+        """The option of provider ``name``, or ``None`` if a hard filter excludes it or it has no
+        usable quote (its quote failed: it is not an option for this decision)."""
+        traits = self._traits.get(name, _DEFAULT_TRAITS)
+        view = self.health.view(name, request.model)
+        last = view.last_success_at
+        cold = traits.cold_start_s > 0 and (last is None or now - last > traits.warm_for_s)
+        cold_s = traits.cold_start_s if cold else 0.0
+        latency = _latency(view, traits) + cold_s
+        if exclusion(self._caps[name], traits, request, ctx.requirements, expected_latency_s=latency):
+            return None
+        cached = self.prices.fresh(name, request)
+        if cached is None:
+            return None
+        return Option(
+            provider=name,
+            model=request.model,
+            priced=self.prices.priced(cached[0], cached[1], cold_start_s=cold_s),
+            pass_rate=self.pass_rates.get(PassRateKey(name, request.model, use_case)),
+            health=view,
+            expected_latency_s=latency,
+        )
+
+    # -- dispatching -------------------------------------------------------------------------
+    def _attempt(
+        self, request: GenerationRequest, ctx: RouteContext, option: Option, numbers: Iterator[int]
+    ) -> Attempt:
+        budgets = tuple(guard for guard in (ctx.budget, ctx.tenant_budget) if guard is not None)
+        return Attempt(
+            request=request,
+            option=option,
+            numbers=numbers,
             job_id=ctx.job_id,
-            request_id=request.request_id,
-            attempt=attempt,
             wave=ctx.wave,
-            provider=quote.provider,
-            model=quote.model,
-            quoted_usd=quote.usd,
+            use_case=str(ctx.use_case),
+            budgets=budgets,
+            timeout_s=self._timeout_for(option, ctx),
         )
-        started = self._clock()
-        timeout = max(0.1, min(self._timeout, ctx.deadline - started))
-        try:
-            async with asyncio.timeout(timeout):
-                generation = await provider.generate(request)
-        except (ProviderError, TimeoutError) as exc:
-            error = (
-                exc
-                if isinstance(exc, ProviderError)
-                else ProviderTimeout(f"no result within {timeout:.1f}s", provider=quote.provider)
-            )
-            retry_after = error.retry_after_s if isinstance(error, RateLimited) else None
-            self.health.record_failure(quote.provider, str(error), retry_after_s=retry_after)
-            self._ledger.end_attempt(
-                request_id=request.request_id,
-                attempt=attempt,
-                status="failed",
-                charged_usd=error.charged_usd,
-                latency_s=self._clock() - started,
-                error=str(error),
-                error_type=type(error).__name__,
-            )
-            if error is exc:
-                raise
-            raise error from exc
-        self.health.record_success(quote.provider, generation.latency_s)
-        self._ledger.end_attempt(
-            request_id=request.request_id,
-            attempt=attempt,
-            status="succeeded",
-            charged_usd=generation.charged_usd,
-            latency_s=self._clock() - started,
-            provider_request_id=generation.provider_request_id,
-        )
-        return generation
+
+    def _timeout_for(self, option: Option, ctx: RouteContext) -> float:
+        t = self._timeouts
+        limit = t.max_s
+        p99 = option.health.p99_s
+        if p99 is not None:
+            floor = max(t.min_s, 2.0 * option.expected_latency_s)
+            limit = min(limit, max(floor, t.factor * p99))
+        left = ctx.deadline - self._clock()
+        return max(0.001, min(limit, left))
+
+
+def _latency(view: HealthView, traits: ProviderTraits) -> float:
+    latency = view.latency_s
+    return traits.expected_latency_s if latency is None or not math.isfinite(latency) else latency
+
+
+def _why(headline: str, errors: list[str]) -> str:
+    return f"{headline}: {'; '.join(errors)}" if errors else f"{headline}: none is capable and permitted"

@@ -9,9 +9,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+# One comparison: ``dimension op number``. Parsed by this pattern, never evaluated as code.
 _RULE = re.compile(
-    r"^\s*(?P<dimension>[a-z_][a-z0-9_]*)\s*(?P<op>>=|<=|==|!=|>|<)\s*(?P<value>-?\d+(?:\.\d+)?)\s*$"
+    r"^\s*(?P<dimension>[a-z_][a-z0-9_]*)\s*(?P<op>>=|<=|==|!=|>|<)\s*"
+    r"(?P<value>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
 )
+MAX_RULE_ITEMS = 64  # per all/any list; the YAML loader already caps nesting depth
 
 
 class UseCase(StrEnum):
@@ -39,21 +42,89 @@ class ProviderConstraints(_Strict):
 
 
 class Rule(_Strict):
-    """A custom rule over one dimension, e.g. ``sharpness >= 0.2``. Parsed, never evaluated as code."""
+    """A custom rule over measured dimensions. Parsed, never evaluated as code.
 
-    expr: str
-    name: str | None = None
+    Exactly one of: ``expr``, one comparison such as ``eyes_open >= 0.25``; ``all``, a list of rules
+    that must all hold; ``any``, a list of which at least one must hold. Items of ``all``/``any`` are
+    rules themselves (strings or mappings), nested to any depth. ``name`` labels the rule in
+    verdicts; ``severity`` (``reject`` or ``warn``) belongs to the top-level rule only.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    expr: str | None = None
+    all_of: list[Rule] | None = Field(default=None, alias="all", max_length=MAX_RULE_ITEMS)
+    any_of: list[Rule] | None = Field(default=None, alias="any", max_length=MAX_RULE_ITEMS)
+    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     severity: Literal["reject", "warn"] = "reject"
 
     @field_validator("expr")
     @classmethod
-    def _parse(cls, value: str) -> str:
-        if not _RULE.match(value):
+    def _parse(cls, value: str | None) -> str | None:
+        if value is not None and not _RULE.match(value):
             raise ValueError(f"rule {value!r} must look like 'dimension >= number' (ops: >= <= > < == !=)")
         return value
 
+    @field_validator("all_of", "any_of", mode="before")
+    @classmethod
+    def _items_from_strings(cls, value: object) -> object:
+        return _rules_from_strings(value)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Rule:
+        forms = [
+            form
+            for form, set_ in (("expr", self.expr), ("all", self.all_of), ("any", self.any_of))
+            if set_ is not None
+        ]
+        if len(forms) != 1:
+            found = " and ".join(forms) or "none of them"
+            raise ValueError(f"a rule needs exactly one of expr, all or any (found {found})")
+        if self.children is not None and not self.children:
+            raise ValueError(f"'{forms[0]}' needs at least one rule")
+        for child in self.children or ():
+            if "severity" in child.model_fields_set:
+                raise ValueError("severity applies to a whole rule: set it on the top-level rule only")
+        return self
+
+    @property
+    def mode(self) -> Literal["expr", "all", "any"]:
+        """Which form this rule has."""
+        if self.all_of is not None:
+            return "all"
+        if self.any_of is not None:
+            return "any"
+        return "expr"
+
+    @property
+    def children(self) -> list[Rule] | None:
+        """The rules combined by ``all``/``any``; None for a comparison."""
+        return self.all_of if self.all_of is not None else self.any_of
+
+    @property
+    def dimensions(self) -> tuple[str, ...]:
+        """Every dimension this rule reads, in order of appearance, each once."""
+        if self.expr is not None:
+            return (self.dimension,)
+        names = (name for child in self.children or () for name in child.dimensions)
+        return tuple(dict.fromkeys(names))
+
+    @property
+    def label(self) -> str:
+        """The rule's name, or its text: ``sharpness >= 0.2``, ``any(a > 1, b < 2)``."""
+        return self.name or self.text
+
+    @property
+    def text(self) -> str:
+        """The rule written out in one line, whatever its name."""
+        if self.expr is not None:
+            return f"{self.dimension} {self.op} {self.value:g}"
+        inner = ", ".join(child.label for child in self.children or ())
+        return f"{self.mode}({inner})"
+
     @property
     def dimension(self) -> str:
+        """The dimension a comparison reads; ValueError for ``all``/``any`` rules."""
         return self._match()["dimension"]
 
     @property
@@ -65,10 +136,17 @@ class Rule(_Strict):
         return float(self._match()["value"])
 
     def _match(self) -> dict[str, str]:
-        found = _RULE.match(self.expr)
-        if found is None:  # pragma: no cover - validated on construction
-            raise ValueError(self.expr)
+        found = _RULE.match(self.expr) if self.expr is not None else None
+        if found is None:
+            raise ValueError(f"rule {self.label!r} is an {self.mode!r} combination, not one comparison")
         return found.groupdict()
+
+
+def _rules_from_strings(value: object) -> object:
+    # Let users write a plain string per rule; the long form carries name, severity, all and any.
+    if isinstance(value, list):
+        return [{"expr": item} if isinstance(item, str) else item for item in value]
+    return value
 
 
 class JobSpec(_Strict):
@@ -94,10 +172,7 @@ class JobSpec(_Strict):
     @field_validator("rules", mode="before")
     @classmethod
     def _rules_from_strings(cls, value: object) -> object:
-        # Let users write a plain string per rule; the long form carries name and severity.
-        if isinstance(value, list):
-            return [{"expr": item} if isinstance(item, str) else item for item in value]
-        return value
+        return _rules_from_strings(value)
 
     @model_validator(mode="after")
     def _caps_consistent(self) -> JobSpec:

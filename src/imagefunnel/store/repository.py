@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC
 
 from sqlalchemy import create_engine, event, func, select, update
 from sqlalchemy.engine import Engine
@@ -14,6 +15,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from imagefunnel.errors import StoreError
 from imagefunnel.store.migrate import upgrade
 from imagefunnel.store.models import CandidateRow, JobRow, LedgerRow, ScoreRow, utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class JobProgress:
+    """What a job had achieved when it stopped: enough to resume it without re-buying anything."""
+
+    age_s: float
+    candidates: int
+    passed: tuple[tuple[int, float], ...]  # (candidate id, quality)
+    passed_hashes: tuple[tuple[int, str], ...]
+    next_request_index: int
+    last_wave: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +161,60 @@ class Store:
                     finished_at=utcnow(),
                 )
             )
+
+    def interrupt_in_flight(self, job_id: str) -> int:
+        """Close attempts whose outcome was lost in a crash, charging them at their quote."""
+        with self.session() as s:
+            result = s.execute(
+                update(LedgerRow)
+                .where(LedgerRow.job_id == job_id, LedgerRow.status == "dispatched")
+                .values(
+                    status="interrupted",
+                    charged_usd=LedgerRow.quoted_usd,
+                    error="the process stopped while this request was in flight; outcome unknown",
+                    error_type="Interrupted",
+                    finished_at=utcnow(),
+                )
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    def progress(self, job_id: str) -> JobProgress:
+        job = self.job(job_id)
+        created = job.created_at if job.created_at.tzinfo else job.created_at.replace(tzinfo=UTC)
+        with self.session() as s:
+            rows = list(s.scalars(select(CandidateRow).where(CandidateRow.job_id == job_id)))
+            request_ids = list(s.scalars(select(LedgerRow.request_id).where(LedgerRow.job_id == job_id)))
+            last_wave = s.scalar(
+                select(func.coalesce(func.max(LedgerRow.wave), 0)).where(LedgerRow.job_id == job_id)
+            )
+        # Request ids end in a running index ("<job>-00042"): resume after the highest one used.
+        suffixes = [rid.rsplit("-", 1)[-1] for rid in [*request_ids, *(r.request_id for r in rows)]]
+        indices = [int(suffix) for suffix in suffixes if suffix.isdigit()]
+        passed = [r for r in rows if r.passed]
+        return JobProgress(
+            age_s=(utcnow() - created).total_seconds(),
+            candidates=len(rows),
+            passed=tuple((r.id, r.quality) for r in passed),
+            passed_hashes=tuple((r.id, r.phash) for r in passed if r.phash),
+            next_request_index=max(indices, default=-1) + 1,
+            last_wave=int(last_wave or 0),
+        )
+
+    def delivered_ids(self, job_id: str) -> list[int]:
+        with self.session() as s:
+            rows = s.scalars(
+                select(CandidateRow.id)
+                .where(CandidateRow.job_id == job_id, CandidateRow.delivered.is_(True))
+                .order_by(CandidateRow.rank)
+            )
+            return list(rows)
+
+    def jobs(self, *, status: str | None = None) -> Sequence[JobRow]:
+        with self.session() as s:
+            query = select(JobRow).order_by(JobRow.created_at)
+            if status is not None:
+                query = query.where(JobRow.status == status)
+            return list(s.scalars(query))
 
     def spent_usd(self, job_id: str) -> float:
         """Charged so far plus the quotes of attempts still in flight."""

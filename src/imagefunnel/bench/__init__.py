@@ -1,0 +1,1 @@
+"""Benchmarks: routing policies against the emulated market, and scoring throughput and quality."""

@@ -1,0 +1,55 @@
+"""The oracle's hindsight: the true expected cost per accepted image of each provider at any moment.
+
+It knows what no router can: the scenario's price schedule and outage windows, every provider's
+defect, garbage and defect-mix rates, and the scorer's measured catch rate per defect kind. It does
+not know individual coin flips (which image of a provider will be defective), so it is the best a
+router can do in expectation: the floor every policy is measured against.
+"""
+
+from __future__ import annotations
+
+from imagefunnel.bench.sim import expected_usd
+from imagefunnel.bench.verdicts import ScorerCalibration
+from imagefunnel.market.defects import Defect
+from imagefunnel.market.scenario import ProviderProfile, Scenario
+from imagefunnel.providers.base import GenerationRequest
+
+__all__ = ["ScenarioHindsight", "true_pass_rate"]
+
+
+def true_pass_rate(profile: ProviderProfile, calibration: ScorerCalibration) -> float:
+    """P(a billed output of ``profile`` passes the scorer): clean or a missed defect, not garbage."""
+    mix = {kind: weight for kind, weight in profile.defect_mix.items() if weight > 0}
+    total = sum(mix.values())
+    defective_pass = (
+        sum(weight * calibration.p_pass(kind) for kind, weight in mix.items()) / total if total > 0 else 0.0
+    )
+    model_pass = (1 - profile.defect_rate) * calibration.p_pass(None) + profile.defect_rate * defective_pass
+    # Garbage: half black (scored, almost always rejected), half truncated (never scored).
+    garbage_pass = 0.5 * calibration.p_pass(Defect.BLACK)
+    return (1 - profile.garbage_rate) * model_pass + profile.garbage_rate * garbage_pass
+
+
+class ScenarioHindsight:
+    """Implements :class:`imagefunnel.routing.Hindsight` for a scenario and a request shape."""
+
+    def __init__(
+        self, scenario: Scenario, calibration: ScorerCalibration, *, request: GenerationRequest
+    ) -> None:
+        self._profiles = {profile.name: profile for profile in scenario.providers}
+        self._pass = {name: true_pass_rate(p, calibration) for name, p in self._profiles.items()}
+        self._request = request
+
+    def pass_rate(self, provider: str) -> float:
+        return self._pass[provider]
+
+    def cost_per_accepted(self, provider: str, model: str, now: float) -> float | None:
+        # ``model`` is the router's name for the workload's model; every provider serves it (under
+        # its own id), so only the provider matters here.
+        profile = self._profiles.get(provider)
+        if profile is None or profile.outage_at(now):
+            return None
+        p = self._pass[provider]
+        if p <= 0:
+            return None
+        return expected_usd(profile, profile.price_at(now), self._request) / p

@@ -1,0 +1,152 @@
+"""The routing benchmark's report as Markdown (for ``docs/benchmarks.md``) and its target checks."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagefunnel.bench.results import PolicyResult
+from imagefunnel.bench.routing import RoutingReport
+from imagefunnel.bench.verdicts import CLEAN
+
+__all__ = ["Target", "markdown", "targets", "write_section"]
+
+_DEFAULT = "cost_per_accepted"
+_START = "<!-- bench:routing:{scenario}:start -->"
+_END = "<!-- bench:routing:{scenario}:end -->"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    what: str
+    limit: str
+    measured: float
+    met: bool
+
+    @property
+    def measured_text(self) -> str:
+        return "n/a" if math.isnan(self.measured) else f"{self.measured:.3f}"
+
+
+def targets(report: RoutingReport) -> list[Target]:
+    out = []
+    for what, other, limit in (
+        ("cost per delivered vs `single`", "single", 0.30),
+        ("cost per delivered vs `oracle`", "oracle", 1.05),
+        ("cost per delivered vs `cheapest_per_call`", "cheapest_per_call", 0.85),
+    ):
+        ratio = report.ratio(_DEFAULT, other)
+        out.append(Target(what, f"≤ {limit:.2f}×", ratio, ratio <= limit))
+    best = report.best_litellm
+    if best is not None:
+        ratio = report.ratio(_DEFAULT, best.name)
+        out.append(
+            Target(f"cost per delivered vs LiteLLM's best (`{best.name}`)", "≤ 0.85×", ratio, ratio <= 0.85)
+        )
+    mine = report.result(_DEFAULT)
+    if mine is not None:
+        out.append(Target("failed requests (%)", "≤ 0.5 %", mine.failed_pct, mine.failed_pct <= 0.5))
+    if report.decisions is not None:
+        p99_ms = report.decisions.p99_us / 1000
+        out.append(Target("router decision p99 (ms), 1,000 in flight", "< 1 ms", p99_ms, p99_ms < 1.0))
+    return out
+
+
+def _row(result: PolicyResult, report: RoutingReport) -> str:
+    single, oracle = report.ratio(result.name, "single"), report.ratio(result.name, "oracle")
+    return (
+        f"| `{result.name}` | ${result.cost_per_delivered:.4f} | {single:.3f} | {oracle:.3f} "
+        f"| {result.failed_pct:.2f} | {result.job_seconds(50):.0f} | {result.job_seconds(99):.0f} "
+        f"| {result.candidates_per_delivered:.2f} | {result.delivered:,} | ${result.spend_usd:,.2f} |"
+    )
+
+
+def _spend_split(result: PolicyResult) -> str:
+    total = result.spend_usd or 1.0
+    parts = sorted(result.spend_by_provider.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{name} {100 * usd / total:.0f} %" for name, usd in parts)
+
+
+def markdown(report: RoutingReport) -> str:
+    w, d, cal = report.workload, report.dispersion, report.calibration
+    lines = [
+        _START.format(scenario=report.scenario),
+        f"### Scenario `{report.scenario}`",
+        "",
+        f"Command: `{report.command}`" if report.command else "",
+        "",
+        f"Workload: {w.jobs} jobs × {w.deliver} deliverables ({w.width}×{w.height}), one job every "
+        f"{w.interarrival_s:g} s, {w.concurrency} requests in flight per job, deadline {w.deadline_s:g} s "
+        f"(scenario seconds, virtual clock). Market dispersion over the run: `{report.single_provider}` "
+        f"lists ${d.single_usd_per_mp:.4f}/MP; the cheapest provider at any moment averages "
+        f"${d.cheapest_usd_per_mp:.4f}/MP.",
+        "",
+        "| policy | $/delivered | × single | × oracle | failed req % | job p50 s | job p99 s "
+        "| candidates/delivered | delivered | spend |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *(_row(r, report) for r in (*report.policies, *report.litellm)),
+        "",
+        "Where the money went: "
+        + "; ".join(f"`{r.name}`: {_spend_split(r)}" for r in (*report.policies, *report.litellm)),
+        "",
+    ]
+    if report.decisions is not None:
+        dl = report.decisions
+        lines.append(
+            f"Router decision latency ({dl.decisions:,} decisions, {dl.max_in_flight:,} requests in flight): "
+            f"p50 {dl.p50_us:.0f} µs, p99 {dl.p99_us:.0f} µs."
+        )
+        lines.append("")
+    labels = sorted(cal.samples, key=lambda label: (label != CLEAN, label))
+    lines.append(
+        f"Scorer calibration ({cal.width}×{cal.height}, {cal.seconds:.0f} s): "
+        + ", ".join(f"{label} {cal.rejected[label]}/{cal.samples[label]} rejected" for label in labels)
+        + "."
+    )
+    lines += ["", "| target | limit | measured | met |", "|---|---|---:|---|"]
+    lines += [
+        f"| {t.what} | {t.limit} | {t.measured_text} | {'yes' if t.met else '**no**'} |"
+        for t in targets(report)
+    ]
+    if report.e2e:
+        lines += _e2e_lines(report)
+    lines.append(_END.format(scenario=report.scenario))
+    return "\n".join(line for line in lines if line is not None) + "\n"
+
+
+def _e2e_lines(report: RoutingReport) -> list[str]:
+    lines = [
+        "",
+        "End-to-end slice over HTTP (real adapters, real rendering and scoring, real funnel) next to the "
+        "same slice simulated:",
+        "",
+        "| policy | run | $/delivered | candidates/delivered | delivered | spend |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for http, sim in report.e2e:
+        for label, r in (("HTTP", http), ("simulated", sim)):
+            lines.append(
+                f"| `{sim.name}` | {label} | ${r.cost_per_delivered:.4f} | {r.candidates_per_delivered:.2f} "
+                f"| {r.delivered} | ${r.spend_usd:.3f} |"
+            )
+    return lines
+
+
+def write_section(path: Path, section: str, *, scenario: str) -> None:
+    """Replace this scenario's generated block in ``path`` (or append it under '## Routing')."""
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    start, end = _START.format(scenario=scenario), _END.format(scenario=scenario)
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _m: section, text)
+    elif "\n## Routing\n" in text:
+        # Insert at the end of the Routing section, before the next section of another benchmark.
+        head, _, tail = text.partition("\n## Routing\n")
+        nxt = tail.find("\n## ")
+        body, rest = (tail, "") if nxt < 0 else (tail[: nxt + 1], tail[nxt + 1 :])
+        text = f"{head}\n## Routing\n{body.rstrip()}\n\n{section}" + (f"\n{rest}" if rest else "")
+    else:
+        text = text.rstrip("\n") + "\n\n## Routing\n\n" + section
+    path.write_text(text, encoding="utf-8")

@@ -1,0 +1,193 @@
+"""An in-process provider over the market's protocol-independent core, for virtual-time benchmarks.
+
+``SimProvider`` makes exactly the market decisions the HTTP emulators make (``Market.submit``: the
+same prices, rate limits, 5xx, queue and processing times, failures, garbage and defects, the same
+billing) but skips the wire and the pixels: it waits for the job's completion on the loop's clock
+and returns an empty image whose truth the benchmark reads from the side channel. What each wire
+protocol would add is modelled where it changes money or time:
+
+* results are seen at the adapter's next status poll (``poll_interval_s``);
+* an outage makes quotes, submissions and result fetches fail with 503 (a result finished during an
+  outage is still billed, as the market bills it);
+* truncated garbage fails decoding in the adapter (``BadOutput``, billed); black garbage is returned
+  and left to the scorer;
+* a cancelled request is cancelled at the provider as its protocol allows: fal while queued,
+  Replicate until done (GPU time so far is billed), OpenAI/Together never (the image is bought).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from imagefunnel.errors import BadOutput, ProviderUnavailable, RateLimited
+from imagefunnel.market.billing import bill
+from imagefunnel.market.defects import Defect
+from imagefunnel.market.engine import ImageInput, Job, Market, Phase, Rejection
+from imagefunnel.market.scenario import ProviderProfile
+from imagefunnel.providers.base import (
+    Capabilities,
+    Generation,
+    GenerationRequest,
+    Health,
+    PriceUnit,
+    Quote,
+)
+from imagefunnel.providers.pricing import gpt_image_size, gpt_image_tokens
+
+__all__ = ["SimProvider", "expected_usd", "price_unit"]
+
+_UNITS = {
+    "megapixel": PriceUnit.PER_MEGAPIXEL,
+    "image": PriceUnit.PER_IMAGE,
+    "gpu_second": PriceUnit.PER_GPU_SECOND,
+    "token": PriceUnit.PER_TOKEN,
+}
+_PER_MILLION = 1_000_000
+_CHARS_PER_TOKEN = 4
+
+
+def price_unit(profile: ProviderProfile) -> PriceUnit:
+    return _UNITS[profile.price_unit]
+
+
+def _tokens(request: GenerationRequest) -> tuple[int, int]:
+    """(input, output) tokens a token-priced provider reports for ``request``."""
+    width, height = gpt_image_size(request.width, request.height)
+    return max(1, math.ceil(len(request.prompt) / _CHARS_PER_TOKEN)), gpt_image_tokens(
+        width, height, "medium"
+    )
+
+
+def expected_usd(profile: ProviderProfile, unit_price: float, request: GenerationRequest) -> float:
+    """What a request is expected to cost at ``unit_price``, as the provider's adapter would quote it
+    (GPU-second providers quote their mean run time)."""
+    unit = profile.price_unit
+    if unit == "megapixel":
+        return unit_price * request.megapixels
+    if unit == "image":
+        return unit_price
+    if unit == "gpu_second":
+        return unit_price * sum(profile.processing_s) / 2
+    tokens_in, tokens_out = _tokens(request)
+    input_usd = profile.pricing.input_usd if profile.pricing is not None else 0.0
+    return (tokens_out * unit_price + tokens_in * input_usd) / _PER_MILLION
+
+
+class SimProvider:
+    """One provider of ``market`` as a ``Provider``; its clock is the market's."""
+
+    def __init__(self, market: Market, name: str, *, poll_interval_s: float = 0.25) -> None:
+        profile = market.profile(name)
+        if profile is None:
+            raise KeyError(f"no provider {name!r} in scenario {market.scenario.name!r}")
+        self.name = name
+        self.market = market
+        self.profile = profile
+        self._poll_s = poll_interval_s
+        self.jobs: dict[str, Job] = {}
+
+    async def capabilities(self) -> Capabilities:
+        return Capabilities(models=frozenset(self.profile.models), max_width=2048, max_height=2048)
+
+    async def quote(self, request: GenerationRequest) -> Quote:
+        self._raise_if_down()
+        unit_price = self.market.unit_price(self.name)
+        return Quote(
+            provider=self.name,
+            model=request.model,
+            usd=expected_usd(self.profile, unit_price, request),
+            unit=price_unit(self.profile),
+            unit_price_usd=unit_price,
+        )
+
+    async def health(self) -> Health:
+        down = self.profile.outage_at(self.market.now_s())
+        return Health(ok=not down, latency_s=0.0, detail="outage" if down else "")
+
+    async def aclose(self) -> None:
+        return None
+
+    async def generate(self, request: GenerationRequest) -> Generation:
+        started = self.market.now_s()
+        job = await self.run(request)
+        return self._collect(job, request, started)
+
+    async def run(self, request: GenerationRequest) -> Job:
+        """Submit ``request`` and wait until the adapter would see it finished; raises the wire's
+        errors for refusals, cancels at the provider (as its protocol allows) if cancelled."""
+        self._raise_if_down()
+        tokens_in, tokens_out = _tokens(request) if self.profile.price_unit == "token" else (0, 0)
+        inp = ImageInput(
+            prompt=request.prompt,
+            width=request.width,
+            height=request.height,
+            seed=request.seed,
+            input_tokens=tokens_in,
+            output_tokens=tokens_out,
+        )
+        outcome = self.market.submit(self.name, request.model, inp)
+        if isinstance(outcome, Rejection):
+            raise _rejected(outcome, self.name)
+        job = outcome
+        self.jobs[job.id] = job
+        wait = job.done_s - self.market.now_s()
+        try:
+            await asyncio.sleep(math.ceil(wait / self._poll_s) * self._poll_s if self._poll_s > 0 else wait)
+        except asyncio.CancelledError:
+            self._cancel(job)
+            raise
+        return job
+
+    def charge(self, job: Job) -> float:
+        """What the market bills for ``job`` if it finished (the provider's own numbers)."""
+        if self.market.phase(job) is not Phase.DONE:
+            return 0.0
+        record = bill(job, self.profile, ended_s=job.done_s, finished=True)
+        return record.usd if record is not None else 0.0
+
+    def _collect(self, job: Job, request: GenerationRequest, started: float) -> Generation:
+        now = self.market.now_s()
+        phase = self.market.phase(job, now)
+        charged = self.charge(job)
+        if self.profile.outage_at(now):
+            raise ProviderUnavailable(
+                "HTTP 503 while fetching the result", provider=self.name, charged_usd=charged
+            )
+        if phase is not Phase.DONE:
+            raise ProviderUnavailable(f"request {job.id} ended {phase.value}", provider=self.name)
+        if job.truth.garbage and job.truth.defect is Defect.TRUNCATED:
+            raise BadOutput("output does not decode (truncated)", provider=self.name, charged_usd=charged)
+        return Generation(
+            request_id=request.request_id,
+            provider=self.name,
+            model=request.model,
+            image=b"",
+            charged_usd=charged,
+            latency_s=now - started,
+            provider_request_id=job.id,
+            meta={"unit_price_usd": repr(job.unit_price_usd), "price_unit": self.profile.price_unit},
+        )
+
+    def _raise_if_down(self) -> None:
+        rejection = self.market.outage(self.name)
+        if rejection is not None:
+            raise _rejected(rejection, self.name)
+
+    def _cancel(self, job: Job) -> None:
+        protocol = self.profile.protocol
+        if protocol == "fal":
+            self.market.cancel(job)
+        elif protocol == "replicate":
+            self.market.cancel(job, running=True)
+        # openai / together: a hung-up synchronous call has still bought the image.
+
+
+def _rejected(rejection: Rejection, provider: str) -> RateLimited | ProviderUnavailable:
+    if rejection.status_code == 429:
+        retry = rejection.retry_after_s
+        # The HTTP apps round Retry-After up to whole seconds; so does this.
+        return RateLimited(
+            "HTTP 429", provider=provider, retry_after_s=None if retry is None else math.ceil(retry)
+        )
+    return ProviderUnavailable(f"HTTP {rejection.status_code}: {rejection.detail}", provider=provider)

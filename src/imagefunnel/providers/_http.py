@@ -1,0 +1,214 @@
+"""HTTP plumbing shared by the Replicate, OpenAI and Together adapters.
+
+Everything here translates foreign failures (httpx, pydantic, undecodable bytes) into
+``imagefunnel.errors`` at the boundary, so each adapter reads as its protocol and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import email.utils
+import re
+import time
+from collections.abc import Collection, Mapping
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from imagefunnel.errors import BadOutput, ImageError, ProviderTimeout, ProviderUnavailable, RateLimited
+from imagefunnel.imaging import decode_image
+from imagefunnel.providers.base import Generation, GenerationRequest
+from imagefunnel.providers.pricing import PriceModel
+
+__all__ = [
+    "Wire",
+    "decode_base64",
+    "download",
+    "finish",
+    "host_allowed",
+    "inspect_image",
+    "parse",
+    "retry_after_s",
+    "send",
+]
+
+_CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
+_DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?:;[\w-]+=[^;,]*)*;base64,(?P<data>.*)$", re.S)
+
+
+class Wire(BaseModel):
+    """Base of the pydantic models that read provider responses: unknown fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+_W = TypeVar("_W", bound=Wire)
+
+
+async def send(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    provider: str,
+    headers: Mapping[str, str],
+    json: Mapping[str, object] | None = None,
+    request_timeout: httpx.Timeout | None = None,
+) -> httpx.Response:
+    """One API call; 429 → ``RateLimited``, any other non-2xx or transport error → ``ProviderUnavailable``."""
+    try:
+        response = await client.request(
+            method, url, json=json, headers=headers, timeout=request_timeout or httpx.USE_CLIENT_DEFAULT
+        )
+    except httpx.TimeoutException as exc:
+        raise ProviderTimeout(f"{method} {url}: {exc!r}", provider=provider) from exc
+    except httpx.HTTPError as exc:
+        raise ProviderUnavailable(f"{method} {url}: {exc!r}", provider=provider) from exc
+    if response.status_code == 429:
+        retry_after = retry_after_s(response.headers.get("retry-after"))
+        raise RateLimited(f"HTTP 429 {_detail(response)}", provider=provider, retry_after_s=retry_after)
+    if not response.is_success:
+        detail = f"{method} {url}: HTTP {response.status_code} {_detail(response)}"
+        raise ProviderUnavailable(detail, provider=provider)
+    return response
+
+
+def parse(model: type[_W], response: httpx.Response, what: str, *, provider: str) -> _W:
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise ProviderUnavailable(f"malformed {what} response: {exc}", provider=provider) from exc
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """Retry-After as seconds: delta-seconds or an HTTP date (RFC 9110)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def host_allowed(url: httpx.URL, *, base: httpx.URL, suffixes: Collection[str] = ()) -> bool:
+    """Whether ``url`` is on the provider's API host or one of its file hosts (``suffixes``)."""
+    host = url.host
+    own = host == base.host and url.port == base.port
+    cdn = any(host == suffix.lstrip(".") or host.endswith(suffix) for suffix in suffixes)
+    return url.scheme in {"http", "https"} and (own or cdn)
+
+
+def decode_base64(data: str, *, provider: str, charged: float, max_bytes: int) -> bytes:
+    """Bytes of a base64 payload or ``data:`` URL (never fetched: the image is in the string)."""
+    match = _DATA_URL.match(data)
+    payload = match.group("data") if match else data
+    if len(payload) > max_bytes * 4 // 3 + 4:
+        raise BadOutput(f"output larger than {max_bytes} bytes", provider=provider, charged_usd=charged)
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadOutput(f"output is not base64: {exc}", provider=provider, charged_usd=charged) from exc
+
+
+async def download(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    provider: str,
+    base: httpx.URL,
+    suffixes: Collection[str],
+    charged: float,
+    max_bytes: int,
+) -> bytes:
+    """GET an output file from the provider's own hosts only, without our API key, size-capped."""
+    target = httpx.URL(url)
+    if not host_allowed(target, base=base, suffixes=suffixes):
+        raise BadOutput(f"output URL on a foreign host: {url}", provider=provider, charged_usd=charged)
+    try:
+        async with client.stream("GET", target) as response:
+            if response.status_code != 200:
+                detail = f"output download: HTTP {response.status_code}"
+                raise ProviderUnavailable(detail, provider=provider, charged_usd=charged)
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    detail = f"output larger than {max_bytes} bytes"
+                    raise BadOutput(detail, provider=provider, charged_usd=charged)
+                chunks.append(chunk)
+    except httpx.TimeoutException as exc:
+        raise ProviderTimeout(f"output download: {exc!r}", provider=provider, charged_usd=charged) from exc
+    except httpx.HTTPError as exc:
+        detail = f"output download: {exc!r}"
+        raise ProviderUnavailable(detail, provider=provider, charged_usd=charged) from exc
+    return b"".join(chunks)
+
+
+async def inspect_image(
+    data: bytes, *, provider: str, charged: float, max_bytes: int, max_pixels: int
+) -> tuple[str, int, int]:
+    """Content type, width and height of a fully decodable image, else ``BadOutput`` (billed)."""
+    try:
+        # Decoding is CPU-bound: keep it off the event loop that runs every other request.
+        decoded = await asyncio.to_thread(decode_image, data, max_bytes=max_bytes, max_pixels=max_pixels)
+    except ImageError as exc:
+        raise BadOutput(
+            f"output is not a usable image: {exc}", provider=provider, charged_usd=charged
+        ) from exc
+    height, width = decoded.rgb.shape[:2]
+    return _CONTENT_TYPES.get(decoded.format, "application/octet-stream"), width, height
+
+
+async def finish(
+    *,
+    provider: str,
+    model: str,
+    request: GenerationRequest,
+    data: bytes,
+    charged: float,
+    started: float,
+    provider_request_id: str,
+    price: PriceModel,
+    limits: tuple[int, int],
+    meta: Mapping[str, str] | None = None,
+) -> Generation:
+    """Check that ``data`` is a whole image (``limits``: max bytes, max pixels) and wrap it up."""
+    max_bytes, max_pixels = limits
+    content_type, width, height = await inspect_image(
+        data, provider=provider, charged=charged, max_bytes=max_bytes, max_pixels=max_pixels
+    )
+    return Generation(
+        request_id=request.request_id,
+        provider=provider,
+        model=model,
+        image=data,
+        charged_usd=charged,
+        latency_s=time.monotonic() - started,
+        provider_request_id=provider_request_id,
+        content_type=content_type,
+        meta={
+            "seed": str(request.seed),
+            "width": str(width),
+            "height": str(height),
+            "unit_price_usd": repr(price.unit_price_usd),
+            "price_unit": price.unit.value,
+            **(meta or {}),
+        },
+    )
+
+
+def _detail(response: httpx.Response) -> str:
+    # OpenAI, Together and Replicate put the reason in error.message / detail; keep it short.
+    return response.text[:200]

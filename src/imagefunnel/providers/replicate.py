@@ -1,0 +1,304 @@
+"""Replicate adapter: the predictions API (create, poll, cancel, download) behind ``Provider``.
+
+Wire facts it relies on:
+
+* ``POST /v1/models/{owner}/{name}/predictions`` (official models) or ``POST /v1/predictions``
+  with ``version`` answers a prediction object with ``id``, ``status`` and ``urls.get``/``urls.cancel``;
+* statuses ``starting`` → ``processing`` → ``succeeded`` | ``failed`` | ``canceled``, plus
+  ``aborted`` when a ``Cancel-After`` deadline passes before the prediction started (never billed);
+* a running prediction can be cancelled; hardware-priced models bill ``metrics.predict_time``
+  seconds even then, official models bill per output image;
+* outputs are URLs on ``replicate.delivery`` (or inline ``data:`` URIs in sync mode).
+
+Every create carries ``Cancel-After`` (default: the adapter's timeout plus the time a cancel may take),
+so a prediction we lose track of (a crash, a dropped connection) stops costing money there too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from typing import Literal
+
+import httpx
+
+from imagefunnel.errors import BadOutput, ProviderError, ProviderTimeout, ProviderUnavailable, RateLimited
+from imagefunnel.providers import _http
+from imagefunnel.providers.base import Capabilities, Generation, GenerationRequest, Health, Quote
+from imagefunnel.providers.pricing import Observed, PriceModel, quote_for
+
+__all__ = ["ReplicateProvider"]
+
+# Output files may come from the API host itself or Replicate's file CDN, never from anywhere else.
+_DELIVERY_SUFFIXES = ("replicate.delivery", ".replicate.delivery")
+_MAX_POLL_ERRORS = 3  # transient errors in a row a poll tolerates (the prediction is already paid for)
+_CANCEL_TIMEOUT_S = 2.0
+_BACKOFF = 1.5
+_RUNNING = ("starting", "processing")
+
+Status = Literal["starting", "processing", "succeeded", "failed", "canceled", "aborted"]
+
+
+class _Urls(_http.Wire):
+    get: str
+    cancel: str
+
+
+class _Metrics(_http.Wire):
+    predict_time: float | None = None
+
+
+class _Prediction(_http.Wire):
+    id: str
+    status: Status
+    output: list[str] | str | None = None
+    error: str | None = None
+    metrics: _Metrics | None = None
+    urls: _Urls
+
+    @property
+    def predict_time(self) -> float | None:
+        return self.metrics.predict_time if self.metrics is not None else None
+
+
+class ReplicateProvider:
+    """One Replicate model, ``owner/name`` (official model) or ``owner/name:version``.
+
+    ``base_url`` stands for ``https://api.replicate.com`` (or an emulator's provider prefix).
+    ``price`` says how the model bills (``PerImage`` for official models, ``PerGpuSecond`` for
+    hardware-priced ones); ``charged_usd`` applies it to the numbers Replicate reports.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        api_token: str,
+        model: str,
+        price: PriceModel,
+        base_url: str = "https://api.replicate.com",
+        poll_interval_s: float = 0.25,
+        max_poll_interval_s: float = 2.0,
+        timeout_s: float = 120.0,
+        cancel_after_s: float | None = None,
+        client: httpx.AsyncClient | None = None,
+        output_format: Literal["png", "jpg", "webp"] = "png",
+        max_image_bytes: int = 50_000_000,
+        max_image_pixels: int = 40_000_000,
+    ) -> None:
+        self.name = name
+        self.model = model
+        slug, _, self._version = model.partition(":")
+        self._owner, _, self._model_name = slug.partition("/")
+        if not self._owner or not self._model_name or "/" in self._model_name:
+            raise ValueError(f"model {model!r} must look like 'owner/name' or 'owner/name:version'")
+        self._price = price
+        self._base = httpx.URL(base_url.rstrip("/") + "/")
+        self._auth = {"Authorization": f"Bearer {api_token}"}
+        self._poll_interval_s = poll_interval_s
+        self._max_poll_interval_s = max(poll_interval_s, max_poll_interval_s)
+        self._timeout_s = timeout_s
+        # By default the provider's deadline falls just after our own cancel would have landed: our
+        # cancel is the normal path, the deadline the backstop if this process dies first.
+        self._cancel_after_s = timeout_s + _CANCEL_TIMEOUT_S if cancel_after_s is None else cancel_after_s
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(min(30.0, timeout_s)))
+        self._output_format = output_format
+        self._max_image_bytes = max_image_bytes
+        self._max_image_pixels = max_image_pixels
+
+    # -- Provider protocol ------------------------------------------------------------------
+    async def capabilities(self) -> Capabilities:
+        return Capabilities(models=frozenset({self.model}), max_width=2048, max_height=2048)
+
+    async def quote(self, request: GenerationRequest) -> Quote:
+        return quote_for(self._price, provider=self.name, model=self.model, request=request)
+
+    async def health(self) -> Health:
+        """``GET /v1/models/{owner}/{name}``: cheap, authenticated, and 503 during an outage."""
+        started = time.monotonic()
+        url = str(self._base.join(f"v1/models/{self._owner}/{self._model_name}"))
+        try:
+            await self._send("GET", url)
+        except ProviderError as exc:
+            return Health(ok=False, latency_s=time.monotonic() - started, detail=str(exc))
+        return Health(ok=True, latency_s=time.monotonic() - started)
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def generate(self, request: GenerationRequest) -> Generation:
+        started = time.monotonic()
+        create: asyncio.Task[_Prediction] | None = None
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                # Shielded: if we are cancelled mid-create, the create still lands and we can cancel
+                # the prediction, instead of paying for one we no longer know about.
+                create = asyncio.create_task(self._create(request))
+                prediction = await self._wait(await asyncio.shield(create))
+                charged = self._charge(prediction, request)
+                succeeded = prediction.status == "succeeded"
+                data = await self._fetch_output(prediction, charged) if succeeded else b""
+        except (TimeoutError, ProviderTimeout) as exc:
+            charged = await self._abandon(create, request)
+            raise ProviderTimeout(
+                f"no result within {self._timeout_s:g} s", provider=self.name, charged_usd=charged
+            ) from exc
+        except asyncio.CancelledError:
+            # A hedged or abandoned request: stop paying for it.
+            await self._abandon(create, request)
+            raise
+        self._raise_unless_succeeded(prediction, charged, time.monotonic() - started)
+        extra = {} if prediction.predict_time is None else {"predict_time_s": repr(prediction.predict_time)}
+        return await _http.finish(
+            provider=self.name,
+            model=self.model,
+            request=request,
+            data=data,
+            charged=charged,
+            started=started,
+            provider_request_id=prediction.id,
+            price=self._price,
+            limits=(self._max_image_bytes, self._max_image_pixels),
+            meta=extra,
+        )
+
+    # -- steps ------------------------------------------------------------------------------
+    async def _create(self, request: GenerationRequest) -> _Prediction:
+        body: dict[str, object] = {
+            "input": {
+                "prompt": request.prompt,
+                "width": request.width,
+                "height": request.height,
+                "aspect_ratio": "custom",
+                "seed": request.seed,
+                "num_outputs": 1,
+                "output_format": self._output_format,
+            }
+        }
+        if self._version:
+            body["version"] = self._version
+            url = str(self._base.join("v1/predictions"))
+        else:
+            url = str(self._base.join(f"v1/models/{self._owner}/{self._model_name}/predictions"))
+        headers = {"Cancel-After": _duration(self._cancel_after_s)}
+        prediction = self._parse(await self._send("POST", url, json=body, headers=headers))
+        for link in (prediction.urls.get, prediction.urls.cancel):
+            # These URLs receive our API token: never follow them off the provider's host.
+            if not _http.host_allowed(httpx.URL(link), base=self._base):
+                raise ProviderUnavailable(f"create answered a foreign URL: {link}", provider=self.name)
+        return prediction
+
+    async def _wait(self, prediction: _Prediction) -> _Prediction:
+        interval = self._poll_interval_s
+        errors = 0
+        while prediction.status in _RUNNING:
+            await asyncio.sleep(interval)
+            # Back off: a slow prediction should not cost one API call per poll interval.
+            interval = min(interval * _BACKOFF, self._max_poll_interval_s)
+            try:
+                prediction = self._parse(await self._send("GET", prediction.urls.get))
+            except (RateLimited, ProviderUnavailable) as exc:
+                errors += 1
+                if errors >= _MAX_POLL_ERRORS:
+                    raise
+                retry_after = exc.retry_after_s if isinstance(exc, RateLimited) else None
+                interval = max(interval, retry_after or 0.0)
+                continue
+            errors = 0
+        return prediction
+
+    def _charge(self, prediction: _Prediction, request: GenerationRequest) -> float:
+        """What Replicate bills for a prediction that ended, from its own numbers: failed and
+        aborted ones are free, a canceled one costs the GPU time it used (if GPU-priced)."""
+        if prediction.status in ("failed", "aborted"):
+            return 0.0
+        produced = prediction.status == "succeeded"
+        observed = Observed(
+            images=1 if produced else 0,
+            width=request.width,
+            height=request.height,
+            gpu_seconds=prediction.predict_time,
+        )
+        try:
+            return self._price.charge(observed)
+        except ValueError:
+            # Replicate did not report the number this price needs (no predict_time): bill the
+            # estimate, which the ledger reconciles against the invoice later.
+            return self._price.quote(request) if produced else 0.0
+
+    def _raise_unless_succeeded(self, prediction: _Prediction, charged: float, elapsed_s: float) -> None:
+        if prediction.status == "succeeded":
+            return
+        if prediction.status == "aborted":
+            detail = f"prediction {prediction.id} aborted: its Cancel-After deadline passed before it started"
+            raise ProviderTimeout(detail, provider=self.name)
+        if prediction.status == "canceled" and elapsed_s >= self._cancel_after_s:
+            detail = f"prediction {prediction.id} canceled at its Cancel-After deadline"
+            raise ProviderTimeout(detail, provider=self.name, charged_usd=charged)
+        detail = f"prediction {prediction.id} {prediction.status}: {prediction.error}"
+        raise ProviderUnavailable(detail, provider=self.name, charged_usd=charged)
+
+    async def _fetch_output(self, prediction: _Prediction, charged: float) -> bytes:
+        outputs = [prediction.output] if isinstance(prediction.output, str) else prediction.output or []
+        if not outputs:
+            raise BadOutput("prediction succeeded without output", provider=self.name, charged_usd=charged)
+        url = outputs[0]
+        if url.startswith("data:"):
+            return _http.decode_base64(
+                url, provider=self.name, charged=charged, max_bytes=self._max_image_bytes
+            )
+        return await _http.download(
+            self._client,
+            url,
+            provider=self.name,
+            base=self._base,
+            suffixes=_DELIVERY_SUFFIXES,
+            charged=charged,
+            max_bytes=self._max_image_bytes,
+        )
+
+    async def _abandon(self, create: asyncio.Task[_Prediction] | None, request: GenerationRequest) -> float:
+        """Best-effort cancel of a prediction we gave up on; returns what it will probably cost."""
+        if create is None:
+            return 0.0
+        try:
+            async with asyncio.timeout(_CANCEL_TIMEOUT_S):
+                prediction = await asyncio.shield(create)
+        except TimeoutError:
+            create.cancel()  # its Cancel-After deadline still bounds what it can cost
+            return 0.0
+        except ProviderError:
+            return 0.0  # the create itself failed: nothing is running
+        try:
+            async with asyncio.timeout(_CANCEL_TIMEOUT_S):
+                cancelled = self._parse(await self._send("POST", prediction.urls.cancel))
+        except (TimeoutError, ProviderError):
+            # Unknown outcome: assume it runs to the end and is billed like a finished one.
+            return self._price.quote(request)
+        return self._charge(cancelled, request)
+
+    # -- HTTP plumbing ----------------------------------------------------------------------
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        return await _http.send(
+            self._client, method, url, provider=self.name, headers=self._auth | (headers or {}), json=json
+        )
+
+    def _parse(self, response: httpx.Response) -> _Prediction:
+        return _http.parse(_Prediction, response, "prediction", provider=self.name)
+
+
+def _duration(seconds: float) -> str:
+    """A ``Cancel-After`` value: whole seconds when exact, else milliseconds (Go duration syntax)."""
+    if float(seconds).is_integer():
+        return f"{int(seconds)}s"
+    return f"{math.ceil(seconds * 1000)}ms"

@@ -1,0 +1,114 @@
+"""The price book: live quotes per provider, cold-start expectations, and quote-vs-charge drift.
+
+Providers quote in their own unit (per image, per megapixel, per GPU-second at the current spot
+price, per token); the adapter turns that into USD for the request. The book caches each quote for
+``ttl_s`` (one refresh in flight per key: a thousand concurrent requests cause one pricing call),
+and learns per provider how far its charges drift from its quotes (a GPU-second quote assumes a
+run time; the bill says what it was) so routing compares what providers will *actually* charge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from imagefunnel.providers.base import GenerationRequest, PriceUnit, Provider, Quote
+
+__all__ = ["PriceBook", "PricedQuote", "ProviderTraits"]
+
+_QuoteKey = tuple[str, str, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderTraits:
+    """What the router knows about a provider beyond its API: where it runs, what it does with data,
+    how long it takes before measurements exist, and how slow it is when cold."""
+
+    region: str = "global"
+    retains_data: bool = True
+    trains_on_data: bool = False
+    expected_latency_s: float = 10.0  # prior latency until measurements exist
+    cold_start_s: float = 0.0  # extra latency of the first request after an idle spell
+    warm_for_s: float = 300.0  # how long a provider stays warm after a request finishes
+
+    def __post_init__(self) -> None:
+        if self.expected_latency_s < 0 or self.cold_start_s < 0 or self.warm_for_s < 0:
+            raise ValueError("latencies must be ≥ 0")
+
+
+@dataclass(frozen=True, slots=True)
+class PricedQuote:
+    """A provider's quote and what the router expects it to really cost."""
+
+    quote: Quote
+    fetched_at: float
+    expected_usd: float  # quote × learned charge/quote drift (+ cold-start GPU time when cold)
+
+
+@dataclass(slots=True)
+class _Drift:
+    ratio: float = 1.0
+    samples: int = 0
+
+
+class PriceBook:
+    """Cached quotes keyed by (provider, model, width, height)."""
+
+    def __init__(self, *, clock: Callable[[], float], ttl_s: float = 5.0, drift_alpha: float = 0.1) -> None:
+        if ttl_s < 0 or not 0.0 < drift_alpha <= 1.0:
+            raise ValueError("ttl_s must be ≥ 0 and drift_alpha in (0, 1]")
+        self._clock = clock
+        self._ttl_s = ttl_s
+        self._drift_alpha = drift_alpha
+        self._quotes: dict[_QuoteKey, tuple[Quote, float]] = {}
+        self._pending: dict[_QuoteKey, asyncio.Task[Quote]] = {}
+        self._drift: dict[tuple[str, str], _Drift] = {}
+
+    @staticmethod
+    def _key(provider: str, request: GenerationRequest) -> _QuoteKey:
+        return (provider, request.model, request.width, request.height)
+
+    def fresh(self, provider: str, request: GenerationRequest) -> tuple[Quote, float] | None:
+        """The cached quote and when it was fetched, if younger than the TTL."""
+        found = self._quotes.get(self._key(provider, request))
+        if found is None or self._clock() - found[1] > self._ttl_s:
+            return None
+        return found
+
+    async def refresh(self, provider: Provider, request: GenerationRequest) -> Quote:
+        """Fetch a new quote (or join the fetch already in flight); raises the provider's error."""
+        key = self._key(provider.name, request)
+        task = self._pending.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(provider.quote(request))
+            self._pending[key] = task
+            task.add_done_callback(lambda _t: self._pending.pop(key, None))
+        quote = await asyncio.shield(task)
+        self._quotes[key] = (quote, self._clock())
+        return quote
+
+    async def quote(self, provider: Provider, request: GenerationRequest) -> Quote:
+        cached = self.fresh(provider.name, request)
+        return cached[0] if cached is not None else await self.refresh(provider, request)
+
+    def priced(self, quote: Quote, fetched_at: float, *, cold_start_s: float = 0.0) -> PricedQuote:
+        """What ``quote`` is expected to cost: drift-corrected, plus paid GPU time of a cold start."""
+        drift = self._drift.get((quote.provider, quote.model))
+        usd = quote.usd * (drift.ratio if drift is not None else 1.0)
+        if quote.unit is PriceUnit.PER_GPU_SECOND and cold_start_s > 0:
+            usd += quote.unit_price_usd * cold_start_s
+        return PricedQuote(quote, fetched_at, usd)
+
+    def observe_charge(self, quote: Quote, charged_usd: float) -> None:
+        """Learn charge/quote drift from a finished generation's actual charge."""
+        if quote.usd <= 0 or charged_usd <= 0:
+            return
+        drift = self._drift.setdefault((quote.provider, quote.model), _Drift())
+        ratio = charged_usd / quote.usd
+        drift.ratio = ratio if drift.samples == 0 else drift.ratio + self._drift_alpha * (ratio - drift.ratio)
+        drift.samples += 1
+
+    def drift(self, provider: str, model: str) -> float:
+        found = self._drift.get((provider, model))
+        return found.ratio if found is not None else 1.0

@@ -1,0 +1,83 @@
+import asyncio
+
+import pytest
+
+from imagefunnel.bench.sim import SimProvider
+from imagefunnel.bench.vclock import run_virtual
+from imagefunnel.errors import ProviderUnavailable, RateLimited
+from imagefunnel.market.engine import Market
+from imagefunnel.market.scenario import Scenario
+from imagefunnel.providers.base import GenerationRequest, PriceUnit
+
+
+def market_of(*providers: dict[str, object]) -> Scenario:
+    return Scenario.model_validate({"name": "t", "seed": 1, "providers": list(providers)})
+
+
+FAL = {
+    "name": "f",
+    "protocol": "fal",
+    "models": ["fal-ai/flux/dev"],
+    "price_usd_per_mp": 0.02,
+    "processing_s": [2, 2],
+}
+
+
+def req(i: int, model: str = "fal-ai/flux/dev") -> GenerationRequest:
+    return GenerationRequest(request_id=f"r{i}", model=model, prompt="p", width=1000, height=1000, seed=i)
+
+
+def test_generation_takes_market_time_and_charges_what_the_market_bills() -> None:
+    async def main() -> tuple[float, float, float]:
+        loop = asyncio.get_running_loop()
+        market = Market(market_of(FAL), clock=loop.time)
+        provider = SimProvider(market, "f")
+        quote = await provider.quote(req(0))
+        generation = await provider.generate(req(0))
+        (record,) = market.billing()
+        assert quote.unit is PriceUnit.PER_MEGAPIXEL
+        return generation.latency_s, generation.charged_usd, record.usd - quote.usd
+
+    latency, charged, drift = run_virtual(main())
+    assert latency == pytest.approx(2.0)
+    assert charged == pytest.approx(0.02)
+    assert drift == pytest.approx(0.0)
+
+
+def test_outage_and_rate_limits_raise_the_wire_errors() -> None:
+    down = {**FAL, "name": "d", "outages": [{"start_s": 0, "end_s": 100}]}
+    limited = {**FAL, "name": "l", "rate_limit_per_s": 1}
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        market = Market(market_of(down, limited), clock=loop.time)
+        with pytest.raises(ProviderUnavailable, match="503"):
+            await SimProvider(market, "d").quote(req(0))
+        assert not (await SimProvider(market, "d").health()).ok
+        first = asyncio.ensure_future(SimProvider(market, "l").generate(req(1)))
+        await asyncio.sleep(0)
+        with pytest.raises(RateLimited) as caught:
+            await SimProvider(market, "l").generate(req(2))
+        assert caught.value.retry_after_s == 1
+        await first
+
+    run_virtual(main())
+
+
+@pytest.mark.parametrize(("protocol", "billed"), [("fal", 0), ("together", 1)])
+def test_cancelling_follows_the_protocol(protocol: str, billed: int) -> None:
+    model = "fal-ai/flux/dev" if protocol == "fal" else "black-forest-labs/FLUX.1-dev"
+    profile = {**FAL, "protocol": protocol, "models": [model], "queue_s": [5, 5]}
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        market = Market(market_of(profile), clock=loop.time)
+        task = asyncio.ensure_future(SimProvider(market, "f").generate(req(0, model)))
+        await asyncio.sleep(1)  # still queued
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        market.advance(60)
+        return len(market.billing())
+
+    assert run_virtual(main()) == billed

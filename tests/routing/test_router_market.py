@@ -1,0 +1,81 @@
+"""The router over real loopback HTTP against the emulated market (fal protocol)."""
+
+from collections.abc import Iterator
+
+import pytest
+
+from imagefunnel.market.scenario import Scenario
+from imagefunnel.market.server import MarketServer
+from imagefunnel.providers.base import GenerationRequest
+from imagefunnel.providers.fal import FalProvider
+from imagefunnel.routing import CheapestPerCallPolicy, HedgeSettings, NullLedger, RouteContext, Router
+
+MODEL = "fal-ai/flux/dev"
+
+
+def scenario(*providers: dict[str, object]) -> Scenario:
+    base = {"protocol": "fal", "models": [MODEL], "processing_s": [0.5, 0.5]}
+    return Scenario.model_validate({"name": "t", "seed": 5, "providers": [{**base, **p} for p in providers]})
+
+
+@pytest.fixture
+def market() -> Iterator[MarketServer]:
+    s = scenario(
+        # Cheapest, but its queue is long: 5 scenario seconds = 100 ms at time_factor 0.02.
+        {"name": "slowq", "price_usd_per_mp": 0.01, "queue_s": [5.0, 5.0]},
+        {"name": "fast", "price_usd_per_mp": 0.03},
+        {"name": "down", "price_usd_per_mp": 0.001, "outages": [{"start_s": 0, "end_s": 10_000}]},
+    )
+    with MarketServer(s, time_factor=0.02) as server:
+        yield server
+
+
+def adapters(market: MarketServer) -> list[FalProvider]:
+    return [
+        FalProvider(
+            name=p.name, base_url=market.base_url(p.name), api_key="k", model=MODEL, poll_interval_s=0.01
+        )
+        for p in market.scenario.providers
+    ]
+
+
+def request(i: int) -> GenerationRequest:
+    return GenerationRequest(
+        request_id=f"r{i}", model=MODEL, prompt="a headshot", width=256, height=256, seed=i
+    )
+
+
+async def test_a_provider_in_an_outage_is_skipped_and_its_breaker_opens(market: MarketServer) -> None:
+    providers = adapters(market)
+    router = Router(providers, ledger=NullLedger(), policy=CheapestPerCallPolicy())
+    ctx = RouteContext(job_id="j", wave=1, deadline=1e12)
+    try:
+        picks = [(await router.generate(request(i), ctx)).provider for i in range(4)]
+    finally:
+        for p in providers:
+            await p.aclose()
+    assert "down" not in picks, "its pricing call answers 503: it never gets a paid request"
+    assert not router.health.available("down", MODEL)
+
+
+async def test_hedge_wins_and_the_loser_is_cancelled_at_the_provider(market: MarketServer) -> None:
+    providers = [p for p in adapters(market) if p.name != "down"]
+    router = Router(
+        providers,
+        ledger=NullLedger(),
+        policy=CheapestPerCallPolicy(),
+        hedging=HedgeSettings(max_fraction=1.0),
+    )
+    for _ in range(10):  # slowq usually answers in 20 ms: its p95
+        router.health.record_success("slowq", 0.02, model=MODEL)
+    ctx = RouteContext(job_id="j", wave=1, deadline=1e12)
+    try:
+        generation = await router.generate(request(0), ctx)
+    finally:
+        for p in providers:
+            await p.aclose()
+    assert generation.provider == "fast"
+    assert router.hedges == 1
+    stats = market.stats()
+    assert stats["slowq"].cancelled == 1, "the fal adapter cancelled the queued loser"
+    assert [record.provider for record in market.billing()] == ["fast"], "the cancelled loser is not billed"
