@@ -232,3 +232,23 @@ async def test_no_hedge_without_latency_history() -> None:
     router = cheapest([ok("a", 0.01), ok("b", 0.02)], ledger=Ledger(), hedging=HedgeSettings())
     await router.generate(req(), ctx())
     assert router.hedges == 0
+
+
+async def test_a_provider_whose_quotes_fail_is_not_asked_again_while_its_breaker_is_open() -> None:
+    now = [0.0]
+
+    class Down(MockProvider):
+        quotes = 0
+
+        async def quote(self, request: GenerationRequest):  # type: ignore[no-untyped-def]
+            Down.quotes += 1
+            raise ProviderUnavailable("pricing 503", provider=self.name)
+
+    down = Down(lambda r: None, name="down", models=frozenset({"m"}))  # type: ignore[arg-type,return-value]
+    router = Router([down, ok("up", 0.02)], ledger=Ledger(), clock=lambda: now[0])
+    for i in range(10):
+        now[0] += 10.0  # every quote is stale by then
+        assert (await router.generate(req(i), ctx())).provider == "up"
+    # Three failed quotes (t=10, 20, 30) open its breaker for 5 s; after that it is asked only when
+    # the breaker half-opens, each failure doubling the wait: t=40, 50, 70 (next: 110).
+    assert Down.quotes == 6

@@ -50,12 +50,14 @@ def test_only_confident_legible_words_count() -> None:
         box("D", 0.94, 300, 100, 60, 95),  # one letter, however sure
         box("★★", 0.9, 400, 300, 60, 80),  # symbols are not text
         box("tiny", 0.95, 400, 450, 30, 4),  # below 1.2 % of the long side: not legible
+        box("30", 0.94, 180, 200, 235, 148),  # a nose and mouth in a close-up: too tall for 2 digits
+        box("HUGE", 0.9, 0, 300, 300, 90),  # a giant word still counts: 4 letters
         box("Getty", 0.79, 300, 400, 80, 20),  # just under the confidence cut
     ]
     reading = read_boxes(boxes, width=500, height=500)
-    assert [b.text for b in reading.boxes] == ["ACME SALE"]
-    assert reading.chars == 8
-    assert reading.area == pytest.approx(201 * 31 / 250_000, rel=0.02)  # filled polygon, inclusive edges
+    assert [b.text for b in reading.boxes] == ["ACME SALE", "HUGE"]
+    assert reading.chars == 12
+    assert reading.area == pytest.approx((201 * 31 + 301 * 91) / 250_000, rel=0.02)  # inclusive edges
 
 
 def test_no_boxes_reads_as_zero_and_overlaps_count_once() -> None:
@@ -66,8 +68,8 @@ def test_no_boxes_reads_as_zero_and_overlaps_count_once() -> None:
 
 def test_policy_is_configurable() -> None:
     boxes = [box("D", 0.94, 0, 0, 20, 30)]
-    assert read_boxes(boxes, width=100, height=100).chars == 0
-    assert read_boxes(boxes, width=100, height=100, policy=TextPolicy(min_chars=1)).chars == 1
+    assert read_boxes(boxes, width=400, height=400).chars == 0
+    assert read_boxes(boxes, width=400, height=400, policy=TextPolicy(min_chars=1)).chars == 1
 
 
 def test_box_height_is_across_the_line_even_when_rotated() -> None:

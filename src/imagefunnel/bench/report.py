@@ -77,6 +77,8 @@ def markdown(report: RoutingReport) -> str:
         "",
         f"Command: `{report.command}`" if report.command else "",
         "",
+        f"Machine: {report.machine}." if report.machine else "",
+        "",
         f"Workload: {w.jobs} jobs × {w.deliver} deliverables ({w.width}×{w.height}), one job every "
         f"{w.interarrival_s:g} s, {w.concurrency} requests in flight per job, deadline {w.deadline_s:g} s "
         f"(scenario seconds, virtual clock). Market dispersion over the run: `{report.single_provider}` "

@@ -10,6 +10,8 @@ simulated. The result is a :class:`RoutingReport`; :mod:`imagefunnel.bench.repor
 from __future__ import annotations
 
 import math
+import os
+import platform
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -47,6 +49,7 @@ class RoutingReport:
     decisions: DecisionLatency | None
     e2e: tuple[tuple[PolicyResult, PolicyResult], ...] = field(default=())  # (over HTTP, simulated)
     command: str = ""
+    machine: str = ""
 
     def result(self, name: str) -> PolicyResult | None:
         return next((r for r in (*self.policies, *self.litellm) if r.name == name), None)
@@ -139,4 +142,10 @@ def run_routing_bench(
         policies=tuple(r for r in results if not r.name.startswith("litellm:")),
         litellm=tuple(r for r in results if r.name.startswith("litellm:")),
         decisions=latency,
+        machine=_machine(),
     )
+
+
+def _machine() -> str:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
+    return f"{os.cpu_count()} CPUs ({platform.machine()}), load average {load:.1f}, Python {platform.python_version()}"

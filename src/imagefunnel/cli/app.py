@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from imagefunnel.cli.bench import bench_app
+from imagefunnel.cli.eval import calibrate_cmd, devset_cmd, eval_cmd
 from imagefunnel.cli.providers import providers_app
 from imagefunnel.errors import ImageFunnelError
 
@@ -19,6 +21,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(providers_app, name="providers")
+app.add_typer(bench_app, name="bench")
+app.command("devset")(devset_cmd)
+app.command("eval")(eval_cmd)
+app.command("calibrate")(calibrate_cmd)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -83,11 +89,15 @@ def score(
     images: Annotated[list[Path], typer.Argument(help="image files to score")],
     spec: Annotated[Path | None, typer.Option(help="job spec whose thresholds and rules apply")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
+    use_case: Annotated[
+        str | None,
+        typer.Option(help="use case whose tier-2 dimensions apply, e.g. headshot (default: the spec's)"),
+    ] = None,
 ) -> None:
     """Score images you bring and print every dimension's verdict. Exit code 1 if any image fails."""
     from imagefunnel.cli.score import score_images
 
-    all_passed = score_images(console, images=images, spec_path=spec, as_json=json_out)
+    all_passed = score_images(console, images=images, spec_path=spec, as_json=json_out, use_case=use_case)
     raise typer.Exit(0 if all_passed else 1)
 
 

@@ -41,6 +41,7 @@ async def _run(
     scorer = Scorer(
         thresholds=spec.thresholds or None,
         score_all=spec.score_all,
+        rules=spec.rules,  # unknown dimensions in rules are refused here, before anything is bought
         use_case=spec.use_case,  # a headshot job gets the headshot tier
         context=ScoringContext(references=load_references(spec.references)),  # decoded once per job
     )

@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from imagefunnel.errors import ImageFunnelError
-from imagefunnel.scoring import Scorer, Verdict
-from imagefunnel.scoring.rules import apply_rules
+from imagefunnel.scoring import Scorer, ScoringContext, Verdict
+from imagefunnel.scoring.identity import load_references
 from imagefunnel.spec import JobSpec, load_spec
 
 MAX_FILE_BYTES = 50_000_000
@@ -26,7 +26,7 @@ def _read(path: Path) -> bytes:
         raise ImageFunnelError(f"{path}: cannot read: {exc.strerror or exc}") from exc
 
 
-def _verdict_table(path: Path, verdict: Verdict) -> Table:
+def _verdict_table(path: Path, verdict: Verdict, scorer: Scorer) -> Table:
     status = "[green]PASS[/]" if verdict.passed else "[red]FAIL[/]"
     table = Table(title=f"{path.name}  {status}", title_justify="left")
     for col in ("dimension", "tier", "value", "threshold", "verdict", "reason"):
@@ -34,11 +34,10 @@ def _verdict_table(path: Path, verdict: Verdict) -> Table:
     for s in verdict.scores:
         value = "—" if s.value is None else f"{s.value:.4g}"
         threshold = "—" if s.threshold is None else f"{s.threshold:.4g}"
-        table.add_row(
-            s.name, str(s.tier), value, threshold, "[green]pass[/]" if s.passed else "[red]FAIL[/]", s.reason
-        )
+        verdict_text = "[green]pass[/]" if s.passed else "[red]FAIL[/]"
+        table.add_row(s.name, str(s.tier), value, threshold, verdict_text, s.reason)
     for name in verdict.skipped:
-        table.add_row(name, "", "", "", "[dim]skipped[/]", "an earlier dimension already failed")
+        table.add_row(name, "", "", "", "[dim]skipped[/]", scorer.skip_reason(name))
     return table
 
 
@@ -61,18 +60,26 @@ def _as_dict(path: Path, verdict: Verdict) -> dict[str, object]:
     }
 
 
-def score_images(console: Console, *, images: Sequence[Path], spec_path: Path | None, as_json: bool) -> bool:
+def score_images(
+    console: Console,
+    *,
+    images: Sequence[Path],
+    spec_path: Path | None,
+    as_json: bool,
+    use_case: str | None = None,
+) -> bool:
     spec: JobSpec | None = load_spec(spec_path) if spec_path else None
-    scorer = Scorer(thresholds=spec.thresholds if spec else None, score_all=True)
-    results = []
-    for path in images:
-        verdict = scorer.score_bytes(_read(path))
-        if spec is not None:
-            verdict = apply_rules(verdict, spec.rules)
-        results.append((path, verdict))
+    scorer = Scorer(
+        thresholds=spec.thresholds if spec else None,
+        score_all=True,
+        rules=spec.rules if spec else (),
+        use_case=use_case or (spec.use_case if spec else None),
+        context=ScoringContext(references=load_references(spec.references)) if spec else None,
+    )
+    results = [(path, scorer.score_bytes(_read(path))) for path in images]
     if as_json:
         console.print_json(json.dumps([_as_dict(p, v) for p, v in results]))
     else:
         for path, verdict in results:
-            console.print(_verdict_table(path, verdict))
+            console.print(_verdict_table(path, verdict, scorer))
     return all(v.passed for _, v in results)

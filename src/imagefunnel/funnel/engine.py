@@ -18,7 +18,6 @@ from imagefunnel.providers.base import Generation, GenerationRequest
 from imagefunnel.routing import RouteContext, Router
 from imagefunnel.routing.budget import BudgetGuard
 from imagefunnel.scoring import Scorer, Verdict
-from imagefunnel.scoring.rules import apply_rules
 from imagefunnel.spec import JobSpec
 from imagefunnel.store import BlobStore, CandidateRecord, ScoreRecord, Store
 
@@ -256,7 +255,7 @@ class Funnel:
             image = decode_image(data)
         except ImageError:
             return self._scorer.score_bytes(data), None
-        verdict = apply_rules(self._scorer.score(image), spec.rules)
+        verdict = self._scorer.score(image)  # the scorer applies the spec's rules (tier 3)
         return verdict, perceptual_hash(image.rgb)
 
     def _finish(self, state: _JobState) -> FunnelOutcome:
