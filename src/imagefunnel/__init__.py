@@ -6,6 +6,7 @@ The library surface is small; everything else lives in subpackages (see ``docs/a
 from imagefunnel.errors import (
     BadOutput,
     BudgetExceeded,
+    ExecutorError,
     ImageDecodeError,
     ImageError,
     ImageFunnelError,
@@ -15,6 +16,7 @@ from imagefunnel.errors import (
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
+    ScoringWorkerError,
     SpecError,
     StoreError,
 )
@@ -42,6 +44,7 @@ __all__ = [
     "BudgetExceeded",
     "Capabilities",
     "DecodedImage",
+    "ExecutorError",
     "Funnel",
     "FunnelObserver",
     "Generation",
@@ -64,6 +67,7 @@ __all__ = [
     "Router",
     "Scorer",
     "ScoringContext",
+    "ScoringWorkerError",
     "SpecError",
     "Store",
     "StoreError",

@@ -15,7 +15,9 @@ raised ``from`` the original, so the funnel, router and CLI only ever handle our
     │   └── BadOutput             an answer that is not a usable image (black, truncated, garbage)
     ├── NoProviderAvailable       every capable provider failed or was excluded
     ├── BudgetExceeded            the next request would overspend the job budget
-    └── StoreError                the job store is unusable or inconsistent
+    ├── StoreError                the job store is unusable or inconsistent
+    └── ExecutorError             an executor URL that cannot be used, or a broken pool
+        └── ScoringWorkerError    a scoring worker process died or could not build its scorer
 """
 
 from __future__ import annotations
@@ -86,3 +88,11 @@ class BudgetExceeded(ImageFunnelError):
 
 class StoreError(ImageFunnelError):
     """The job store cannot be used."""
+
+
+class ExecutorError(ImageFunnelError):
+    """An executor URL that cannot be used, or a pool that can no longer run work."""
+
+
+class ScoringWorkerError(ExecutorError):
+    """A scoring worker process died or could not start (its scorer raised while being built)."""

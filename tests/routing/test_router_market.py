@@ -21,8 +21,9 @@ def scenario(*providers: dict[str, object]) -> Scenario:
 @pytest.fixture
 def market() -> Iterator[MarketServer]:
     s = scenario(
-        # Cheapest, but its queue is long: 5 scenario seconds = 100 ms at time_factor 0.02.
-        {"name": "slowq", "price_usd_per_mp": 0.01, "queue_s": [5.0, 5.0]},
+        # Cheapest, but its queue is long: 100 scenario seconds = 2 s at time_factor 0.02, so the hedge
+        # to `fast` surely wins while it is still queued, however loaded the machine is.
+        {"name": "slowq", "price_usd_per_mp": 0.01, "queue_s": [100.0, 100.0]},
         {"name": "fast", "price_usd_per_mp": 0.03},
         {"name": "down", "price_usd_per_mp": 0.001, "outages": [{"start_s": 0, "end_s": 10_000}]},
     )
@@ -48,7 +49,7 @@ def request(i: int) -> GenerationRequest:
 async def test_a_provider_in_an_outage_is_skipped_and_its_breaker_opens(market: MarketServer) -> None:
     providers = adapters(market)
     router = Router(providers, ledger=NullLedger(), policy=CheapestPerCallPolicy())
-    ctx = RouteContext(job_id="j", wave=1, deadline=1e12)
+    ctx = RouteContext(job_id="j", wave=1, deadline=1e12, permits=lambda name: name != "slowq")
     try:
         picks = [(await router.generate(request(i), ctx)).provider for i in range(4)]
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import time
 import uuid
@@ -10,7 +11,8 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
-from imagefunnel.errors import BudgetExceeded, ImageError, NoProviderAvailable
+from imagefunnel.errors import BudgetExceeded, ImageError, NoProviderAvailable, SpecError
+from imagefunnel.executors import ScorerConfig, run_in, worker_scorer
 from imagefunnel.funnel.events import CandidateScored, FunnelObserver, RequestFailed, WaveStarted
 from imagefunnel.funnel.selection import Ranked, best_k, find_duplicate, perceptual_hash, quality
 from imagefunnel.imaging import decode_image
@@ -39,6 +41,7 @@ class _JobState:
     failed_requests: int = 0
     last_provider_error: str | None = None
     stop_reason: str | None = None
+    references: tuple[bytes, ...] = ()  # the spec's reference photos, sent with every request
 
     @property
     def done(self) -> bool:
@@ -47,6 +50,24 @@ class _JobState:
     def pass_rate_estimate(self) -> float:
         passed = len(self.passed)
         return (PRIOR_PASS + passed) / (PRIOR_PASS + PRIOR_FAIL + self.generated)
+
+
+def score_candidate(
+    scoring: Scorer | ScorerConfig, data: bytes, prompt: str | None = None
+) -> tuple[Verdict, str | None]:
+    """Runs on the executor (a thread, or a worker process given a config): decode once, hash, score.
+
+    A module-level function of picklable arguments, so that a process pool can run it. ``prompt`` is
+    the candidate's own prompt (for prompt alignment); the job's references come with the scorer.
+    """
+    scorer = scoring if isinstance(scoring, Scorer) else worker_scorer(scoring)
+    context = dataclasses.replace(scorer.context, prompt=prompt) if prompt else None
+    try:
+        image = decode_image(data)
+    except ImageError:
+        return scorer.score_bytes(data, context), None
+    verdict = scorer.score(image, context)  # the scorer applies the spec's rules (tier 3)
+    return verdict, perceptual_hash(image.rgb)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +89,12 @@ class Funnel:
         executor: Executor | None = None,
         observer: FunnelObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
+        scorer_config: ScorerConfig | None = None,
     ) -> None:
         self._router = router
-        self._scorer = scorer
+        # A process pool cannot be sent the scorer (it holds loaded models): its workers get the
+        # config and build their own. ``scorer`` still validates the spec here, before buying.
+        self._scoring: Scorer | ScorerConfig = scorer_config if scorer_config is not None else scorer
         self._store = store
         self._blobs = blobs
         self._executor = executor
@@ -79,6 +103,7 @@ class Funnel:
 
     async def run(self, spec: JobSpec, *, job_id: str | None = None) -> FunnelOutcome:
         job_id = job_id or uuid.uuid4().hex
+        references = _reference_bytes(spec)  # before the job exists: an unreadable photo starts nothing
         self._store.create_job(
             job_id=job_id, name=spec.name, spec_json=spec.model_dump_json(), deliver=spec.deliver
         )
@@ -87,6 +112,7 @@ class Funnel:
             spec=spec,
             budget=BudgetGuard(spec.budget_usd),
             deadline=self._clock() + spec.deadline_s,
+            references=references,
         )
         return await self._drive(state, first_wave=1)
 
@@ -107,7 +133,13 @@ class Funnel:
         budget = BudgetGuard(spec.budget_usd, settled_usd=self._store.spent_usd(job_id))
         # The deadline is wall-clock from the job's creation: time spent down counts against it.
         remaining = spec.deadline_s - progress.age_s
-        state = _JobState(job_id=job_id, spec=spec, budget=budget, deadline=self._clock() + remaining)
+        state = _JobState(
+            job_id=job_id,
+            spec=spec,
+            budget=budget,
+            deadline=self._clock() + remaining,
+            references=_reference_bytes(spec),
+        )
         state.passed = [Ranked(cid, quality) for cid, quality in progress.passed]
         state.hashes = list(progress.passed_hashes)
         state.generated = progress.candidates
@@ -163,6 +195,7 @@ class Funnel:
             width=spec.size.width,
             height=spec.size.height,
             seed=spec.seed * 1_000_003 + n,
+            reference_images=state.references,
         )
 
     async def _one(
@@ -196,8 +229,9 @@ class Funnel:
     async def _score_and_record(
         self, state: _JobState, wave: int, request: GenerationRequest, generation: Generation
     ) -> None:
-        loop = asyncio.get_running_loop()
-        verdict, phash = await loop.run_in_executor(self._executor, self._score, state.spec, generation.image)
+        verdict, phash = await run_in(
+            self._executor, score_candidate, self._scoring, generation.image, request.prompt
+        )
         duplicate_of = find_duplicate(phash, state.hashes) if phash else None
         sha = self._blobs.put(generation.image)
         scores = tuple(
@@ -249,15 +283,6 @@ class Funnel:
             )
         )
 
-    def _score(self, spec: JobSpec, data: bytes) -> tuple[Verdict, str | None]:
-        """Runs on the executor: decode once, hash, score, apply the spec's rules."""
-        try:
-            image = decode_image(data)
-        except ImageError:
-            return self._scorer.score_bytes(data), None
-        verdict = self._scorer.score(image)  # the scorer applies the spec's rules (tier 3)
-        return verdict, perceptual_hash(image.rgb)
-
     def _finish(self, state: _JobState) -> FunnelOutcome:
         spec = state.spec
         chosen = best_k(state.passed, spec.deliver)
@@ -270,3 +295,12 @@ class Funnel:
             reason = f"delivered {len(chosen)} of {spec.deliver}: {why} after {state.generated} candidates"
         self._store.finish_job(state.job_id, status=status, stop_reason=reason, delivered=len(chosen))
         return FunnelOutcome(state.job_id, status, reason, tuple(r.candidate_id for r in chosen))
+
+
+def _reference_bytes(spec: JobSpec) -> tuple[bytes, ...]:
+    """The reference photos' bytes, read once per job: subject-aware models need them with every
+    request (the router then only picks providers that can take them)."""
+    try:
+        return tuple(path.read_bytes() for path in spec.references)
+    except OSError as exc:
+        raise SpecError(f"reference photo {exc.filename}: cannot read: {exc.strerror or exc}") from exc

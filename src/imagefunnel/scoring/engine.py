@@ -13,6 +13,7 @@ from types import MappingProxyType
 
 from imagefunnel.errors import ImageError, SpecError
 from imagefunnel.imaging import DecodedImage, decode_image
+from imagefunnel.scoring import alignment as alignment  # registers prompt_alignment (optional CLIP)
 from imagefunnel.scoring import generic as generic  # registers tier 1 in default_registry
 from imagefunnel.scoring import headshot as headshot  # registers tier 2 of use case "headshot"
 from imagefunnel.scoring import nsfw as nsfw  # registers the built-in tier-3 scorers (no NSFW,
@@ -85,6 +86,7 @@ class Scorer:
         if names is None:
             own = self._registry.names(tier=2, use_case=self._use_case) if self._use_case else ()
             names = [*self._registry.names(tier=1), *own, *self._registry.names(tier=3)]
+            names = [name for name in names if self._runs_by_default(self._registry.get(name))]
         if isinstance(names, str):  # a lone string would silently become its characters
             raise SpecError(
                 f"dimensions must be a list of names, got the string {names!r}", field="dimensions"
@@ -98,6 +100,10 @@ class Scorer:
             raise SpecError(f"dimensions listed twice: {', '.join(duplicates)}", field="dimensions")
         # Cheapest first, so that a candidate failing a cheap check never pays for an expensive one.
         return tuple(sorted(dims, key=lambda d: (d.info.cost, d.name)))
+
+    @staticmethod
+    def _runs_by_default(dim: Dimension) -> bool:
+        return not (dim.info.optional and dim.probe is not None and dim.probe() is not None)
 
     def _resolve_thresholds(self, overrides: Mapping[str, float]) -> dict[str, float]:
         selected = {d.name: d.info for d in self._plan}
@@ -146,6 +152,11 @@ class Scorer:
         if Need.PROMPT in context.missing(dim.info.needs):
             return "the job has no prompt to compare with"
         return "an earlier dimension already failed"
+
+    @property
+    def context(self) -> ScoringContext:
+        """The job's context (references, prompt) used when ``score`` is given none."""
+        return self._context
 
     @property
     def dimensions(self) -> tuple[DimensionInfo, ...]:

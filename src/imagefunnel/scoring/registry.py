@@ -92,6 +92,9 @@ class DimensionInfo:
     needs: frozenset[Need] = field(default_factory=frozenset)
     decimals: int = 3  # digits shown in reasons
     use_cases: frozenset[str] = field(default_factory=frozenset)  # empty: every use case (tier 1)
+    # An optional extra (e.g. CLIP): left out of the default set where it cannot run; asked for by
+    # name (dimensions, thresholds, rules) it is skipped with its probe's reason, never faked.
+    optional: bool = False
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):

@@ -1,0 +1,121 @@
+"""What an executor is chosen by: a small URL, and the picklable recipe of a job's scorer.
+
+``local://threads`` (the default) scores on a thread pool in this process; ``local://processes``
+scores in a pool of worker processes (``?workers=2&start=spawn|forkserver``). A process worker cannot
+receive the job's :class:`Scorer` (it holds loaded models), so it receives a :class:`ScorerConfig`
+instead and builds its own scorer from it, once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import parse_qs, urlsplit
+
+from imagefunnel.errors import ExecutorError, ImageError, ScoringWorkerError, SpecError
+from imagefunnel.imaging import decode_image
+from imagefunnel.scoring import Scorer, ScoringContext
+from imagefunnel.spec import JobSpec, Rule
+
+__all__ = ["ExecutorChoice", "ExecutorError", "ScorerConfig", "ScoringWorkerError", "parse_executor_url"]
+
+Kind = Literal["threads", "processes"]
+StartMethod = Literal["spawn", "forkserver"]
+DEFAULT_EXECUTOR_URL = "local://threads"
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorChoice:
+    kind: Kind = "threads"
+    workers: int | None = None  # None: one per core, at most 4
+    start_method: StartMethod = "spawn"
+
+
+def parse_executor_url(url: str) -> ExecutorChoice:
+    """``local://threads`` or ``local://processes?workers=N&start=spawn``; ExecutorError says why not."""
+    parts = urlsplit(url.strip())
+    if parts.scheme != "local" or parts.netloc not in ("threads", "processes") or parts.path not in ("", "/"):
+        raise ExecutorError(f"executor {url!r}: expected local://threads or local://processes[?workers=N]")
+    query = parse_qs(parts.query, keep_blank_values=True)
+    unknown = sorted(set(query) - {"workers", "start"})
+    if unknown:
+        raise ExecutorError(f"executor {url!r}: unknown option {', '.join(unknown)} (known: workers, start)")
+    workers = _one(query, "workers", url)
+    start = _one(query, "start", url) or "spawn"
+    if workers is not None and not (workers.isdigit() and 1 <= int(workers) <= 64):
+        raise ExecutorError(f"executor {url!r}: workers must be a whole number from 1 to 64")
+    if start not in ("spawn", "forkserver"):
+        # fork is refused: mediapipe and onnxruntime start threads, and a forked copy of a lock
+        # held by one of them deadlocks the child.
+        raise ExecutorError(f"executor {url!r}: start must be spawn or forkserver, not {start!r}")
+    kind: Kind = "threads" if parts.netloc == "threads" else "processes"
+    method: StartMethod = "spawn" if start == "spawn" else "forkserver"
+    return ExecutorChoice(kind=kind, workers=int(workers) if workers else None, start_method=method)
+
+
+def _one(query: dict[str, list[str]], name: str, url: str) -> str | None:
+    values = query.get(name)
+    if values is None:
+        return None
+    if len(values) != 1:
+        raise ExecutorError(f"executor {url!r}: {name} given {len(values)} times")
+    return values[0]
+
+
+@dataclass(frozen=True, slots=True)
+class ScorerConfig:
+    """Everything a worker needs to build the job's :class:`Scorer`; small, frozen and picklable.
+
+    Reference photos travel as their encoded bytes and are decoded in the worker: decoded arrays
+    would be larger to send, and the face analysis of them must happen where the models are.
+    """
+
+    thresholds: tuple[tuple[str, float], ...] = ()
+    dimensions: tuple[str, ...] | None = None
+    use_case: str | None = None
+    rules: tuple[Rule, ...] = ()
+    score_all: bool = False
+    references: tuple[bytes, ...] = ()
+
+    def __hash__(self) -> int:
+        # Rules are pydantic models holding lists (not hashable); their JSON is canonical enough.
+        rules = tuple(rule.model_dump_json() for rule in self.rules)
+        return hash((self.thresholds, self.dimensions, self.use_case, rules, self.score_all, self.references))
+
+    @classmethod
+    def from_spec(cls, spec: JobSpec) -> ScorerConfig:
+        """The scorer a job's spec asks for; SpecError names a reference photo that cannot be read."""
+        return cls(
+            thresholds=tuple(sorted(spec.thresholds.items())),
+            use_case=spec.use_case,
+            rules=tuple(spec.rules),
+            score_all=spec.score_all,
+            references=tuple(_read(path, index) for index, path in enumerate(spec.references)),
+        )
+
+    def build(self) -> Scorer:
+        """Load the models and build the scorer (seconds with face models: once per process)."""
+        references = []
+        for index, data in enumerate(self.references):
+            try:
+                references.append(decode_image(data))
+            except ImageError as exc:
+                raise SpecError(f"reference photo {index + 1}: {exc}", field=f"references[{index}]") from exc
+        return Scorer(
+            thresholds=dict(self.thresholds) or None,
+            dimensions=list(self.dimensions) if self.dimensions is not None else None,
+            use_case=self.use_case,
+            rules=self.rules,
+            score_all=self.score_all,
+            context=ScoringContext(references=tuple(references)),
+        )
+
+
+def _read(path: Path, index: int) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise SpecError(
+            f"reference photo {path}: cannot read: {exc.strerror or exc}", field=f"references[{index}]"
+        ) from exc
