@@ -13,6 +13,7 @@ from imagefunnel.market import MarketServer, Scenario
 from imagefunnel.market.defects import Defect
 from imagefunnel.market.images import AssetLibrary
 from imagefunnel.market.records import ImageInput, Job
+from imagefunnel.providers.base import GenerationRequest
 from imagefunnel.providers.comfyui import ComfyUIProvider
 
 MODEL = "fal-ai/flux/dev"
@@ -47,15 +48,23 @@ def test_the_demo_spec_shows_one_subject_in_packaged_photos(library: AssetLibrar
     assert library.subject([path.read_bytes() for path in spec.references]) == "obama"
 
 
-async def test_the_demo_market_wires_its_comfyui_box() -> None:
-    with MarketServer("demo") as market:
+async def test_the_demo_market_wires_its_comfyui_box_at_its_spot_price() -> None:
+    with MarketServer("demo", time_factor=0.01) as market:
         providers = market_providers(market, MODEL)
         (box,) = [p for p in providers if isinstance(p, ComfyUIProvider)]
-        assert box.name == market.scenario.comfyui_boxes[0].name
+        spec = market.scenario.box(box.name)
         assert (await box.health()).ok
+        market.advance(spec.price_schedule[0].after_s)  # past the first spot price change
+        request = GenerationRequest(request_id="r", model=MODEL, prompt="a headshot", width=256, height=256)
+        generation = await box.generate(request)
         for provider in providers:
             assert (await provider.capabilities()).supports_reference_images  # the demo sends photos
             await provider.aclose()
+        (bill,) = market.gpu_billing()
+    # The adapter charges the spot price in force, as the box's own bill does.
+    assert bill.usd_per_hour == spec.price_schedule[0].usd_per_hour
+    assert generation.charged_usd == pytest.approx(bill.usd)
+    assert generation.charged_usd < 0.005  # a fraction of a cent
 
 
 def job(market: MarketServer, library: AssetLibrary, provider: str, n: int) -> Job:

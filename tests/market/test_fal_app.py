@@ -141,7 +141,8 @@ def test_outage_answers_503_on_every_route(market: MarketServer, http: httpx.Cli
 
 
 def test_submit_with_subpath_and_presets(market: MarketServer, http: httpx.Client) -> None:
-    response = http.post(f"{market.base_url('staged')}/fal-ai/flux/dev/image-to-image", json={"prompt": "x"})
+    body = {"prompt": "x", "image_url": "https://example.com/face.jpg"}  # image-to-image needs one
+    response = http.post(f"{market.base_url('staged')}/fal-ai/flux/dev/image-to-image", json=body)
     assert response.status_code == 200
     assert "/image-to-image" not in response.json()["status_url"]
     assert market.truth(response.json()["request_id"]).width == 1024  # fal's default landscape_4_3

@@ -23,9 +23,34 @@ def test_demo_has_distinct_cheap_fast_and_flaky_providers() -> None:
     assert all(p.protocol == "fal" for p in demo.providers)
     assert len({p.price_usd_per_mp for p in demo.providers}) == len(demo.providers)
     assert len({p.defect_rate for p in demo.providers}) == len(demo.providers)
-    assert all(p.queue_s[1] + p.processing_s[1] < 1.0 for p in demo.providers)
+    assert len({p.identity_drift_rate for p in demo.providers}) == len(demo.providers)
+    # Realistic seconds, played fast enough that no request takes a wall second.
+    assert all((p.queue_s[1] + p.processing_s[1]) * demo.time_factor < 1.0 for p in demo.providers)
     assert any(p.error_5xx_rate > 0 and p.garbage_rate > 0 for p in demo.providers)
     assert "fal-ai/flux/dev" in set.intersection(*(set(p.models) for p in demo.providers))
+
+
+def test_demo_has_a_spot_priced_comfyui_box_and_face_defects() -> None:
+    demo = load_scenario("demo")
+    (box,) = demo.comfyui_boxes
+    assert "fal-ai/flux/dev" in box.models and box.price_schedule
+    assert 0.3 <= box.usd_per_hour <= 0.8
+    # A 20-step 512 px image costs a fraction of a cent and takes a fraction of a wall second.
+    gpu_s = 20 * box.seconds_per_step
+    assert gpu_s * max(p.usd_per_hour for p in box.price_schedule) / 3600 < 0.001
+    assert gpu_s * demo.time_factor < 0.5
+    mixes = [set(p.defect_mix) for p in demo.providers] + [set(box.defect_mix)]
+    face = {Defect.CLOSED_EYES, Defect.EXTRA_FACE, Defect.HARSH_SHADOW, Defect.FACE_CUT}
+    assert face <= set.union(*mixes)
+    assert box.identity_drift_rate > 0
+
+
+def test_box_names_must_not_clash_with_providers(tmp_path: Path) -> None:
+    box = "comfyui_boxes: [{name: a, models: [m]}]\n"
+    with pytest.raises(SpecError, match="duplicate provider names: a"):
+        load_scenario(write(tmp_path, BASE + "}\n" + box))
+    scenario = load_scenario(write(tmp_path, BASE + "}\n" + box.replace("name: a", "name: gpu")))
+    assert scenario.box("gpu").models == ("m",) and scenario.time_factor == 1.0
 
 
 def test_builtins_are_listed_and_all_load() -> None:

@@ -11,6 +11,7 @@ from imagefunnel.cli.demo import market_providers
 from imagefunnel.errors import SpecError
 from imagefunnel.market import MarketServer, ProviderProfile, Scenario
 from imagefunnel.providers.base import GenerationRequest
+from imagefunnel.providers.comfyui import ComfyUIProvider
 from imagefunnel.providers.config import build_provider, load_providers_file
 from imagefunnel.providers.fal import FalProvider
 from imagefunnel.providers.openai_images import OpenAIImagesProvider
@@ -135,3 +136,72 @@ async def test_one_market_serves_every_protocol_to_the_demo_wiring() -> None:
     assert sorted(g.provider for g in generations) == ["f", "o", "r", "t"]
     for generation in generations:
         assert generation.charged_usd == pytest.approx(billed[generation.provider_request_id])
+
+
+COMFYUI_YAML = """
+providers:
+  - name: gpu-1
+    protocol: comfyui
+    base_url: {url}
+    models: [fal-ai/flux/dev]
+    poll_interval_s: 0.05
+    comfyui: {{usd_per_hour: 0.45, checkpoint: flux1-dev-fp8.safetensors, seconds_per_step: 0.2}}
+  - name: f
+    protocol: fal
+    models: [fal-ai/flux/dev]
+    reference_endpoint: fal-ai/flux/dev/image-to-image
+"""
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("{name: c, protocol: comfyui, base_url: 'http://g:8188', models: [m]}", "comfyui block is required"),
+        ("{name: c, protocol: comfyui, models: [m], comfyui: {usd_per_hour: 1}}", "needs the box's base_url"),
+        (
+            "{name: c, protocol: comfyui, base_url: 'http://g:8188', models: [m], comfyui: {usd_per_hour: 1},"
+            " price: {unit: image, usd: 1}}",
+            "comfyui.usd_per_hour",
+        ),
+        ("{name: f, protocol: fal, models: [a/b], comfyui: {usd_per_hour: 1}}", "only there"),
+        ("{name: o, protocol: openai, models: [m], reference_endpoint: x}", "fal only"),
+    ],
+)
+def test_comfyui_and_reference_settings_are_checked(tmp_path: Path, entry: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        load_providers_file(write(tmp_path, f"providers:\n  - {entry}\n"))
+
+
+async def test_a_comfyui_box_from_a_providers_file_generates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("COMFYUI_TOKEN", raising=False)  # a box without a proxy needs no token
+    box = {"name": "gpu-1", "models": ["fal-ai/flux/dev"], "checkpoints": ["flux1-dev-fp8.safetensors"]}
+    scenario = Scenario.model_validate(
+        {
+            "name": "one-box",
+            "providers": [
+                {"name": "f", "protocol": "fal", "models": ["fal-ai/flux/dev"], "price_usd_per_mp": 0.02}
+            ],
+            "comfyui_boxes": [box | {"usd_per_hour": 0.45, "seconds_per_step": 0.2, "load_s": 1.0}],
+        }
+    )
+    with MarketServer(scenario, time_factor=0.01) as market:
+        configs = load_providers_file(write(tmp_path, COMFYUI_YAML.format(url=market.base_url("gpu-1"))))
+        provider = build_provider(configs.providers[0])
+        fal = build_provider(configs.providers[1], api_key="k")
+        assert isinstance(provider, ComfyUIProvider) and isinstance(fal, FalProvider)
+        assert (await fal.capabilities()).supports_reference_images
+        request = GenerationRequest(
+            request_id="r", model="fal-ai/flux/dev", prompt="a headshot", width=256, height=256
+        )
+        try:
+            generation = await provider.generate(request)
+        finally:
+            await provider.aclose()
+            await fal.aclose()
+        (bill,) = market.gpu_billing()
+        assert market.truth(generation.provider_request_id).clean
+    # 20 steps x 0.2 s + the checkpoint load and the other nodes, at $0.45 per GPU-hour.
+    assert bill.usd_per_hour == 0.45 and bill.gpu_seconds >= 20 * 0.2
+    assert generation.charged_usd == pytest.approx(bill.usd)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -15,6 +16,7 @@ from PIL import Image
 from imagefunnel.errors import BadOutput, ProviderTimeout, ProviderUnavailable, RateLimited
 from imagefunnel.market import MarketServer, ProviderProfile, Scenario
 from imagefunnel.market.defects import Defect
+from imagefunnel.market.images import AssetLibrary
 from imagefunnel.providers.base import GenerationRequest, PriceUnit, Provider
 from imagefunnel.providers.fal import FalProvider
 
@@ -285,3 +287,19 @@ def test_official_fal_client_speaks_to_the_market(
     assert isinstance(status, fal_client.Completed)
     assert subpath["images"][0]["content_type"] == "image/jpeg"
     assert market.truth(handle.request_id).seed == 5
+
+
+async def test_reference_photos_go_to_the_reference_endpoint_as_a_data_uri(
+    market: MarketServer, client: httpx.AsyncClient
+) -> None:
+    photo = AssetLibrary().file("obama_2.jpg")
+    plain = fal(market, client, "clean")
+    assert not (await plain.capabilities()).supports_reference_images
+    with pytest.raises(ProviderUnavailable, match="reference_endpoint"):
+        await plain.generate(dataclasses.replace(req(), reference_images=(photo,)))
+    referencing = fal(market, client, "clean", reference_endpoint=f"{MODEL}/image-to-image")
+    assert (await referencing.capabilities()).supports_reference_images
+    generation = await referencing.generate(dataclasses.replace(req(4), reference_images=(photo,)))
+    assert market.truth(generation.provider_request_id).subject == "obama"
+    unreferenced = await referencing.generate(req(5))  # a plain request still goes to the model
+    assert market.truth(unreferenced.provider_request_id).subject is None

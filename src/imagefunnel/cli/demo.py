@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -13,35 +14,46 @@ from rich.console import Console
 from imagefunnel.cli.runner import RunOutputs, run_job
 from imagefunnel.cli.summary import print_summary
 from imagefunnel.funnel import JobResult
-from imagefunnel.market.scenario import ProviderProfile
+from imagefunnel.funnel.result import CandidateResult
+from imagefunnel.market.scenario import ProviderProfile, SelfHostedBox
 from imagefunnel.market.server import MarketServer
 from imagefunnel.providers.base import Provider
+from imagefunnel.providers.comfyui import ComfyUIProvider
+from imagefunnel.providers.comfyui_settings import ComfyUISettings
 from imagefunnel.providers.config import PriceConfig, ProviderConfig, build_provider, load_providers_file
 from imagefunnel.spec import JobSpec, load_spec, parse_spec
 
 DEMO_API_KEY = "demo-key"  # the emulated market checks that a key is sent, not which one
+# fal's endpoint that takes a subject photo (``image_url``) next to a FLUX text-to-image endpoint.
+_FAL_REFERENCE_ENDPOINT = "{model}/image-to-image"
 
 
 def demo_spec() -> JobSpec:
-    text = (resources.files("imagefunnel.spec") / "examples" / "headshot-demo.yaml").read_text(
-        encoding="utf-8"
-    )
-    return parse_spec(text, source="headshot-demo.yaml")
+    """The demo job; its reference photos (package data) resolve against the spec's own folder."""
+    folder = resources.files("imagefunnel.spec") / "examples"
+    text = (folder / "headshot-demo.yaml").read_text(encoding="utf-8")
+    return parse_spec(text, source="headshot-demo.yaml", base_dir=Path(str(folder)))
 
 
 def market_providers(market: MarketServer, model: str) -> list[Provider]:
-    """One adapter, of the profile's protocol, per provider of the scenario that serves ``model``."""
-    return [
+    """One adapter, of the profile's protocol, per provider of the scenario that serves ``model``,
+    and a ComfyUI adapter per self-hosted box of the scenario that serves it."""
+    hosted = [
         _market_provider(market, profile, model)
         for profile in market.scenario.providers
         if model in profile.models
     ]
+    boxes = [
+        _box_provider(market, box, model) for box in market.scenario.comfyui_boxes if model in box.models
+    ]
+    return hosted + boxes
 
 
 def _market_provider(market: MarketServer, profile: ProviderProfile, model: str) -> Provider:
     base = market.base_url(profile.name)
     # OpenAI-style adapters take the API root with its version, as the official clients do.
     url = f"{base}/v1" if profile.protocol in ("openai", "together") else base
+    fal = profile.protocol == "fal"
     config = ProviderConfig(
         name=profile.name,
         protocol=profile.protocol,
@@ -50,9 +62,33 @@ def _market_provider(market: MarketServer, profile: ProviderProfile, model: str)
         timeout_s=30.0,
         poll_interval_s=0.05,
         # fal publishes its prices; for the others a user writes the list price, here the scenario's.
-        price=None if profile.protocol == "fal" else _list_price(profile),
+        price=None if fal else _list_price(profile),
+        reference_endpoint=_FAL_REFERENCE_ENDPOINT.format(model=model) if fal else None,
     )
     return build_provider(config, api_key=DEMO_API_KEY)
+
+
+def _box_provider(market: MarketServer, box: SelfHostedBox, model: str) -> Provider:
+    # What the box's owner configures (its checkpoint, its measured speed), as a providers file
+    # would; the $/hour is the spot price in force, which a cloud's spot-price API tells the owner
+    # (a providers file can only give a fixed list price) and which the emulated box reports.
+    settings = ComfyUISettings(
+        usd_per_hour=box.price_at(0.0),
+        checkpoint=box.checkpoints[0],
+        seconds_per_step=box.seconds_per_step,
+    )
+    return ComfyUIProvider(
+        name=box.name,
+        base_url=market.base_url(box.name),
+        usd_per_hour=market.box(box.name).usd_per_hour,
+        model=model,
+        workflow=settings.workflow,
+        img2img_workflow=settings.img2img_workflow,
+        sampler=settings.sampler(),
+        seconds_per_step=settings.seconds_per_step,
+        timeout_s=30.0,
+        poll_interval_s=0.05,
+    )
 
 
 def _list_price(profile: ProviderProfile) -> PriceConfig:
@@ -69,33 +105,55 @@ def _list_price(profile: ProviderProfile) -> PriceConfig:
 
 @dataclass(frozen=True, slots=True)
 class DefectCatch:
-    """How the scorer did against the market's hidden labels (the demo can peek; scorers cannot)."""
+    """How the scorer did against the market's hidden labels (the demo can peek; scorers cannot).
+
+    A candidate counts as caught when a quality dimension rejected it: a duplicate rejection says
+    nothing of the scorer, so it neither catches a defect nor falsely rejects a clean image.
+    ``by_label`` holds (caught, seen) per hidden label (a defect kind or ``identity_drift``).
+    """
 
     defective: int
     caught: int
     clean: int
     false_rejects: int
+    by_label: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+
+    def line(self) -> str:
+        kinds = ", ".join(f"{label} {c}/{n}" for label, (c, n) in sorted(self.by_label.items()))
+        detail = f" ({kinds})" if kinds else ""
+        return (
+            f"scorer vs hidden labels: caught {self.caught}/{self.defective} injected defects{detail}, "
+            f"{self.false_rejects}/{self.clean} clean candidates rejected"
+        )
+
+
+def _rejected_on_quality(cand: CandidateResult) -> bool:
+    return any(not d.passed and d.dimension != "duplicate" for d in cand.dimensions)
 
 
 def defect_catch(result: JobResult, market: MarketServer) -> DefectCatch:
     defective = caught = clean = false_rejects = 0
+    seen: Counter[str] = Counter()
+    hits: Counter[str] = Counter()
     for cand in result.candidates:
         truth = market.truth(cand.provider_request_id)
+        rejected = _rejected_on_quality(cand)
         if truth.clean and not truth.garbage:
             clean += 1
-            # A duplicate is a correct rejection even when the image is clean.
-            false_rejects += not cand.passed and all(
-                d.dimension != "duplicate" for d in cand.dimensions if not d.passed
-            )
-        else:
-            defective += 1
-            caught += not cand.passed
-    return DefectCatch(defective, caught, clean, false_rejects)
+            false_rejects += rejected
+            continue
+        defective += 1
+        caught += rejected
+        for label in truth.labels:
+            seen[label] += 1
+            hits[label] += rejected
+    by_label = {label: (hits[label], seen[label]) for label in seen}
+    return DefectCatch(defective, caught, clean, false_rejects, by_label)
 
 
 @contextmanager
 def _market(scenario: str) -> Iterator[MarketServer]:
-    with MarketServer(scenario) as market:
+    with MarketServer(scenario) as market:  # at the scenario's own pace
         yield market
 
 
@@ -114,17 +172,15 @@ def run_demo(
     if seed is not None:
         updates["seed"] = seed
     spec = JobSpec.model_validate({**spec.model_dump(), **updates})
+    subject = f" of the subject in {len(spec.references)} reference photos" if spec.references else ""
     console.print(
-        f"[bold]imagefunnel demo[/]: {spec.deliver} headshots from the emulated market '{scenario}'"
+        f"[bold]imagefunnel demo[/]: {spec.deliver} headshots{subject} from the emulated market '{scenario}'"
     )
     with _market(scenario) as market:
         outputs = run_job(spec, market_providers(market, spec.model), out_dir=out_dir, console=console)
         catch = defect_catch(outputs.result, market)
     _print_outputs(console, outputs)
-    console.print(
-        f"scorer vs hidden labels: caught {catch.caught}/{catch.defective} injected defects, "
-        f"{catch.false_rejects}/{catch.clean} clean candidates rejected"
-    )
+    console.print(catch.line())
 
 
 def run_spec(

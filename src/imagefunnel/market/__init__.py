@@ -4,17 +4,25 @@ A separate program that lives in the repo: only the demo wiring, tests and bench
 """
 
 from imagefunnel.market.engine import BillingRecord, Market, ProviderStats
-from imagefunnel.market.images import Truth, Variation
-from imagefunnel.market.scenario import ProviderProfile, Scenario, builtin_scenarios, load_scenario
+from imagefunnel.market.images import IDENTITY_DRIFT, Truth, Variation
+from imagefunnel.market.scenario import (
+    ProviderProfile,
+    Scenario,
+    SelfHostedBox,
+    builtin_scenarios,
+    load_scenario,
+)
 from imagefunnel.market.server import MarketServer
 
 __all__ = [
+    "IDENTITY_DRIFT",
     "BillingRecord",
     "Market",
     "MarketServer",
     "ProviderProfile",
     "ProviderStats",
     "Scenario",
+    "SelfHostedBox",
     "Truth",
     "Variation",
     "builtin_scenarios",

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from imagefunnel.market.defects import Defect
-from imagefunnel.market.scenario import Outage
+from imagefunnel.market.outage import Outage
 
 __all__ = ["ComfyUIBox", "GpuBillingRecord", "HourlyPrice", "Outcome"]
 
@@ -53,6 +53,8 @@ class ComfyUIBox(_Frozen):
     defect_mix: dict[Defect, Annotated[float, Field(ge=0.0)]] = Field(
         default_factory=lambda: {Defect.BLUR: 1.0}
     )
+    # Given a reference photo (img2img), how often the output shows someone else.
+    identity_drift_rate: Rate = 0.0
     # A sampler raises mid-run (execution_error, e.g. CUDA out of memory).
     error_rate: Rate = 0.0
     # A sampler stalls at some step until someone interrupts it.

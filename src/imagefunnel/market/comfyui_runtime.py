@@ -26,6 +26,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from starlette.websockets import WebSocketDisconnect
+
 from imagefunnel.market.comfyui_box import ComfyUIBox
 from imagefunnel.market.comfyui_catalog import NodeSpec, node_catalog
 from imagefunnel.market.comfyui_store import BoxStore
@@ -236,8 +238,9 @@ class BoxRuntime:
                 await sink.send_text(payload)
             else:
                 await sink.send_bytes(payload)
-        except (RuntimeError, OSError):
-            # The client went away mid-send; the real server logs "send error" and carries on.
+        except (RuntimeError, OSError, WebSocketDisconnect):
+            # The client went away mid-send (Starlette says so with WebSocketDisconnect once the
+            # close handshake has begun); the real server logs "send error" and carries on.
             for sid, known in list(self._sockets.items()):
                 if known is sink:
                     del self._sockets[sid]

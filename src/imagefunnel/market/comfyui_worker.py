@@ -320,7 +320,9 @@ class _Context:
 
     def plan(self, *, ckpt: str, text: str, width: int, height: int, seed: int) -> Truth:
         box = self._rt.box
-        rng = derive_rng("image", box.seed, box.name, ckpt, text, width, height, seed)
+        subject = self._subject()
+        extra = () if subject is None else (subject,)  # prompts without a reference draw as before
+        rng = derive_rng("image", box.seed, box.name, ckpt, text, width, height, seed, *extra)
         truth = plan_image(
             provider=box.name,
             library=self._rt.library,
@@ -331,11 +333,20 @@ class _Context:
             defect_rate=box.defect_rate,
             defect_mix=box.defect_mix,
             rng=rng,
+            subject=subject,
+            identity_drift_rate=box.identity_drift_rate,
         )
         if self.garbage is None:
             return truth
         strength = float(derive_rng("garbage", box.seed, self._run.item.number).uniform(0.5, 1.0))
         return dataclasses.replace(truth, defect=self.garbage, strength=strength, garbage=True)
+
+    def _subject(self) -> str | None:
+        """The person the prompt's loaded images (an img2img reference) show, if the market knows them."""
+        nodes = self._run.item.prompt.values()
+        names = [node["inputs"].get("image") for node in nodes if node["class_type"] == "LoadImage"]
+        files = [self._rt.store.input_file(name) for name in names if isinstance(name, str)]
+        return self._rt.library.subject([data for data in files if data is not None]) if files else None
 
     def render(self, truth: Truth) -> bytes:
         return render(truth, self._rt.library)

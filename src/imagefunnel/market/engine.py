@@ -1,13 +1,14 @@
 """The protocol-neutral core of the emulated market: time, jobs, faults, billing and truth.
 
-Wire protocols (``fal_app`` today; Replicate/OpenAI later) translate HTTP into calls on ``Market``.
+Wire protocols (``fal_app``, ``replicate_app``, ``openai_app``) translate HTTP into calls on ``Market``.
 Nothing runs in the background: a job's phase is a pure function of the scenario clock, so the
 market needs no timers, is cheap to start and stop, and can be fast-forwarded with ``advance``.
 
 Randomness has two levels, both derived from the scenario seed:
 
-* per *request content* (provider, model, prompt, size, seed): the picture and its defect,
-  so the same request always yields the same image, as a seeded diffusion model would;
+* per *request content* (provider, model, prompt, size, seed, and the subject its reference photos
+  show): the picture and its defect, so the same request always yields the same image, as a seeded
+  diffusion model would;
 * per *attempt* (the n-th time this provider saw that content): latency and injected faults, so a
   retry of a request that hit a 5xx gets a fresh draw instead of failing forever.
 """
@@ -19,17 +20,23 @@ import hashlib
 import math
 import threading
 import time
-import uuid
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from enum import StrEnum
 
 import numpy as np
 
 from imagefunnel.market.billing import BillingRecord, bill
 from imagefunnel.market.defects import Defect
-from imagefunnel.market.images import AssetLibrary, ImageFormat, Truth, plan_image, render
+from imagefunnel.market.images import AssetLibrary, Truth, plan_image, render
+from imagefunnel.market.records import (
+    ImageInput,
+    Job,
+    Phase,
+    ProviderStats,
+    Rejection,
+    derive_rng,
+    job_id,
+)
 from imagefunnel.market.scenario import ProviderProfile, Scenario
 
 __all__ = [
@@ -44,95 +51,8 @@ __all__ = [
 ]
 
 _RENDER_CACHE_SIZE = 64
+_SUBJECT_CACHE_SIZE = 256
 _SERVER_ERRORS = (500, 502, 503, 504)
-
-
-def derive_rng(*parts: object) -> np.random.Generator:
-    """A generator seeded by a stable hash of ``parts`` (str/int/float only: their repr is stable)."""
-    digest = hashlib.blake2b(repr(parts).encode(), digest_size=16).digest()
-    return np.random.default_rng(int.from_bytes(digest, "big"))
-
-
-def _job_id(*parts: object) -> str:
-    # Deterministic ids (a UUID4 in form) make whole market runs reproducible, logs included.
-    digest = hashlib.blake2b(repr(("id", *parts)).encode(), digest_size=16).digest()
-    return str(uuid.UUID(bytes=digest, version=4))
-
-
-class Phase(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-@dataclass(frozen=True, slots=True)
-class ImageInput:
-    """What a client asked for, already validated by the protocol layer."""
-
-    prompt: str
-    width: int
-    height: int
-    seed: int | None = None
-    image_format: ImageFormat = "png"
-    # Token-priced protocols declare here the usage they report; the billing log charges the same.
-    input_tokens: int = 0
-    output_tokens: int = 0
-
-    @property
-    def megapixels(self) -> float:
-        return self.width * self.height / 1_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """One accepted request; its timeline is fixed at submission (scenario seconds)."""
-
-    id: str
-    provider: str
-    model: str
-    input: ImageInput
-    submitted_s: float
-    queue_s: float
-    processing_s: float
-    unit_price_usd: float
-    fails: bool
-    truth: Truth
-    deadline_s: float | None = None  # a client's deadline (Cancel-After): cancelled if not done by then
-
-    @property
-    def started_s(self) -> float:
-        return self.submitted_s + self.queue_s
-
-    @property
-    def done_s(self) -> float:
-        return self.started_s + self.processing_s
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """A request refused before it became a job: outage, rate limit, injected 5xx, bad input."""
-
-    status_code: int
-    detail: str
-    retry_after_s: float | None = None  # wall-clock seconds
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderStats:
-    submitted: int = 0
-    queued: int = 0
-    running: int = 0
-    completed: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    defective: int = 0
-    garbage: int = 0
-    rejected_5xx: int = 0
-    rate_limited: int = 0
-    outage_rejections: int = 0
-    billed_usd: float = 0.0
 
 
 class _ProviderState:
@@ -172,6 +92,7 @@ class Market:
         self._lock = threading.Lock()
         self._providers = {p.name: _ProviderState(p) for p in scenario.providers}
         self._rendered: OrderedDict[str, bytes] = OrderedDict()
+        self._subjects: OrderedDict[str, str | None] = OrderedDict()
 
     # -- time -------------------------------------------------------------------------------
     def now_s(self) -> float:
@@ -225,12 +146,22 @@ class Market:
         state = self._providers[provider]
         profile = state.profile
         now = self.now_s()
+        subject = self.subject(inp.references) if inp.references else None
         with self._lock:
             limited = self._take_token(state, now)
             if limited is not None:
                 state.rejections["rate_limited"] += 1
                 return limited
-            content = (model, inp.prompt, inp.width, inp.height, inp.seed, inp.image_format)
+            content: tuple[object, ...] = (
+                model,
+                inp.prompt,
+                inp.width,
+                inp.height,
+                inp.seed,
+                inp.image_format,
+            )
+            if subject is not None:  # only then: requests without one draw what they always drew
+                content += (subject,)
             attempt = state.attempts[content]
             state.attempts[content] += 1
             n = state.submissions
@@ -242,16 +173,16 @@ class Market:
             return Rejection(int(rng.choice(_SERVER_ERRORS)), "Internal server error")
         seed = inp.seed if inp.seed is not None else int(rng.integers(0, 2**31))
         job = Job(
-            id=_job_id(self.scenario.seed, provider, n),
+            id=job_id(self.scenario.seed, provider, n),
             provider=provider,
             model=model,
-            input=dataclasses.replace(inp, seed=seed),
+            input=dataclasses.replace(inp, seed=seed, references=()),  # the subject is in the truth
             submitted_s=now,
             queue_s=float(rng.uniform(*profile.queue_s)),
             processing_s=float(rng.uniform(*profile.processing_s)),
             unit_price_usd=profile.price_at(now),
             fails=bool(rng.random() < profile.failure_rate),
-            truth=self._plan(profile, model, inp, seed, rng),
+            truth=self._plan(profile, model, inp, seed, rng, subject),
             deadline_s=None if deadline_s is None else now + deadline_s,
         )
         with self._lock:
@@ -271,11 +202,31 @@ class Market:
         wait_wall_s = (1.0 - state.tokens) / rate * self.time_factor
         return Rejection(429, "Rate limit exceeded", retry_after_s=wait_wall_s)
 
+    def subject(self, references: tuple[bytes, ...]) -> str | None:
+        """The person ``references`` show (see ``market.subjects``), remembered per set of photos."""
+        key = hashlib.blake2b(b"".join(hashlib.sha256(r).digest() for r in references)).hexdigest()
+        with self._lock:
+            if key in self._subjects:
+                return self._subjects[key]
+        found = self._library.subject(references)
+        with self._lock:
+            self._subjects[key] = found
+            while len(self._subjects) > _SUBJECT_CACHE_SIZE:
+                self._subjects.popitem(last=False)
+        return found
+
     def _plan(
-        self, profile: ProviderProfile, model: str, inp: ImageInput, seed: int, rng: np.random.Generator
+        self,
+        profile: ProviderProfile,
+        model: str,
+        inp: ImageInput,
+        seed: int,
+        rng: np.random.Generator,
+        subject: str | None,
     ) -> Truth:
+        parts = (profile.name, model, inp.prompt, inp.width, inp.height, seed)
         content_rng = derive_rng(
-            "image", self.scenario.seed, profile.name, model, inp.prompt, inp.width, inp.height, seed
+            "image", self.scenario.seed, *parts, *(() if subject is None else (subject,))
         )
         truth = plan_image(
             provider=profile.name,
@@ -287,6 +238,8 @@ class Market:
             defect_rate=profile.defect_rate,
             defect_mix=profile.defect_mix,
             rng=content_rng,
+            subject=subject,
+            identity_drift_rate=profile.identity_drift_rate,
         )
         if rng.random() < profile.garbage_rate:
             kind = Defect.BLACK if rng.random() < 0.5 else Defect.TRUNCATED
@@ -388,7 +341,7 @@ class Market:
                 completed=counts[Phase.DONE],
                 failed=counts[Phase.FAILED],
                 cancelled=counts[Phase.CANCELLED],
-                defective=sum(1 for truth in done if truth.defect is not None and not truth.garbage),
+                defective=sum(1 for truth in done if not truth.clean and not truth.garbage),
                 garbage=sum(1 for truth in done if truth.garbage),
                 rejected_5xx=rejections["5xx"],
                 rate_limited=rejections["rate_limited"],

@@ -10,12 +10,19 @@ files are served from ``{server}/files/...``, like fal's CDN: public, outside th
     PUT  {P}/{owner}/{alias}/requests/{id}/cancel 202 CANCELLATION_REQUESTED while queued, else 400
     GET  {P}/v1/models/pricing?endpoint_id=...    {prices: [{endpoint_id, unit_price, unit, currency}]}
 
+A subject photo travels as a file input: ``image_url`` on an image-to-image endpoint
+(``{model}/image-to-image``, ``{model}/redux``; a text-to-image endpoint ignores it, as fal's do) or
+``reference_image_url`` (PuLID-style identity endpoints). fal accepts a URL or a base64 ``data:`` URI
+there; the emulator decodes data URIs and fetches no URL (so a URL names an unknown subject).
+
 Not emulated: ``status/stream`` (SSE), webhooks (``fal_webhook``), ``num_images`` > 1.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import dataclasses
 import re
 from concurrent.futures import Executor
@@ -33,7 +40,11 @@ from imagefunnel.market.engine import ImageInput, Job, Market, Phase, Rejection
 __all__ = ["FalInput", "create_fal_app"]
 
 _AUTH = re.compile(r"^Key \S+$")
-_MAX_BODY_BYTES = 1_000_000
+# Room for a reference photo of a few MB as a data URI (base64 adds a third).
+_MAX_BODY_BYTES = 10_000_000
+_DATA_URI = re.compile(r"^data:[\w.+-]+/[\w.+-]+(?:;[\w-]+=[^;,]*)*;base64,(?P<data>.*)$", re.S)
+# Submit subpaths that take ``image_url`` as the picture to start from.
+_IMAGE_TO_IMAGE = frozenset({"image-to-image", "redux"})
 # fal's named sizes (width, height); the default of FLUX endpoints is landscape_4_3.
 _PRESETS: dict[str, tuple[int, int]] = {
     "square_hd": (1024, 1024),
@@ -70,15 +81,40 @@ class FalInput(BaseModel):
     seed: Annotated[int, Field(ge=0, lt=2**63)] | None = None
     num_images: Annotated[int, Field(ge=1, le=1)] = 1
     output_format: Literal["jpeg", "png"] = "jpeg"
+    image_url: Annotated[str, Field(min_length=1)] | None = None
+    reference_image_url: Annotated[str, Field(min_length=1)] | None = None
 
-    def to_image_input(self) -> ImageInput:
+    def to_image_input(self, *, references: tuple[bytes, ...] = ()) -> ImageInput:
         if isinstance(self.image_size, _ImageSize):
             width, height = self.image_size.width, self.image_size.height
         else:
             width, height = _PRESETS[self.image_size]
         return ImageInput(
-            prompt=self.prompt, width=width, height=height, seed=self.seed, image_format=self.output_format
+            prompt=self.prompt,
+            width=width,
+            height=height,
+            seed=self.seed,
+            image_format=self.output_format,
+            references=references,
         )
+
+    def references(self, *, image_to_image: bool) -> tuple[bytes, ...]:
+        """The subject photos this input carries; ``ValueError`` for a file input fal could not read."""
+        urls = [self.reference_image_url] + ([self.image_url] if image_to_image else [])
+        return tuple(data for url in urls if url is not None and (data := _file_input(url)) is not None)
+
+
+def _file_input(url: str) -> bytes | None:
+    """A data URI's bytes; ``None`` for an http(s) URL (never fetched here)."""
+    if url.startswith(("http://", "https://")):
+        return None
+    match = _DATA_URI.match(url)
+    if match is None:
+        raise ValueError("expected an http(s) URL or a base64 data URI")
+    try:
+        return base64.b64decode(match.group("data"), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"data URI is not valid base64: {exc}") from exc
 
 
 def create_fal_app(market: Market, *, executor: Executor | None = None) -> Starlette:
@@ -156,14 +192,22 @@ class _FalApi:
         gate = self._gate(request)
         if isinstance(gate, Response):
             return gate
-        model = self._resolve_model(gate, str(request.path_params["model"]))
+        path = str(request.path_params["model"])
+        model = self._resolve_model(gate, path)
         if model is None:
-            return _error(404, f"Application '{request.path_params['model']}' not found")
+            return _error(404, f"Application '{path}' not found")
         try:
             payload = FalInput.model_validate_json(await request.body())
         except ValidationError as exc:
             return _error(422, exc.errors(include_url=False, include_context=False, include_input=False))
-        outcome = self._market.submit(gate, model, payload.to_image_input())
+        image_to_image = path[len(model) :].strip("/") in _IMAGE_TO_IMAGE
+        if image_to_image and payload.image_url is None:
+            return _error(422, [{"loc": ["body", "image_url"], "msg": "field required", "type": "missing"}])
+        try:
+            references = payload.references(image_to_image=image_to_image)
+        except ValueError as exc:
+            return _error(422, [{"loc": ["body", "image_url"], "msg": str(exc), "type": "value_error"}])
+        outcome = self._market.submit(gate, model, payload.to_image_input(references=references))
         if isinstance(outcome, Rejection):
             return _rejection(outcome)
         body = {

@@ -4,8 +4,9 @@ A window of the output's aspect ratio is cut out of the square source photo. For
 largest window that fits, zoomed in by the variation, always holds the face; for other shapes it
 does not (a 768x512 window of a 512 px portrait is only 341 px tall, and the face is up to 360), so
 the window is grown and moved until the face box, with a margin, lies inside it. A grown window may
-reach past the photo: that band is filled with the photo's own edge, mirrored and thrown out of
-focus, as a generator extends a backdrop — never with a sharp mirror image of the subject.
+reach past the photo: that band is filled with the photo's outermost pixels drawn outwards and thrown
+out of focus, as a generator extends a backdrop — never with a mirror image of the subject (a
+mirrored border puts half a face at the edge of a portrait that fills its photo).
 """
 
 from __future__ import annotations
@@ -144,23 +145,26 @@ def _frame(src: Image, v: Variation, width: int, height: int, face: FaceBox) -> 
     warped = cv2.warpAffine(
         src, matrix, (width, height), flags=cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REFLECT_101
     )
-    pixels = _soften_outside(np.asarray(warped, dtype=np.float32), src.shape[:2], matrix)
+    pixels = _extend_backdrop(np.asarray(warped, dtype=np.float32), src, matrix)
     detail = pixels - cv2.GaussianBlur(pixels, (0, 0), _SHARPEN_SIGMA)
     return np.clip(pixels + amount * detail, 0, 255).astype(np.uint8)
 
 
-def _soften_outside(
-    pixels: NDArray[np.float32], src_shape: tuple[int, ...], matrix: NDArray[np.float64]
+def _extend_backdrop(
+    pixels: NDArray[np.float32], src: Image, matrix: NDArray[np.float64]
 ) -> NDArray[np.float32]:
-    """Blur whatever the warp took from beyond the photo's edge (a mirror image of its border)."""
+    """Replace what the warp took from beyond the photo's edge with its border, out of focus."""
     height, width = pixels.shape[:2]
-    ones = np.ones((int(src_shape[0]), int(src_shape[1])), dtype=np.float32)
-    warped = cv2.warpAffine(ones, matrix, (width, height), flags=cv2.INTER_LINEAR, borderValue=0.0)
+    ones = np.ones(src.shape[:2], dtype=np.float32)
+    warped = cv2.warpAffine(ones, matrix, (width, height), flags=cv2.INTER_LINEAR, borderValue=(0.0,))
     inside = (np.asarray(warped) >= 0.5).astype(np.float32)
     if bool(inside.all()):
         return pixels  # the window lies within the photo: nothing was invented
     sigma = _BACKDROP_BLUR * max(height, width)
-    backdrop = cv2.GaussianBlur(pixels, (0, 0), sigma)
+    edge = cv2.warpAffine(
+        src, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    backdrop = cv2.GaussianBlur(np.asarray(edge, dtype=np.float32), (0, 0), sigma)
     # Feathered, so the sharp photo fades into its blurred extension instead of ending at a seam.
     alpha = (np.asarray(cv2.GaussianBlur(inside, (0, 0), sigma / 2)) * inside)[..., None]
     return np.asarray(pixels * alpha + backdrop * (1.0 - alpha), dtype=np.float32)

@@ -6,26 +6,43 @@ Generation is split in two so the truth is known the moment a request is accepte
   returns a frozen ``Truth`` — the complete recipe, and the label the scorers are graded against;
 * ``render`` turns a ``Truth`` into encoded bytes. It is a pure function, so the server can render
   lazily, evict rendered bytes, and render again later with identical output.
+
+A request with reference photos asks for a *subject*: the person those photos show (see
+``market.subjects``). The plan then renders one of that person's photos — or, at the provider's
+``identity_drift_rate``, someone else's, which the truth labels ``identity_drift``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Literal
 
 import cv2
 import numpy as np
-from numpy.typing import NDArray
 
-from imagefunnel.market.defects import Defect, Image, apply_pixel_defect, truncate
+from imagefunnel.market import face_defects
+from imagefunnel.market.defects import FACE_DEFECTS, Defect, Image, apply_pixel_defect, truncate
+from imagefunnel.market.framing import DEFAULT_FACE_BOX, FACE_BOXES, FaceBox, Variation, vary
+from imagefunnel.market.subjects import SubjectIndex, identity_of
+from imagefunnel.scoring.faces import FaceModels
 
-__all__ = ["AssetLibrary", "ImageFormat", "Truth", "Variation", "encode", "plan_image", "render"]
+__all__ = [
+    "IDENTITY_DRIFT",
+    "AssetLibrary",
+    "ImageFormat",
+    "Truth",
+    "Variation",
+    "encode",
+    "plan_image",
+    "render",
+]
 
 ImageFormat = Literal["png", "jpeg", "webp"]
+# The truth label of an output that shows someone other than the reference photos' subject.
+IDENTITY_DRIFT = "identity_drift"
 
 # Photos in the asset folder that are not human faces: never a headshot source.
 _NOT_FACES = frozenset({"dog_donna.jpg"})
@@ -42,28 +59,10 @@ _ZOOM = (0.80, 1.0)  # window side relative to the largest window that fits (1 =
 _SHIFT_X = 0.55  # horizontal offset, as a fraction of the free half-margin
 _SHIFT_Y = 0.4  # vertical offset: less room, the chin and the top of the head must stay in
 _ROTATION_DEG = 4.0
-_WARMTH = 0.07  # at most ±7 % more red and less blue (or the reverse)
 _TINT = 14.0  # background tint, in RGB levels, faded in towards the corners only
-# Resampling softens; a generator renders at the output size and does not. An unsharp mask gives back
-# the detail a sub-pixel warp (base) and an upscale (per unit of magnification above 1) took away.
-_SHARPEN_BASE = 0.3
-_SHARPEN_PER_ZOOM = 1.5
-_SHARPEN_SIGMA = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Variation:
-    """Mild, realistic differences between two generations of the same subject."""
-
-    crop: float  # side of the window relative to the largest that fits at this rotation (0.8..1)
-    shift_x: float  # window offset as a fraction of the free half-margin (-0.55..0.55)
-    shift_y: float  # (-0.4..0.4): keeps the face in
-    flip: bool
-    brightness: float  # multiplicative gain, 0.94..1.06
-    contrast: float  # around the mean, 0.92..1.08
-    warmth: float  # -1..1: warmer (more red, less blue) or cooler, at most ±7 %
-    tint: tuple[float, float, float]  # RGB offset (±14 levels) applied towards the edges only
-    rotation: float = 0.0  # degrees, counter-clockwise (-4..4)
+# Face defects are placed with the face models' landmarks, which need a face of some size to find:
+# below this output side they are not drawn (a label the picture could not carry would be a lie).
+MIN_FACE_DEFECT_SIDE = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,27 +79,48 @@ class Truth:
     defect: Defect | None = None
     strength: float = 0.0
     garbage: bool = False  # black/truncated output injected as a provider fault, not a model defect
+    subject: str | None = None  # the person the request's reference photos show (None: no/unknown)
+
+    @property
+    def identity_drift(self) -> bool:
+        """Asked for ``subject``, rendered someone else."""
+        return self.subject is not None and identity_of(self.source) != self.subject
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Every hidden label of this output: its defect, ``identity_drift``, both or none."""
+        found = (self.defect.value,) if self.defect is not None else ()
+        return (*found, IDENTITY_DRIFT) if self.identity_drift else found
 
     @property
     def clean(self) -> bool:
-        return self.defect is None
+        return self.defect is None and not self.identity_drift
 
 
 class AssetLibrary:
-    """The real portrait photos, decoded once (RGB ``uint8``); read-only after construction."""
+    """The real portrait photos, decoded once (RGB ``uint8``), with their fingerprints and face boxes.
+
+    Immutable after construction, except ``face_models``, whose mediapipe graphs are built on first
+    use (one set per render thread), i.e. only once a face defect is actually rendered.
+    """
 
     def __init__(self) -> None:
         folder = resources.files("imagefunnel.market") / "assets" / "portraits"
+        files: dict[str, bytes] = {}
         images: dict[str, Image] = {}
         for item in sorted(folder.iterdir(), key=lambda entry: entry.name):
             if not item.name.endswith(".jpg") or item.name in _NOT_FACES:
                 continue
-            buf = np.frombuffer(item.read_bytes(), dtype=np.uint8)
-            bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+            data = item.read_bytes()
+            bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
             if bgr is None:  # pragma: no cover - the shipped assets are valid JPEGs
                 raise ValueError(f"cannot decode portrait asset {item.name}")
+            files[item.name] = data
             images[item.name] = np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+        self._files: Mapping[str, bytes] = files
         self._images: Mapping[str, Image] = images
+        self._subjects = SubjectIndex(files, images)
+        self.face_models = FaceModels()
 
     @property
     def names(self) -> list[str]:
@@ -108,6 +128,20 @@ class AssetLibrary:
 
     def image(self, name: str) -> Image:
         return self._images[name]
+
+    def file(self, name: str) -> bytes:
+        """The asset's JPEG bytes, as shipped (what a client would send as a reference photo)."""
+        return self._files[name]
+
+    def face_box(self, name: str) -> FaceBox:
+        return FACE_BOXES.get(name, DEFAULT_FACE_BOX)
+
+    def photos_of(self, identity: str) -> list[str]:
+        return [name for name in self._images if identity_of(name) == identity]
+
+    def subject(self, references: Sequence[bytes]) -> str | None:
+        """The person ``references`` show, if they are (copies of) photos of this library."""
+        return self._subjects.subject(references)
 
     def eligible(self, width: int, height: int) -> list[str]:
         """Sources large enough for the requested size; the largest ones if none is."""
@@ -130,11 +164,17 @@ def plan_image(
     defect_rate: float,
     defect_mix: Mapping[Defect, float],
     rng: np.random.Generator,
+    subject: str | None = None,
+    identity_drift_rate: float = 0.0,
 ) -> Truth:
     """Draw every random choice of one generation. The draw order is fixed: it is the contract
-    that makes outputs reproducible for a given (scenario seed, provider, request)."""
+    that makes outputs reproducible for a given (scenario seed, provider, request). Without a
+    ``subject`` the draws are exactly those of a market that knows no subjects."""
     sources = library.eligible(width, height)
-    source = sources[int(rng.integers(len(sources)))]
+    if subject is None:
+        source = sources[int(rng.integers(len(sources)))]
+    else:
+        source = _subject_source(library, sources, subject, identity_drift_rate, rng)
     # The rotation comes from a child generator: spawning one leaves ``rng``'s own stream where it
     # was, so every later draw (the defect, its strength) stays what it was for a given request.
     rotation = float(rng.spawn(1)[0].uniform(-_ROTATION_DEG, _ROTATION_DEG))
@@ -161,9 +201,11 @@ def plan_image(
         seed=seed,
         image_format=image_format,
         variation=variation,
+        subject=subject,
     )
     defective = rng.random() < defect_rate
-    kinds = [kind for kind, weight in defect_mix.items() if weight > 0]
+    faces_fit = min(width, height) >= MIN_FACE_DEFECT_SIDE
+    kinds = [k for k, w in defect_mix.items() if w > 0 and (faces_fit or k not in FACE_DEFECTS)]
     if not defective or not kinds:
         return truth
     weights = np.array([defect_mix[kind] for kind in kinds], dtype=np.float64)
@@ -171,15 +213,49 @@ def plan_image(
     return dataclasses.replace(truth, defect=defect, strength=float(rng.uniform(0.5, 1.0)))
 
 
+def _subject_source(
+    library: AssetLibrary, sources: list[str], subject: str, drift_rate: float, rng: np.random.Generator
+) -> str:
+    """One of the subject's photos, or (drifting) someone else's; eligible sizes preferred."""
+    drift = bool(rng.random() < drift_rate)
+    pool = [name for name in sources if (identity_of(name) == subject) != drift]
+    if not pool:  # nothing of the right kind is large enough: take any size
+        pool = [name for name in library.names if (identity_of(name) == subject) != drift] or sources
+    return pool[int(rng.integers(len(pool)))]
+
+
 def render(truth: Truth, library: AssetLibrary) -> bytes:
     """Encode the image a ``Truth`` describes (deterministic: same truth, same bytes)."""
-    img = _vary(library.image(truth.source), truth.variation, truth.width, truth.height)
+    src = library.image(truth.source)
+    img = vary(src, truth.variation, truth.width, truth.height, face=library.face_box(truth.source))
     if truth.defect is not None and truth.defect is not Defect.TRUNCATED:
-        img = apply_pixel_defect(img, truth.defect, truth.strength)
+        img = _defect(img, truth, library.face_models)
     data = encode(img, truth.image_format)
     if truth.defect is Defect.TRUNCATED:
         data = truncate(data, truth.strength)
     return data
+
+
+# Face defects that take the face models: the library's shared ones, instead of a fresh set per call.
+_WITH_MODELS: Mapping[Defect, Callable[..., Image]] = {
+    Defect.EXTRA_FACE: face_defects.extra_face,
+    Defect.FACE_CUT: face_defects.face_cut,
+    Defect.HARSH_SHADOW: face_defects.harsh_shadow,
+    Defect.SKIN_TONE_SHIFT: face_defects.skin_tone_shift,
+    Defect.CLUTTERED_BACKGROUND: face_defects.cluttered_background,
+    Defect.CLOSED_EYES: face_defects.closed_eyes,
+    Defect.LOPSIDED_MOUTH: face_defects.lopsided_mouth,
+}
+
+
+def _defect(img: Image, truth: Truth, models: FaceModels) -> Image:
+    defect = truth.defect
+    if defect is None:
+        return img
+    if defect in _WITH_MODELS:
+        # A writable, contiguous copy: mediapipe refuses the negative strides of a flipped view.
+        return _WITH_MODELS[defect](np.ascontiguousarray(img), truth.strength, models=models)
+    return apply_pixel_defect(img, defect, truth.strength)
 
 
 def encode(img: Image, image_format: ImageFormat) -> bytes:
@@ -193,58 +269,3 @@ def encode(img: Image, image_format: ImageFormat) -> bytes:
     if not ok:  # pragma: no cover - OpenCV always encodes a valid uint8 array
         raise ValueError(f"{image_format} encoding failed")
     return buf.tobytes()
-
-
-def _vary(src: Image, v: Variation, width: int, height: int) -> Image:
-    img = _frame(src, v, width, height)
-    if v.flip:
-        img = img[:, ::-1]
-    pixels = img.astype(np.float32)
-    mean = pixels.mean(axis=(0, 1), keepdims=True)
-    pixels = (pixels - mean) * v.contrast + mean
-    pixels *= v.brightness
-    pixels *= np.array([1 + _WARMTH * v.warmth, 1.0, 1 - _WARMTH * v.warmth], dtype=np.float32)
-    pixels += _edge_mask(height, width)[..., None] * np.array(v.tint, dtype=np.float32)
-    out: Image = np.clip(pixels, 0, 255).astype(np.uint8)
-    return out
-
-
-def _frame(src: Image, v: Variation, width: int, height: int) -> Image:
-    """Zoom, offset and rotate a window of the output's aspect out of ``src``, in one resampling."""
-    side_h, side_w = src.shape[:2]
-    aspect = width / height
-    theta = math.radians(v.rotation)
-    cos, sin = abs(math.cos(theta)), abs(math.sin(theta))
-    # The largest window whose rotated bounding box still fits the source, shrunk by the zoom.
-    window_w = min(side_w / (cos + sin / aspect), side_h / (sin + cos / aspect)) * v.crop
-    window_h = window_w / aspect
-    box_w, box_h = window_w * cos + window_h * sin, window_w * sin + window_h * cos
-    cx = side_w / 2 + (side_w - box_w) / 2 * v.shift_x
-    cy = side_h / 2 + (side_h - box_h) / 2 * v.shift_y
-    scale = width / window_w
-    amount = _SHARPEN_BASE + _SHARPEN_PER_ZOOM * max(0.0, scale - 1.0)
-    if scale < 1.0:
-        # Shrinking: area-average first, so the affine warp below does not alias.
-        src = np.asarray(
-            cv2.resize(src, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), dtype=np.uint8
-        )
-        cx, cy, scale = cx * scale, cy * scale, 1.0
-    matrix = np.asarray(cv2.getRotationMatrix2D((cx, cy), v.rotation, scale), dtype=np.float64)
-    matrix[:, 2] += (width / 2 - cx, height / 2 - cy)
-    warped = cv2.warpAffine(
-        src, matrix, (width, height), flags=cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REFLECT_101
-    )
-    pixels = np.asarray(warped, dtype=np.float32)
-    detail = pixels - cv2.GaussianBlur(pixels, (0, 0), _SHARPEN_SIGMA)
-    return np.clip(pixels + amount * detail, 0, 255).astype(np.uint8)
-
-
-def _edge_mask(height: int, width: int) -> NDArray[np.float32]:
-    # 0 over the central face region, rising smoothly to 1 in the corners: a background tint that
-    # leaves skin tones alone (skin tone vs reference is a scored dimension).
-    ys = np.linspace(-1.0, 1.0, height, dtype=np.float32)[:, None]
-    xs = np.linspace(-1.0, 1.0, width, dtype=np.float32)[None, :]
-    radius = np.sqrt(xs**2 + ys**2) / np.sqrt(2.0)
-    t = np.clip((radius - 0.55) / 0.45, 0.0, 1.0)
-    mask: NDArray[np.float32] = t * t * (3 - 2 * t)
-    return mask

@@ -2,8 +2,10 @@
 
 A scenario names the providers the market emulates and how each behaves: what it charges (and how
 its price moves over time), how long requests queue and run, how often outputs carry a labelled
-defect, and which faults it injects (5xx, failed requests, garbage outputs, outages, 429s). All times
-are *scenario seconds*; the server multiplies them by its ``time_factor`` to get wall-clock time.
+defect or show the wrong person, and which faults it injects (5xx, failed requests, garbage outputs,
+outages, 429s). Besides hosted APIs it may hold self-hosted ComfyUI GPU boxes (``comfyui_boxes``),
+each served on its own port. All times are *scenario seconds*; the server multiplies them by its
+``time_factor`` (by default the scenario's own) to get wall-clock time.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from pydantic import (
 )
 
 from imagefunnel.errors import SpecError
+from imagefunnel.market.comfyui_box import ComfyUIBox
 from imagefunnel.market.defects import Defect
+from imagefunnel.market.outage import Outage
 
 __all__ = [
     "Outage",
@@ -35,6 +39,7 @@ __all__ = [
     "Pricing",
     "ProviderProfile",
     "Scenario",
+    "SelfHostedBox",
     "builtin_scenarios",
     "load_scenario",
 ]
@@ -76,22 +81,6 @@ class Pricing(_Frozen):
     input_usd: Annotated[float, Field(ge=0.0)] = 0.0
 
 
-class Outage(_Frozen):
-    """A window during which every API call to the provider answers 503."""
-
-    start_s: Seconds
-    end_s: Seconds
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Outage:
-        if self.end_s <= self.start_s:
-            raise ValueError(f"outage ends ({self.end_s}) before it starts ({self.start_s})")
-        return self
-
-    def covers(self, t_s: float) -> bool:
-        return self.start_s <= t_s < self.end_s
-
-
 class ProviderProfile(_Frozen):
     """How one emulated provider prices, performs and fails."""
 
@@ -108,6 +97,8 @@ class ProviderProfile(_Frozen):
     defect_mix: dict[Defect, Annotated[float, Field(ge=0.0)]] = Field(
         default_factory=lambda: {Defect.BLUR: 1.0}
     )
+    # Given reference photos of a subject, how often the output shows someone else (``identity_drift``).
+    identity_drift_rate: Rate = 0.0
     # Submissions answered with HTTP 5xx (never billed).
     error_5xx_rate: Rate = 0.0
     # Requests that are accepted, run, and end COMPLETED with ``error`` set (never billed).
@@ -180,16 +171,27 @@ class ProviderProfile(_Frozen):
         return any(outage.covers(t_s) for outage in self.outages)
 
 
+class SelfHostedBox(ComfyUIBox):
+    """A self-hosted ComfyUI GPU box of the scenario: the box itself, and the job ``models`` it is
+    wired to serve (the demo builds a ComfyUI adapter for each box that serves the job's model)."""
+
+    models: Annotated[tuple[str, ...], Field(min_length=1)]
+
+
 class Scenario(_Frozen):
-    """A named, seeded market: every random draw derives from ``seed``."""
+    """A named, seeded market: every random draw derives from ``seed``. ``time_factor`` is the pace
+    a ``MarketServer`` plays it at unless told otherwise (wall seconds per scenario second)."""
 
     name: Annotated[str, Field(min_length=1)]
     seed: int = 0
+    time_factor: Annotated[float, Field(gt=0.0)] = 1.0
     providers: Annotated[tuple[ProviderProfile, ...], Field(min_length=1)]
+    comfyui_boxes: tuple[SelfHostedBox, ...] = ()
 
     @model_validator(mode="after")
     def _unique_names(self) -> Scenario:
-        names = [provider.name for provider in self.providers]
+        # Box names name adapters too, and the router tells adapters apart by name.
+        names = [provider.name for provider in self.providers] + [box.name for box in self.comfyui_boxes]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"duplicate provider names: {', '.join(duplicates)}")
@@ -199,6 +201,12 @@ class Scenario(_Frozen):
         for profile in self.providers:
             if profile.name == name:
                 return profile
+        raise KeyError(name)
+
+    def box(self, name: str) -> SelfHostedBox:
+        for box in self.comfyui_boxes:
+            if box.name == name:
+                return box
         raise KeyError(name)
 
 

@@ -8,6 +8,10 @@
 uvicorn runs in its own thread with its own event loop, so the server works the same under a sync
 test, an async test (any loop) or a CLI. The socket is bound before the thread starts, so the port
 is known at once; ``stop()`` joins the thread and the render pool, leaving no threads behind.
+
+The scenario's self-hosted ComfyUI boxes each get a ``ComfyUIServer`` of their own (a real box is its
+own server), on the same clock pace and sharing the market's portrait library; ``base_url(box)``
+is the box's root and ``truth`` answers for its prompts too.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from types import TracebackType
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from imagefunnel.market.comfyui_app import ComfyUIServer, GpuBillingRecord
 from imagefunnel.market.engine import BillingRecord, Market, ProviderStats
 from imagefunnel.market.fal_app import create_fal_app
 from imagefunnel.market.images import AssetLibrary, Truth
@@ -66,20 +71,27 @@ def create_market_app(market: Market, *, executor: ThreadPoolExecutor | None = N
 
 
 class MarketServer:
-    """Serve every provider of ``scenario`` at ``http://127.0.0.1:{port}/{provider}``."""
+    """Serve every provider of ``scenario`` at ``http://127.0.0.1:{port}/{provider}``, and each of
+    its ComfyUI boxes on a port of its own. ``time_factor`` defaults to the scenario's."""
 
     def __init__(
         self,
         scenario: Scenario | str | Path,
         *,
-        time_factor: float = 1.0,
+        time_factor: float | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         render_workers: int = 2,
         library: AssetLibrary | None = None,
     ) -> None:
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
-        self.market = Market(self.scenario, time_factor=time_factor, library=library)
+        pace = self.scenario.time_factor if time_factor is None else time_factor
+        shared = library if library is not None else AssetLibrary()
+        self.market = Market(self.scenario, time_factor=pace, library=shared)
+        self._boxes = {
+            box.name: ComfyUIServer(box, time_factor=pace, host=host, library=shared)
+            for box in self.scenario.comfyui_boxes
+        }
         self._host = host
         self._port = port
         self._render_workers = render_workers
@@ -120,11 +132,19 @@ class MarketServer:
                 self.stop()
                 raise RuntimeError("market server failed to start")
             time.sleep(0.002)
+        try:
+            for box in self._boxes.values():
+                box.start()  # each resets its own clock when it answers: within ms of the market's
+        except RuntimeError:
+            self.stop()
+            raise
         # Scenario time (outages, price schedule) counts from when the market opens, not from __init__.
         self.market.reset_clock()
 
     def stop(self) -> None:
         """Stop serving and join every thread the server started; safe to call twice."""
+        for box in self._boxes.values():
+            box.stop()
         server, thread, executor = self._server, self._thread, self._executor
         self._server = self._thread = self._executor = None
         if server is not None and thread is not None:
@@ -160,25 +180,48 @@ class MarketServer:
     def base_url(self, provider: str) -> str:
         """What stands in for the provider's API root: ``https://queue.fal.run`` (and
         ``https://api.fal.ai``), ``https://api.replicate.com``, ``https://api.openai.com`` or
-        ``https://api.together.xyz`` (OpenAI-style clients append ``/v1``)."""
+        ``https://api.together.xyz`` (OpenAI-style clients append ``/v1``); for a ComfyUI box, the
+        box's root (``http://gpu-box:8188``)."""
+        if provider in self._boxes:
+            return self._boxes[provider].url
         if self.market.profile(provider) is None:
-            known = ", ".join(p.name for p in self.scenario.providers)
+            known = ", ".join([p.name for p in self.scenario.providers] + list(self._boxes))
             raise KeyError(f"no provider {provider!r} in scenario {self.scenario.name!r} ({known})")
         return f"{self.url}/{provider}"
 
+    def box(self, name: str) -> ComfyUIServer:
+        """The running server of the scenario's ComfyUI box ``name``."""
+        return self._boxes[name]
+
     # -- side channels (tests, benchmarks, the demo's report; never adapters or scorers) ------
     def truth(self, provider_request_id: str) -> Truth:
-        return self.market.truth(provider_request_id)
+        """What a request (a hosted provider's request id or a box's prompt id) really produced."""
+        try:
+            return self.market.truth(provider_request_id)
+        except KeyError:
+            pass
+        for box in self._boxes.values():
+            try:
+                return box.truth(provider_request_id)
+            except KeyError:
+                continue
+        raise KeyError(provider_request_id)
 
     def billing(self) -> list[BillingRecord]:
         return self.market.billing()
+
+    def gpu_billing(self) -> list[GpuBillingRecord]:
+        """The boxes' side of the bill: GPU seconds x $/hour per prompt, every box."""
+        return [record for box in self._boxes.values() for record in box.billing()]
 
     def stats(self) -> Mapping[str, ProviderStats]:
         return self.market.stats()
 
     def advance(self, seconds: float) -> None:
-        """Fast-forward the scenario clock (into an outage, past a price change...)."""
+        """Fast-forward the scenario clock (into an outage, past a price change...), boxes included."""
         self.market.advance(seconds)
+        for box in self._boxes.values():
+            box.advance(seconds)
 
     def now_s(self) -> float:
         return self.market.now_s()

@@ -1,7 +1,8 @@
 """Provider configuration from YAML: which adapters to build, where they live, which key to use.
 
     providers:
-      - {name: fal-dev, protocol: fal, models: [fal-ai/flux/dev]}
+      - {name: fal-dev, protocol: fal, models: [fal-ai/flux/dev],
+         reference_endpoint: fal-ai/flux/dev/image-to-image}
       - name: rep-schnell
         protocol: replicate
         models: [black-forest-labs/flux-schnell]
@@ -11,8 +12,15 @@
         protocol: together
         models: [black-forest-labs/FLUX.1-schnell]
         price: {unit: megapixel, usd: 0.0027}
+      - name: gpu-1
+        protocol: comfyui
+        base_url: http://gpu-1:8188
+        models: [flux-dev]
+        comfyui: {usd_per_hour: 0.45, checkpoint: flux1-dev-fp8.safetensors, seconds_per_step: 0.2}
 
-``base_url`` and ``api_key_env`` default to each protocol's real API and usual variable.
+``base_url`` and ``api_key_env`` default to each protocol's real API and usual variable. A ComfyUI
+box has no default address and no auth of its own: its ``api_key_env`` (``COMFYUI_TOKEN``), when
+set, goes out as a bearer token for a proxy in front of it; its price is its ``comfyui`` block's.
 """
 
 from __future__ import annotations
@@ -27,13 +35,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from imagefunnel.errors import SpecError
 from imagefunnel.providers.base import Provider
+from imagefunnel.providers.comfyui import ComfyUIProvider
+from imagefunnel.providers.comfyui_settings import ComfyUISettings
 from imagefunnel.providers.fal import FalProvider
 from imagefunnel.providers.openai_images import OpenAIImagesProvider
 from imagefunnel.providers.pricing import PerGpuSecond, PerImage, PerMegapixel, PerToken, PriceModel
 from imagefunnel.providers.replicate import ReplicateProvider
 from imagefunnel.providers.together import TogetherProvider
 
-ProtocolName = Literal["fal", "replicate", "openai", "together"]
+ProtocolName = Literal["fal", "replicate", "openai", "together", "comfyui"]
 
 # (base URL, API key variable) of each protocol's real service.
 _DEFAULTS: Mapping[str, tuple[str, str]] = {
@@ -41,6 +51,7 @@ _DEFAULTS: Mapping[str, tuple[str, str]] = {
     "replicate": ("https://api.replicate.com", "REPLICATE_API_TOKEN"),
     "openai": ("https://api.openai.com/v1", "OPENAI_API_KEY"),
     "together": ("https://api.together.xyz/v1", "TOGETHER_API_KEY"),
+    "comfyui": ("", "COMFYUI_TOKEN"),  # a self-hosted box: its base_url is required
 }
 Usd = Annotated[float, Field(gt=0)]
 
@@ -90,6 +101,9 @@ class ProviderConfig(BaseModel):
     poll_interval_s: float = Field(default=0.5, gt=0)
     price: PriceConfig | None = None
     quality: Literal["low", "medium", "high"] = "medium"  # openai only
+    # fal only: the endpoint that takes a reference photo as ``image_url`` (e.g. ``.../image-to-image``).
+    reference_endpoint: str | None = Field(default=None, min_length=1)
+    comfyui: ComfyUISettings | None = None  # comfyui only, and required there
 
     @model_validator(mode="after")
     def _priced(self) -> ProviderConfig:
@@ -98,6 +112,14 @@ class ProviderConfig(BaseModel):
             raise ValueError(f"protocol {self.protocol} needs a price (its API does not report one)")
         if self.price is not None and self.protocol == "fal":
             raise ValueError("fal publishes its prices: the adapter reads them, do not configure one")
+        if self.price is not None and self.protocol == "comfyui":
+            raise ValueError("a comfyui box is priced by comfyui.usd_per_hour, not by a price block")
+        if (self.comfyui is None) == (self.protocol == "comfyui"):
+            raise ValueError("a comfyui block is required for protocol comfyui, and only there")
+        if self.protocol == "comfyui" and not self.base_url:
+            raise ValueError("protocol comfyui needs the box's base_url (e.g. http://gpu-1:8188)")
+        if self.reference_endpoint is not None and self.protocol != "fal":
+            raise ValueError("reference_endpoint is for protocol fal only")
         return self
 
     @property
@@ -129,7 +151,7 @@ def load_providers_file(path: Path) -> ProvidersFile:
 
 def build_provider(config: ProviderConfig, *, api_key: str | None = None) -> Provider:
     key = api_key if api_key is not None else os.environ.get(config.key_env, "")
-    if not key:
+    if not key and config.protocol != "comfyui":  # a box without a proxy in front needs no token
         raise SpecError(f"provider {config.name}: environment variable {config.key_env} is not set")
     name, url, model, timeout_s = config.name, config.url, config.models[0], config.timeout_s
     price = config.price.model(config.quality) if config.price is not None else None
@@ -141,6 +163,17 @@ def build_provider(config: ProviderConfig, *, api_key: str | None = None) -> Pro
             model=model,
             poll_interval_s=config.poll_interval_s,
             timeout_s=timeout_s,
+            reference_endpoint=config.reference_endpoint,
+        )
+    if config.comfyui is not None:
+        return ComfyUIProvider.from_settings(
+            config.comfyui,
+            name=name,
+            base_url=url,
+            model=model,
+            timeout_s=timeout_s,
+            poll_interval_s=config.poll_interval_s,
+            token=key,
         )
     if config.protocol == "openai":
         return OpenAIImagesProvider(

@@ -6,7 +6,9 @@ Wire facts it relies on:
 * a failed or cancelled request also ends ``COMPLETED``, with ``error``/``error_type`` set;
 * only a request still queued can be cancelled (202), and 5xx failures are not billed;
 * prices come from the platform API, ``GET https://api.fal.ai/v1/models/pricing?endpoint_id=...``
-  → ``{"prices": [{"endpoint_id", "unit_price", "unit", "currency"}]}``.
+  → ``{"prices": [{"endpoint_id", "unit_price", "unit", "currency"}]}``;
+* file inputs (``image_url``) take a URL *or a base64 data URI*, so a reference photo travels inside
+  the submit body, to an image-to-image endpoint (``fal-ai/flux/dev/image-to-image``).
 
 Every foreign error (httpx, pydantic, PIL) is translated into ``imagefunnel.errors`` here.
 """
@@ -14,11 +16,10 @@ Every foreign error (httpx, pydantic, PIL) is translated into ``imagefunnel.erro
 from __future__ import annotations
 
 import asyncio
-import email.utils
+import base64
 import io
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Literal, TypeVar
 
 import httpx
@@ -26,6 +27,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from imagefunnel.errors import BadOutput, ProviderError, ProviderTimeout, ProviderUnavailable, RateLimited
+from imagefunnel.providers._http import retry_after_s
 from imagefunnel.providers.base import Capabilities, Generation, GenerationRequest, Health, PriceUnit, Quote
 
 __all__ = ["FalProvider"]
@@ -102,7 +104,9 @@ class FalProvider:
     ``base_url`` stands for ``https://queue.fal.run`` (or an emulator's provider prefix). The price
     comes from ``pricing_url``: fal's platform API for the real queue host, else
     ``{base_url}/v1/models/pricing``. ``charged_usd`` is that unit price times the output size:
-    an estimate the ledger reconciles against the provider's bill.
+    an estimate the ledger reconciles against the provider's bill. Requests with reference photos
+    go to ``reference_endpoint`` (with the first photo as ``image_url``); without one configured,
+    the adapter declares it cannot take them, and the router sends them elsewhere.
     """
 
     def __init__(
@@ -120,9 +124,11 @@ class FalProvider:
         output_format: Literal["png", "jpeg"] = "png",
         max_image_bytes: int = 50_000_000,
         max_image_pixels: int = 40_000_000,
+        reference_endpoint: str | None = None,
     ) -> None:
         self.name = name
         self.model = model
+        self._reference_endpoint = reference_endpoint
         self._base = httpx.URL(base_url.rstrip("/") + "/")
         self._auth = {"Authorization": f"Key {api_key}"}
         self._poll_interval_s = poll_interval_s
@@ -141,7 +147,8 @@ class FalProvider:
 
     # -- Provider protocol ------------------------------------------------------------------
     async def capabilities(self) -> Capabilities:
-        return Capabilities(models=frozenset({self.model}), max_width=2048, max_height=2048)
+        refs = self._reference_endpoint is not None  # reference photos need an endpoint that takes them
+        return Capabilities(frozenset({self.model}), 2048, 2048, supports_reference_images=refs)
 
     async def quote(self, request: GenerationRequest) -> Quote:
         price = await self._unit_price()
@@ -235,7 +242,12 @@ class FalProvider:
             "num_images": 1,
             "output_format": self._output_format,
         }
-        response = await self._send("POST", str(self._base.join(self.model)), json=body)
+        endpoint = self.model
+        if request.reference_images:
+            if self._reference_endpoint is None:
+                raise ProviderUnavailable("no reference_endpoint configured", provider=self.name)
+            endpoint, body["image_url"] = self._reference_endpoint, _data_uri(request.reference_images[0])
+        response = await self._send("POST", str(self._base.join(endpoint)), json=body)
         handle = self._parse(_Handle, response, "submit")
         for url in (handle.status_url, handle.response_url, handle.cancel_url):
             # These URLs receive our API key: never follow them off the provider's host.
@@ -365,7 +377,7 @@ class FalProvider:
         except httpx.HTTPError as exc:
             raise ProviderUnavailable(f"{method} {url}: {exc!r}", provider=self.name) from exc
         if response.status_code == 429:
-            retry_after = _retry_after_s(response.headers.get("retry-after"))
+            retry_after = retry_after_s(response.headers.get("retry-after"))
             raise RateLimited("HTTP 429", provider=self.name, retry_after_s=retry_after)
         if not response.is_success:
             detail = response.text[:200]
@@ -381,18 +393,7 @@ class FalProvider:
             raise ProviderUnavailable(f"malformed {what} response: {exc}", provider=self.name) from exc
 
 
-def _retry_after_s(value: str | None) -> float | None:
-    """Retry-After as seconds: delta-seconds or an HTTP date (RFC 9110)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+def _data_uri(data: bytes) -> str:
+    """A file input fal decodes itself, so the photo needs no upload (and no URL) of its own."""
+    kind = next((t for magic, t in _MAGIC.items() if data.startswith(magic)), "application/octet-stream")
+    return f"data:{kind};base64,{base64.b64encode(data).decode('ascii')}"
