@@ -147,3 +147,24 @@ def test_headshot_thresholds_can_be_overridden_and_are_checked() -> None:
 def test_features_without_face_models_say_so(portraits: dict[str, Rgb]) -> None:
     with pytest.raises(ValueError, match="face_models"):
         _ = ImageFeatures(as_image(portraits["obama_1"])).faces
+
+
+def test_a_slipped_dlib_fit_is_replaced_by_the_mesh_points() -> None:
+    import dlib
+    import numpy as np
+
+    from imagefunnel.scoring.identity import _MESH_FIVE, _checked_shape
+
+    landmarks = np.zeros((478, 2), dtype=np.float32)
+    mesh_points = [(320.0, 230.0), (285.0, 225.0), (190.0, 220.0), (230.0, 220.0), (258.0, 280.0)]
+    for index, point in zip(_MESH_FIVE, mesh_points, strict=True):
+        landmarks[index] = point
+    rect = dlib.rectangle(120, 120, 400, 400)
+    close = dlib.full_object_detection(rect, [dlib.point(round(x) + 3, round(y) - 2) for x, y in mesh_points])
+    assert _checked_shape(close, landmarks, rect) is close, "an agreeing dlib fit is kept"
+    slipped_points = [dlib.point(round(x), round(y)) for x, y in mesh_points]
+    slipped_points[0] = dlib.point(370, 230)  # an eye corner 50 px off, as seen on real crops
+    slipped = dlib.full_object_detection(rect, slipped_points)
+    fixed = _checked_shape(slipped, landmarks, rect)
+    assert fixed is not slipped
+    assert [(p.x, p.y) for p in fixed.parts()] == [(round(x), round(y)) for x, y in mesh_points]
