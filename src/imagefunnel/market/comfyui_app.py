@@ -20,9 +20,6 @@ loopback port (start several for several boxes)::
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 
@@ -32,11 +29,9 @@ from imagefunnel.market.comfyui_api import create_comfyui_app
 from imagefunnel.market.comfyui_box import ComfyUIBox, GpuBillingRecord, HourlyPrice
 from imagefunnel.market.comfyui_runtime import BoxClock, BoxRuntime
 from imagefunnel.market.images import AssetLibrary, Truth
+from imagefunnel.market.serving import ThreadedServer
 
 __all__ = ["ComfyUIBox", "ComfyUIServer", "GpuBillingRecord", "HourlyPrice", "create_comfyui_app"]
-
-_STARTUP_TIMEOUT_S = 10.0
-_SHUTDOWN_TIMEOUT_S = 5.0
 
 
 class ComfyUIServer:
@@ -57,20 +52,14 @@ class ComfyUIServer:
         self._host = host
         self._port = port
         self._runtime: BoxRuntime | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: ThreadedServer | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._bound_port: int | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
-        if self._thread is not None:
+        if self._serving is not None:
             raise RuntimeError("ComfyUI box already started")
-        # IPPROTO_TCP: asyncio disables Nagle only on sockets that declare TCP (see MarketServer).
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._host, self._port))
-        self._bound_port = int(sock.getsockname()[1])
         # One thread: the box executes one node at a time, as a single-GPU ComfyUI does.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"comfyui-{self.box.name}")
         library = self._library if self._library is not None else AssetLibrary()
@@ -85,29 +74,22 @@ class ComfyUIServer:
             ws_max_size=16 * 1024 * 1024,
             timeout_graceful_shutdown=1,
         )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name=f"comfyui-{self.box.name}", daemon=True
+        self._serving = ThreadedServer(
+            config, host=self._host, port=self._port, name=f"comfyui-{self.box.name}"
         )
-        self._thread.start()
-        deadline = time.monotonic() + _STARTUP_TIMEOUT_S
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("ComfyUI box failed to start")
-            time.sleep(0.002)
+        try:
+            self._bound_port = self._serving.start()
+        except RuntimeError:
+            self.stop()
+            raise
         self._clock.reset()  # scenario time (outages, spot prices) counts from when the box answers
 
     def stop(self) -> None:
         """Stop serving and join every thread the box started; safe to call twice."""
-        server, thread, executor = self._server, self._thread, self._executor
-        self._server = self._thread = self._executor = None
-        if server is not None and thread is not None:
-            server.should_exit = True
-            thread.join(_SHUTDOWN_TIMEOUT_S)
-            if thread.is_alive():
-                server.force_exit = True
-                thread.join(_SHUTDOWN_TIMEOUT_S)
+        serving, executor = self._serving, self._executor
+        self._serving = self._executor = None
+        if serving is not None:
+            serving.stop()
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
 

@@ -16,9 +16,6 @@ is the box's root and ``truth`` answers for its prompts too.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,11 +31,9 @@ from imagefunnel.market.images import AssetLibrary, Truth
 from imagefunnel.market.openai_app import create_openai_app
 from imagefunnel.market.replicate_app import create_replicate_app
 from imagefunnel.market.scenario import Scenario, load_scenario
+from imagefunnel.market.serving import ThreadedServer
 
 __all__ = ["MarketServer"]
-
-_STARTUP_TIMEOUT_S = 10.0
-_SHUTDOWN_TIMEOUT_S = 5.0
 
 
 class _ByProtocol:
@@ -95,21 +90,14 @@ class MarketServer:
         self._host = host
         self._port = port
         self._render_workers = render_workers
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: ThreadedServer | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._bound_port: int | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
-        if self._thread is not None:
+        if self._serving is not None:
             raise RuntimeError("market server already started")
-        # proto=IPPROTO_TCP matters: asyncio only disables Nagle on sockets that declare TCP, and
-        # with Nagle on, every keep-alive response stalls 40 ms on the client's delayed ACK.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._host, self._port))
-        self._bound_port = int(sock.getsockname()[1])
         self._executor = ThreadPoolExecutor(self._render_workers, thread_name_prefix="market-render")
         app = create_market_app(self.market, executor=self._executor)
         # log_config=None: uvicorn must not reconfigure the host process's logging.
@@ -121,17 +109,12 @@ class MarketServer:
             lifespan="off",
             timeout_graceful_shutdown=1,
         )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="market-server", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + _STARTUP_TIMEOUT_S
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("market server failed to start")
-            time.sleep(0.002)
+        self._serving = ThreadedServer(config, host=self._host, port=self._port, name="market-server")
+        try:
+            self._bound_port = self._serving.start()
+        except RuntimeError:
+            self.stop()
+            raise
         try:
             for box in self._boxes.values():
                 box.start()  # each resets its own clock when it answers: within ms of the market's
@@ -145,15 +128,10 @@ class MarketServer:
         """Stop serving and join every thread the server started; safe to call twice."""
         for box in self._boxes.values():
             box.stop()
-        server, thread, executor = self._server, self._thread, self._executor
-        self._server = self._thread = self._executor = None
-        if server is not None and thread is not None:
-            server.should_exit = True
-            thread.join(_SHUTDOWN_TIMEOUT_S)
-            if thread.is_alive():
-                # Clients holding connections open past the grace period: stop waiting for them.
-                server.force_exit = True
-                thread.join(_SHUTDOWN_TIMEOUT_S)
+        serving, executor = self._serving, self._executor
+        self._serving = self._executor = None
+        if serving is not None:
+            serving.stop()
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
 
