@@ -199,7 +199,8 @@ def run_scoring_bench(
     default: the full set, seed 0) written into ``devset_dir`` (default: a temporary folder)."""
     workers = workers or os.cpu_count() or 1
     data = bench_images(images)
-    tier1 = Scorer(dimensions=default_registry.names(tier=1), score_all=True)
+    tier1_names = [n for n in default_registry.names(tier=1) if not default_registry.get(n).info.optional]
+    tier1 = Scorer(dimensions=tier1_names, score_all=True)
     cascade = eval_scorer(use_case, context=_reference_context())
     decode_ms, tier1_ms = _single_core(data[: min(8, len(data))], tier1)
     result = ScoringBench(
