@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -47,18 +46,6 @@ SCENARIO = Scenario(
         _profile("junk", garbage_rate=1.0),
     ),
 )
-
-
-@pytest.fixture(scope="module")
-def market() -> Iterator[MarketServer]:
-    with MarketServer(SCENARIO, time_factor=TIME_FACTOR) as server:
-        yield server
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5.0) as http:
-        yield http
 
 
 def openai(

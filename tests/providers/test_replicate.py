@@ -6,7 +6,6 @@ import asyncio
 import base64
 import io
 import json
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -58,18 +57,6 @@ SCENARIO = Scenario(
 )
 OFFICIAL = PerImage(usd=0.003)
 HARDWARE = PerGpuSecond.per_second(0.0014, expected_s=1.5)
-
-
-@pytest.fixture(scope="module")
-def market() -> Iterator[MarketServer]:
-    with MarketServer(SCENARIO, time_factor=TIME_FACTOR) as server:
-        yield server
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5.0) as http:
-        yield http
 
 
 def replicate(
