@@ -53,7 +53,6 @@ class ComfyUIServer:
         self._port = port
         self._runtime: BoxRuntime | None = None
         self._serving: ThreadedServer | None = None
-        self._executor: ThreadPoolExecutor | None = None
         self._bound_port: int | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -61,9 +60,9 @@ class ComfyUIServer:
         if self._serving is not None:
             raise RuntimeError("ComfyUI box already started")
         # One thread: the box executes one node at a time, as a single-GPU ComfyUI does.
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"comfyui-{self.box.name}")
+        executor = ThreadPoolExecutor(1, thread_name_prefix=f"comfyui-{self.box.name}")
         library = self._library if self._library is not None else AssetLibrary()
-        self._runtime = BoxRuntime(self.box, clock=self._clock, library=library, executor=self._executor)
+        self._runtime = BoxRuntime(self.box, clock=self._clock, library=library, executor=executor)
         config = uvicorn.Config(
             create_comfyui_app(self._runtime),
             log_config=None,
@@ -75,7 +74,7 @@ class ComfyUIServer:
             timeout_graceful_shutdown=1,
         )
         self._serving = ThreadedServer(
-            config, host=self._host, port=self._port, name=f"comfyui-{self.box.name}"
+            config, host=self._host, port=self._port, name=f"comfyui-{self.box.name}", executor=executor
         )
         try:
             self._bound_port = self._serving.start()
@@ -86,12 +85,9 @@ class ComfyUIServer:
 
     def stop(self) -> None:
         """Stop serving and join every thread the box started; safe to call twice."""
-        serving, executor = self._serving, self._executor
-        self._serving = self._executor = None
+        serving, self._serving = self._serving, None
         if serving is not None:
-            serving.stop()
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+            serving.stop()  # joins the server thread, then shuts its render pool down
 
     def __enter__(self) -> ComfyUIServer:
         self.start()

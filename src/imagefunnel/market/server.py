@@ -91,15 +91,14 @@ class MarketServer:
         self._port = port
         self._render_workers = render_workers
         self._serving: ThreadedServer | None = None
-        self._executor: ThreadPoolExecutor | None = None
         self._bound_port: int | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
         if self._serving is not None:
             raise RuntimeError("market server already started")
-        self._executor = ThreadPoolExecutor(self._render_workers, thread_name_prefix="market-render")
-        app = create_market_app(self.market, executor=self._executor)
+        executor = ThreadPoolExecutor(self._render_workers, thread_name_prefix="market-render")
+        app = create_market_app(self.market, executor=executor)
         # log_config=None: uvicorn must not reconfigure the host process's logging.
         config = uvicorn.Config(
             app,
@@ -109,7 +108,9 @@ class MarketServer:
             lifespan="off",
             timeout_graceful_shutdown=1,
         )
-        self._serving = ThreadedServer(config, host=self._host, port=self._port, name="market-server")
+        self._serving = ThreadedServer(
+            config, host=self._host, port=self._port, name="market-server", executor=executor
+        )
         try:
             self._bound_port = self._serving.start()
         except RuntimeError:
@@ -128,12 +129,9 @@ class MarketServer:
         """Stop serving and join every thread the server started; safe to call twice."""
         for box in self._boxes.values():
             box.stop()
-        serving, executor = self._serving, self._executor
-        self._serving = self._executor = None
+        serving, self._serving = self._serving, None
         if serving is not None:
-            serving.stop()
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+            serving.stop()  # joins the server thread, then shuts its render pool down
 
     def __enter__(self) -> MarketServer:
         self.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from concurrent.futures import Executor
 
 import uvicorn
 
@@ -13,13 +14,17 @@ SHUTDOWN_TIMEOUT_S = 5.0
 
 
 class ThreadedServer:
-    """uvicorn in a daemon thread: ``start`` returns once it answers, ``stop`` joins the thread."""
+    """uvicorn in a daemon thread: ``start`` returns once it answers, ``stop`` joins the thread and
+    shuts down ``executor`` (the pool the app renders on), if one is given."""
 
-    def __init__(self, config: uvicorn.Config, *, host: str, port: int, name: str) -> None:
+    def __init__(
+        self, config: uvicorn.Config, *, host: str, port: int, name: str, executor: Executor | None = None
+    ) -> None:
         self._server = uvicorn.Server(config)
         self._host = host
         self._port = port
         self._name = name
+        self._executor = executor
         self._thread: threading.Thread | None = None
 
     def start(self) -> int:
@@ -43,13 +48,15 @@ class ThreadedServer:
         return port
 
     def stop(self) -> None:
-        """Stop serving and join the thread; safe to call twice."""
+        """Stop serving, join the thread, shut the executor down; safe to call twice."""
         thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        self._server.should_exit = True
-        thread.join(SHUTDOWN_TIMEOUT_S)
-        if thread.is_alive():
-            # Clients holding connections open past the grace period: stop waiting for them.
-            self._server.force_exit = True
+        executor, self._executor = self._executor, None
+        if thread is not None:
+            self._server.should_exit = True
             thread.join(SHUTDOWN_TIMEOUT_S)
+            if thread.is_alive():
+                # Clients holding connections open past the grace period: stop waiting for them.
+                self._server.force_exit = True
+                thread.join(SHUTDOWN_TIMEOUT_S)
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
