@@ -23,8 +23,8 @@ from imagefunnel.providers.base import Provider
 from imagefunnel.report import write_report
 from imagefunnel.routing import Router
 from imagefunnel.routing.passrates import PassRateBook
-from imagefunnel.scoring import Scorer, ScoringContext
-from imagefunnel.scoring.identity import load_references
+from imagefunnel.scoring import Scorer
+from imagefunnel.scoring.jobcontext import job_context
 from imagefunnel.spec import JobSpec
 from imagefunnel.store import BlobStore, Store
 from imagefunnel.store.pass_rates import SqlPassRates
@@ -51,7 +51,7 @@ async def _run(
         score_all=spec.score_all,
         rules=spec.rules,  # unknown dimensions in rules are refused here, before anything is bought
         use_case=spec.use_case,  # a headshot job gets the headshot tier
-        context=ScoringContext(references=load_references(spec.references)),  # decoded once per job
+        context=job_context(spec),  # references, source and brief: decoded once per job
     )
     # Pass rates learned from verdicts persist in the store, shared across jobs and restarts.
     pass_rates = PassRateBook(persistence=SqlPassRates(store.engine))
