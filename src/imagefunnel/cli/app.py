@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from imagefunnel.cli.bench import bench_app
+from imagefunnel.cli.cutout import cutout_cmd
 from imagefunnel.cli.eval import calibrate_cmd, devset_cmd, eval_cmd
 from imagefunnel.cli.providers import providers_app
 from imagefunnel.errors import ImageFunnelError
@@ -25,6 +26,7 @@ app.add_typer(bench_app, name="bench")
 app.command("devset")(devset_cmd)
 app.command("eval")(eval_cmd)
 app.command("calibrate")(calibrate_cmd)
+app.command("cutout")(cutout_cmd)
 console = Console()
 err_console = Console(stderr=True)
 

@@ -200,7 +200,7 @@ class Funnel:
         return GenerationRequest(
             request_id=f"{state.job_id[:12]}-{n:05d}",
             model=spec.model,
-            prompt=spec.prompts[n % len(spec.prompts)],
+            prompt=spec.prompts[n % len(spec.prompts)] if spec.prompts else "",  # none: bg removal
             width=spec.size.width,
             height=spec.size.height,
             seed=spec.seed * 1_000_003 + n,
