@@ -67,6 +67,7 @@ def decodable(features: ImageFeatures, context: ScoringContext | None = None) ->
         unit="fraction of pixels",
         default_threshold=0.90,
         cost=1.0,
+        not_for=NOT_PORTRAIT,
         fail_label="blank or near-uniform image",
         description="Fraction of a 64 px thumbnail within ±4 luma levels of its most common level. "
         "1.0 for a blank or black frame; plain studio backgrounds stay well below.",
