@@ -17,7 +17,9 @@ BRAND = CreativeBrief(palette=["#c81e28", "#ffffff"], palette_delta_e=12, safe_a
 
 def _values(brief: CreativeBrief, rgb: np.ndarray) -> dict[str, tuple[float, bool]]:
     context = ScoringContext(brief=brief, waived=TEXT_DIMENSIONS)
-    verdict = Scorer(use_case="ad_creative", score_all=True, context=context).score(DecodedImage.from_array(rgb))
+    verdict = Scorer(use_case="ad_creative", score_all=True, context=context).score(
+        DecodedImage.from_array(rgb)
+    )
     return {s.name: (s.value, s.passed) for s in verdict.scores}
 
 

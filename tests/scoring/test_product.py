@@ -49,10 +49,18 @@ def test_clean_studio_shots_pass(clean: np.ndarray) -> None:
     [
         ("off centre", studio_shot(center=(0.25, 0.3)), "product_centering"),
         ("cut off", studio_shot(center=(0.92, 0.5), scale=0.5), "product_cutoff"),
-        ("cluttered (a real photo behind)", on_backdrop(studio_shot(), load_rgb("obama_1")), "backdrop_clutter"),
+        (
+            "cluttered (a real photo behind)",
+            on_backdrop(studio_shot(), load_rgb("obama_1")),
+            "backdrop_clutter",
+        ),
         ("not a product shot (a real portrait)", load_rgb("biden"), "product_cutoff"),
         ("speck of a product", studio_shot(scale=0.1), "product_area"),
-        ("grey, not the white asked for", studio_shot(background=(225, 225, 225)), "background_color_delta_e"),
+        (
+            "grey, not the white asked for",
+            studio_shot(background=(225, 225, 225)),
+            "background_color_delta_e",
+        ),
     ],
 )
 def test_defects_fail_their_dimension(defect: str, image: np.ndarray, dimension: str) -> None:

@@ -84,9 +84,10 @@ class _Market:
         if rate is None:
             return None
         now = self.clock.now_s()
+        burst = max(1.0, rate)  # a bucket of one second's calls, and at least one
         with self._lock:
-            tokens, since = self._tokens.get(profile.name, (rate, now))
-            tokens = min(rate, tokens + (now - since) * rate)
+            tokens, since = self._tokens.get(profile.name, (burst, now))
+            tokens = min(burst, tokens + (now - since) * rate)
             if tokens < 1.0:
                 self._tokens[profile.name] = (tokens, now)
                 return (1.0 - tokens) / rate
