@@ -13,6 +13,7 @@ from imagefunnel.cli.bench import bench_app
 from imagefunnel.cli.cutout import cutout_cmd
 from imagefunnel.cli.eval import calibrate_cmd, devset_cmd, eval_cmd
 from imagefunnel.cli.providers import providers_app
+from imagefunnel.cli.workflows import workflows_app
 from imagefunnel.errors import ImageFunnelError
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ app = typer.Typer(
 )
 app.add_typer(providers_app, name="providers")
 app.add_typer(bench_app, name="bench")
+app.add_typer(workflows_app, name="workflows")
 app.command("devset")(devset_cmd)
 app.command("eval")(eval_cmd)
 app.command("calibrate")(calibrate_cmd)
