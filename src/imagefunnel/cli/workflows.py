@@ -154,6 +154,9 @@ def run_cmd(
     out: Annotated[Path, typer.Option(help="folder for the output images")] = Path("workflow-out"),
     usd_per_hour: Annotated[float, typer.Option(min=0.0, help="servers' GPU price")] = 2.69,
     repeat: Annotated[int, typer.Option(min=1, help="run it N times and report round-trip latency")] = 1,
+    vary: Annotated[
+        str | None, typer.Option(help="an int input to add the repeat's number to (fresh, uncached runs)")
+    ] = None,
     server: Servers = None,
     emulate: Emulate = False,
     registry: Registry = _DEFAULT_REGISTRY,
@@ -173,12 +176,18 @@ def run_cmd(
                 raise SpecError(f"{key}: no such image file {path}")
             images[key] = path.read_bytes()
     values = bind_values(deployed.manifest, given)
+    if vary is not None and deployed.manifest.inputs.get(vary, None) is None:
+        raise SpecError(f"--vary {vary}: workflow {name} has no such input")
     with _servers(server, emulate=emulate, usd_per_hour=usd_per_hour) as boxes:
 
         async def go() -> list[WorkflowRun]:
             pool = ComfyPool([ComfyBox(n, url, price) for n, url, price in boxes])
             try:
-                return [await pool.run(deployed, values, images) for _ in range(repeat)]
+                runs = []
+                for i in range(repeat):
+                    bumped = {**values, vary: int(values[vary]) + i} if vary else values
+                    runs.append(await pool.run(deployed, bumped, images))
+                return runs
             finally:
                 await pool.aclose()
 
