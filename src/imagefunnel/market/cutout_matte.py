@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from imagefunnel.imaging import fit_long_side
 from imagefunnel.market.cutout_profile import GarbageMatte
 
 __all__ = ["MarketMatter"]
@@ -41,7 +42,7 @@ class MarketMatter:
     def cut(self, rgb: Rgb, *, quality: str) -> tuple[Rgb, Matte]:
         """The photo (resized for a budget API) and its matte."""
         if quality == "budget":
-            rgb = _fit(rgb, _PREVIEW_SIDE)
+            rgb = fit_long_side(rgb, _PREVIEW_SIDE)
         soft = np.asarray(self._model().process(np.ascontiguousarray(rgb)).segmentation_mask, np.float32)
         if quality == "premium":
             soft = np.asarray(cv2.ximgproc.guidedFilter(rgb, soft, 6, 2e-3), dtype=np.float32)
@@ -71,12 +72,3 @@ def garbage(matte: Matte, kind: GarbageMatte, rng: np.random.Generator) -> Matte
         return out
     size = max(3, int(max(h, w) * rng.uniform(0.04, 0.07))) | 1  # HALO: background kept around
     return np.asarray(cv2.dilate(matte, np.ones((size, size), np.uint8)), dtype=np.uint8)
-
-
-def _fit(rgb: Rgb, side: int) -> Rgb:
-    h, w = rgb.shape[:2]
-    if max(h, w) <= side:
-        return rgb
-    scale = side / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)

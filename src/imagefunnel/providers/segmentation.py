@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from imagefunnel.errors import ImageError
-from imagefunnel.imaging import decode_image
+from imagefunnel.imaging import decode_image, fit_long_side
 from imagefunnel.providers.base import GenerationRequest
 from imagefunnel.providers.local import LocalWorkerError, LocalWorkerProvider
 
@@ -96,17 +96,8 @@ class SelfieCutter:
             rgb = decode_image(data).rgb
         except ImageError as exc:
             raise LocalWorkerError(f"input image: {exc}") from exc
-        rgb = _fit(rgb, _MAX_SIDE)
+        rgb = fit_long_side(rgb, _MAX_SIDE)
         return encode_rgba(rgb, self.alpha(rgb))
-
-
-def _fit(rgb: NDArray[np.uint8], side: int) -> NDArray[np.uint8]:
-    h, w = rgb.shape[:2]
-    if max(h, w) <= side:
-        return rgb
-    scale = side / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
 
 def local_cutout_provider(

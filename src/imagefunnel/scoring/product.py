@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from imagefunnel.imaging import DecodedImage
+from imagefunnel.imaging import DecodedImage, fit_long_side
 from imagefunnel.scoring.color import delta_e_2000, hex_to_lab, rgb_to_lab
-from imagefunnel.scoring.features import ImageFeatures
+from imagefunnel.scoring.features import ANALYSIS_SIDE, ImageFeatures
 from imagefunnel.scoring.registry import DimensionInfo, Need, ScoringContext, default_registry
 from imagefunnel.scoring.verdict import Direction
 
@@ -95,16 +95,8 @@ def _layout(features: ImageFeatures) -> Layout:
 def _reference_layout(source: DecodedImage) -> Layout:
     found = _references.get(source)
     if found is None:
-        rgb, alpha = source.rgb, source.alpha
-        scale = min(1.0, 512 / max(source.width, source.height))
-        size = (max(1, round(source.width * scale)), max(1, round(source.height * scale)))
-        small = np.asarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
-        small_alpha = (
-            None
-            if alpha is None
-            else np.asarray(cv2.resize(alpha, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
-        )
-        found = _references[source] = layout_of(small, alpha=small_alpha)
+        alpha = None if source.alpha is None else fit_long_side(source.alpha, ANALYSIS_SIDE)
+        found = _references[source] = layout_of(fit_long_side(source.rgb, ANALYSIS_SIDE), alpha=alpha)
     return found
 
 
