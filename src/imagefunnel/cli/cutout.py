@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shlex
 import sys
 from pathlib import Path
@@ -35,12 +36,17 @@ def cutout_cmd(
     mode: Annotated[str, typer.Option(help="routed | self-hosted | api")] = "routed",
     usd_per_hour: Annotated[float, typer.Option(min=0.0, help="price of the self-hosted machine")] = 0.40,
     concurrency: Annotated[int, typer.Option(min=1, help="photos processed at a time")] = 4,
+    providers: Annotated[
+        Path | None, typer.Option(help="providers YAML with real cutout APIs (protocol removebg)")
+    ] = None,
 ) -> None:
     """Remove the background of each photo: self-hosted model and emulated APIs, routed by cost per
     accepted cutout; every cutout is scored on its matte before it is written."""
     from imagefunnel.bench.bg_removal import _providers
     from imagefunnel.cutouts import run_cutouts
     from imagefunnel.market.server import MarketServer
+    from imagefunnel.providers.base import Provider
+    from imagefunnel.providers.config import build_provider, load_providers_file
     from imagefunnel.providers.segmentation import local_cutout_provider
     from imagefunnel.routing import Router
     from imagefunnel.store import BlobStore, Store
@@ -56,21 +62,27 @@ def cutout_cmd(
     local = local_cutout_provider(
         usd_per_hour=usd_per_hour, serve_cold=mode != "routed", max_queue=concurrency
     )
-    with MarketServer("bg-removal") as market:
-        providers = _providers(mode, market, local)
+    with contextlib.ExitStack() as stack:
+        if providers is not None:  # real APIs; the self-hosted model still runs here
+            apis = [build_provider(c) for c in load_providers_file(providers).providers]
+            chosen: list[Provider] = [local] if mode == "self-hosted" else apis
+            if mode == "routed":
+                chosen = [local, *apis]
+        else:
+            chosen = _providers(mode, stack.enter_context(MarketServer("bg-removal")), local)
 
         async def run() -> list:  # type: ignore[type-arg]
             try:
                 return await run_cutouts(
                     photos,
-                    providers,
+                    chosen,
                     store=store,
                     blobs=blobs,
                     concurrency=concurrency,
-                    router=Router(providers, ledger=store),
+                    router=Router(chosen, ledger=store),
                 )
             finally:
-                for provider in providers:
+                for provider in chosen:
                     await provider.aclose()
 
         outcomes = asyncio.run(run())
