@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
@@ -131,15 +131,22 @@ class EvaluationStore:
                     return s.get(EvaluationRow, found)
         return None
 
-    def requeue_running(self) -> int:
-        """Put evaluations a dead process was scoring back in the queue (single-process start-up)."""
+    def requeue(self, owners: Callable[[str], bool]) -> int:
+        """Put back in the queue evaluations being scored by a worker ``owners`` says is gone."""
         with self._store.session() as s:
-            done = s.execute(
-                update(EvaluationRow)
-                .where(EvaluationRow.status == "running", EvaluationRow.claimed_by.is_not(None))
-                .values(status="queued", claimed_by=None)
-            )
-            return int(getattr(done, "rowcount", 0) or 0)
+            held = s.execute(
+                select(EvaluationRow.id, EvaluationRow.claimed_by).where(
+                    EvaluationRow.status == "running", EvaluationRow.claimed_by.is_not(None)
+                )
+            ).all()
+            dead = [eid for eid, owner in held if owner and owners(owner)]
+            if dead:
+                s.execute(
+                    update(EvaluationRow)
+                    .where(EvaluationRow.id.in_(dead), EvaluationRow.status == "running")
+                    .values(status="queued", claimed_by=None)
+                )
+            return len(dead)
 
     def get(self, tenant_id: str, evaluation_id: str) -> EvaluationRow | None:
         with self._store.session() as s:

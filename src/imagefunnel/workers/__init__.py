@@ -8,7 +8,7 @@ from imagefunnel.workers.loop import (
     ProvidersFactory,
     WorkerSettings,
 )
-from imagefunnel.workers.recovery import release_dead_local_leases
+from imagefunnel.workers.recovery import owner_is_dead_here, release_dead_local_leases
 
 __all__ = [
     "CancelCheck",
@@ -17,5 +17,6 @@ __all__ = [
     "JobWorker",
     "ProvidersFactory",
     "WorkerSettings",
+    "owner_is_dead_here",
     "release_dead_local_leases",
 ]

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from imagefunnel.store import Store
 from imagefunnel.store.models import JobRow
 
-__all__ = ["release_dead_local_leases"]
+__all__ = ["owner_is_dead_here", "release_dead_local_leases"]
 
 
 def _alive(pid: int) -> bool:
@@ -31,7 +31,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _dead_here(owner: str, host: str) -> bool:
+def owner_is_dead_here(owner: str, *, host: str | None = None) -> bool:
+    """Whether worker id ``owner`` (``host:pid:...``) names a process of this host that is gone."""
+    host = host or socket.gethostname()
     owner_host, _, rest = owner.partition(":")
     pid_text = rest.partition(":")[0]
     return owner_host == host and pid_text.isdigit() and int(pid_text) != os.getpid() and not _alive(int(pid_text))
@@ -46,7 +48,7 @@ def release_dead_local_leases(store: Store, *, host: str | None = None) -> list[
                 JobRow.status == "running", JobRow.lease_owner.is_not(None)
             )
         ).all()
-        dead = [job_id for job_id, owner in held if owner and _dead_here(owner, host)]
+        dead = [job_id for job_id, owner in held if owner and owner_is_dead_here(owner, host=host)]
         if dead:
             s.execute(
                 update(JobRow)
