@@ -70,6 +70,7 @@ def create_app(
     from imagefunnel.service.dashboard.routes import install_dashboard
 
     install_dashboard(app)
+
     def limit_for(path: str) -> int:
         return settings.max_upload_bytes if path.startswith(_UPLOAD_PATHS) else settings.max_body_bytes
 

@@ -44,9 +44,7 @@ class _Bucket:
 class TokenBuckets:
     """One token bucket per tenant, in memory; tenants without limits get the defaults."""
 
-    def __init__(
-        self, *, rate_per_s: float, burst: int, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, *, rate_per_s: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
         self._rate = rate_per_s
         self._burst = burst
         self._clock = clock
@@ -85,7 +83,9 @@ def authenticate_request(request: Request, tenancy: Tenancy, limiter: RateLimite
         )  # fmt: skip
     tenant = tenancy.authenticate(secret)
     if tenant is None:
-        raise ApiError(401, "unauthorized", "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401, "unauthorized", "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}
+        )
     wait = limiter.acquire(tenant)
     if wait > 0:
         raise ApiError(

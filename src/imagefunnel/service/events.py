@@ -122,4 +122,6 @@ class RecordingObserver(FunnelObserver):
         )
 
     def request_failed(self, event: RequestFailed) -> None:
-        self._emit("request_failed", {"request_id": event.request_id, "wave": event.wave, "error": event.error})
+        self._emit(
+            "request_failed", {"request_id": event.request_id, "wave": event.wave, "error": event.error}
+        )

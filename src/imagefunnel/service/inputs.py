@@ -76,9 +76,7 @@ def _first_error(exc: ValidationError) -> str:
 def _no_host_files(spec: JobSpec) -> JobSpec:
     if spec.references:
         # The service never reads files on its own host on a client's say-so.
-        raise ApiError(
-            422, "invalid_spec", "references: paths on the server are not accepted over the API"
-        )
+        raise ApiError(422, "invalid_spec", "references: paths on the server are not accepted over the API")
     return spec
 
 

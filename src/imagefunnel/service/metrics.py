@@ -34,8 +34,9 @@ class StoreCollector(Collector):
                 .group_by(JobRow.status)
             ).all()
             candidates = s.execute(
-                select(CandidateRow.provider, func.count(), func.sum(case((CandidateRow.passed, 1), else_=0)))
-                .group_by(CandidateRow.provider)
+                select(
+                    CandidateRow.provider, func.count(), func.sum(case((CandidateRow.passed, 1), else_=0))
+                ).group_by(CandidateRow.provider)
             ).all()
             ledger = s.execute(
                 select(
@@ -58,8 +59,12 @@ class StoreCollector(Collector):
         depth.add_metric(["evaluations"], queued_evals)
         depth.add_metric(["webhooks"], pending_hooks)
         yield depth
-        total = CounterMetricFamily("imagefunnel_candidates", "Candidates scored", labels=["provider", "passed"])
-        rate = GaugeMetricFamily("imagefunnel_pass_rate", "Share of candidates that passed", labels=["provider"])
+        total = CounterMetricFamily(
+            "imagefunnel_candidates", "Candidates scored", labels=["provider", "passed"]
+        )
+        rate = GaugeMetricFamily(
+            "imagefunnel_pass_rate", "Share of candidates that passed", labels=["provider"]
+        )
         for provider, n, passed in candidates:
             total.add_metric([provider, "true"], int(passed or 0))
             total.add_metric([provider, "false"], n - int(passed or 0))
@@ -68,8 +73,12 @@ class StoreCollector(Collector):
         yield rate
         spend = CounterMetricFamily("imagefunnel_spend_usd", "Charged by providers", labels=["provider"])
         quoted = CounterMetricFamily("imagefunnel_quoted_usd", "Quoted before each call", labels=["provider"])
-        errors = CounterMetricFamily("imagefunnel_provider_errors", "Failed provider attempts", labels=["provider"])
-        attempts = CounterMetricFamily("imagefunnel_provider_attempts", "Provider attempts", labels=["provider"])
+        errors = CounterMetricFamily(
+            "imagefunnel_provider_errors", "Failed provider attempts", labels=["provider"]
+        )
+        attempts = CounterMetricFamily(
+            "imagefunnel_provider_attempts", "Provider attempts", labels=["provider"]
+        )
         latency = GaugeMetricFamily(
             "imagefunnel_provider_latency_seconds", "Mean latency of successful attempts", labels=["provider"]
         )

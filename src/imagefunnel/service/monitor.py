@@ -89,8 +89,11 @@ class ProviderMonitor:
                 status
                 if old is None
                 else ProviderStatus(
-                    status.name, old.ok and status.ok, old.detail or status.detail,
-                    max(old.probe_latency_s, status.probe_latency_s), old.models + status.models,
+                    status.name,
+                    old.ok and status.ok,
+                    old.detail or status.detail,
+                    max(old.probe_latency_s, status.probe_latency_s),
+                    old.models + status.models,
                 )  # fmt: skip
             )
         self.statuses = tuple(sorted(merged.values(), key=lambda s: s.name))
@@ -114,7 +117,9 @@ class ProviderMonitor:
             elif row.status == "failed":
                 self._health.record_failure(row.provider, row.error or "", model=row.model)
 
-    async def _status(self, provider: Provider, rates: dict[tuple[str, str], dict[str, float]]) -> ProviderStatus:
+    async def _status(
+        self, provider: Provider, rates: dict[tuple[str, str], dict[str, float]]
+    ) -> ProviderStatus:
         health = await provider.health()
         self._health.record_probe(provider.name, health.ok)
         caps = await provider.capabilities()
@@ -123,7 +128,11 @@ class ProviderMonitor:
             request = GenerationRequest("probe", model, "probe", width=_PROBE_SIZE, height=_PROBE_SIZE)
             try:
                 quote = await provider.quote(request)
-                price: tuple[float | None, str | None, float | None] = (quote.usd, quote.unit.value, quote.unit_price_usd)
+                price: tuple[float | None, str | None, float | None] = (
+                    quote.usd,
+                    quote.unit.value,
+                    quote.unit_price_usd,
+                )
             except ProviderError:
                 price = (None, None, None)
             view = self._health.view(provider.name, model)

@@ -119,7 +119,9 @@ class EvaluationRunner:
         try:
             spec = JobSpec.model_validate_json(spec_json) if spec_json else None
             scorer = self.scorers.get(use_case=use_case, spec=spec)
-            images = [(i.filename, self.blobs.get(i.blob_sha256)) for i in self.evaluations.images(evaluation_id)]
+            images = [
+                (i.filename, self.blobs.get(i.blob_sha256)) for i in self.evaluations.images(evaluation_id)
+            ]
             results = score_all(scorer, images)
             self.evaluations.record(evaluation_id, results)
             status, passed = "done", sum(r.passed for r in results)

@@ -204,7 +204,9 @@ class EvaluationStore:
             )
             return True
 
-    def feedback(self, *, tenant_id: str | None = None, evaluation_id: str | None = None) -> list[FeedbackEntry]:
+    def feedback(
+        self, *, tenant_id: str | None = None, evaluation_id: str | None = None
+    ) -> list[FeedbackEntry]:
         """The newest feedback per image, of one evaluation, one tenant, or everyone."""
         query = (
             select(EvaluationFeedbackRow, EvaluationImageRow, EvaluationRow.use_case)

@@ -193,9 +193,7 @@ class ServiceJobs:
         base = select(JobRow).join(ServiceJobRow, ServiceJobRow.job_id == JobRow.id).where(*where)
         with self._store.session() as s:
             total = s.scalar(select(func.count()).select_from(base.subquery())) or 0
-            rows = s.scalars(
-                base.order_by(JobRow.created_at.desc(), JobRow.id).limit(limit).offset(offset)
-            )
+            rows = s.scalars(base.order_by(JobRow.created_at.desc(), JobRow.id).limit(limit).offset(offset))
             return list(rows), int(total)
 
     def spent_by_job(self, job_ids: Sequence[str]) -> dict[str, float]:

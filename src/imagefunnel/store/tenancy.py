@@ -110,7 +110,9 @@ class Tenancy:
         with self._store.session() as s:
             done = s.execute(
                 update(ApiKeyRow)
-                .where(ApiKeyRow.id == key_id, ApiKeyRow.tenant_id == tenant_id, ApiKeyRow.revoked_at.is_(None))
+                .where(
+                    ApiKeyRow.id == key_id, ApiKeyRow.tenant_id == tenant_id, ApiKeyRow.revoked_at.is_(None)
+                )
                 .values(revoked_at=utcnow())
             )
             return getattr(done, "rowcount", 0) == 1

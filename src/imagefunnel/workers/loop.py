@@ -222,9 +222,7 @@ class JobWorker:
         while not job.done():
             await asyncio.sleep(step)
             since_renewal += step
-            if self._cancellations is not None and await asyncio.to_thread(
-                self._cancellations, claim.job_id
-            ):
+            if self._cancellations is not None and await asyncio.to_thread(self._cancellations, claim.job_id):
                 log.info("job %s: cancel requested", claim.job_id)
                 job.cancel()
                 return _Beat.CANCEL

@@ -36,7 +36,12 @@ def owner_is_dead_here(owner: str, *, host: str | None = None) -> bool:
     host = host or socket.gethostname()
     owner_host, _, rest = owner.partition(":")
     pid_text = rest.partition(":")[0]
-    return owner_host == host and pid_text.isdigit() and int(pid_text) != os.getpid() and not _alive(int(pid_text))
+    return (
+        owner_host == host
+        and pid_text.isdigit()
+        and int(pid_text) != os.getpid()
+        and not _alive(int(pid_text))
+    )
 
 
 def release_dead_local_leases(store: Store, *, host: str | None = None) -> list[str]:

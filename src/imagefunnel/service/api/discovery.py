@@ -102,8 +102,13 @@ async def list_models(_tenant: TenantDep, runtime: RuntimeDep) -> list[ModelOut]
             out = by_model.setdefault(
                 m.model,
                 ModelOut(
-                    model=m.model, max_width=0, max_height=0, reference_images=False,
-                    price_units=[], providers=[], cheapest_usd=None,
+                    model=m.model,
+                    max_width=0,
+                    max_height=0,
+                    reference_images=False,
+                    price_units=[],
+                    providers=[],
+                    cheapest_usd=None,
                 ),  # fmt: skip
             )
             out.max_width = max(out.max_width, m.max_width)
@@ -113,7 +118,9 @@ async def list_models(_tenant: TenantDep, runtime: RuntimeDep) -> list[ModelOut]
             if m.price_unit and m.price_unit not in out.price_units:
                 out.price_units.append(m.price_unit)
             if m.price_usd is not None:
-                out.cheapest_usd = m.price_usd if out.cheapest_usd is None else min(out.cheapest_usd, m.price_usd)
+                out.cheapest_usd = (
+                    m.price_usd if out.cheapest_usd is None else min(out.cheapest_usd, m.price_usd)
+                )
     return sorted(by_model.values(), key=lambda m: m.model)
 
 

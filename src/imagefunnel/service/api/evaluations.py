@@ -43,7 +43,10 @@ _UPLOAD_BODY = {
                     "type": "object",
                     "properties": {
                         "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                        "spec": {"type": "string", "description": "job spec (JSON or YAML) whose thresholds apply"},
+                        "spec": {
+                            "type": "string",
+                            "description": "job spec (JSON or YAML) whose thresholds apply",
+                        },
                         "use_case": {"type": "string", "enum": [u.value for u in UseCase]},
                     },
                     "required": ["images"],
@@ -124,7 +127,9 @@ def _use_case(value: object, spec: JobSpec | None) -> str:
     if value in (None, ""):
         return spec.use_case.value if spec is not None else UseCase.GENERIC.value
     if value not in {u.value for u in UseCase}:
-        raise ApiError(422, "invalid_use_case", f"use_case must be one of {', '.join(u.value for u in UseCase)}")
+        raise ApiError(
+            422, "invalid_use_case", f"use_case must be one of {', '.join(u.value for u in UseCase)}"
+        )
     return str(value)
 
 
@@ -133,7 +138,9 @@ def _file_name(name: object, position: int) -> str:
     return (text or f"image-{position}")[:200]
 
 
-async def _multipart(request: Request, runtime: RuntimeDep) -> tuple[list[tuple[str, bytes]], JobSpec | None, object]:
+async def _multipart(
+    request: Request, runtime: RuntimeDep
+) -> tuple[list[tuple[str, bytes]], JobSpec | None, object]:
     s = runtime.settings
     form = await request.form(
         max_files=s.max_images_per_evaluation, max_fields=8, max_part_size=s.max_spec_bytes
@@ -147,7 +154,9 @@ async def _multipart(request: Request, runtime: RuntimeDep) -> tuple[list[tuple[
     spec = None
     if isinstance(spec_text, str) and spec_text.strip():
         media = "application/json" if spec_text.lstrip().startswith("{") else "application/yaml"
-        spec = parse_spec_body(spec_text.encode(), media, max_bytes=s.max_spec_bytes, max_depth=s.max_json_depth)
+        spec = parse_spec_body(
+            spec_text.encode(), media, max_bytes=s.max_spec_bytes, max_depth=s.max_json_depth
+        )
     return images, spec, form.get("use_case")
 
 
@@ -166,7 +175,9 @@ def _json_images(data: object) -> list[tuple[str, bytes]]:
     return images
 
 
-async def _read_request(request: Request, runtime: RuntimeDep) -> tuple[list[tuple[str, bytes]], JobSpec | None, str]:
+async def _read_request(
+    request: Request, runtime: RuntimeDep
+) -> tuple[list[tuple[str, bytes]], JobSpec | None, str]:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media == "multipart/form-data":
         images, spec, use_case = await _multipart(request, runtime)
@@ -188,10 +199,14 @@ async def _read_request(request: Request, runtime: RuntimeDep) -> tuple[list[tup
 
 def _decode_all(runtime: RuntimeDep, images: list[tuple[str, bytes]]) -> list[DecodedImage]:
     s = runtime.settings
-    return [decode_upload(n, d, max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels) for n, d in images]
+    return [
+        decode_upload(n, d, max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels) for n, d in images
+    ]
 
 
-def _store_images(runtime: RuntimeDep, images: list[tuple[str, bytes]], decoded: list[DecodedImage]) -> list[NewImage]:
+def _store_images(
+    runtime: RuntimeDep, images: list[tuple[str, bytes]], decoded: list[DecodedImage]
+) -> list[NewImage]:
     mime = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
     return [
         NewImage(name, runtime.blobs.put(data), mime.get(image.format, "application/octet-stream"))
@@ -199,7 +214,9 @@ def _store_images(runtime: RuntimeDep, images: list[tuple[str, bytes]], decoded:
     ]
 
 
-def _score_now(runtime: RuntimeDep, names: list[str], decoded: list[DecodedImage], spec: JobSpec | None, use_case: str) -> list[ScoredImageResult]:
+def _score_now(
+    runtime: RuntimeDep, names: list[str], decoded: list[DecodedImage], spec: JobSpec | None, use_case: str
+) -> list[ScoredImageResult]:
     scorer = runtime.scorers.get(use_case=use_case, spec=spec)
     results = []
     for position, (name, image) in enumerate(zip(names, decoded, strict=True)):
@@ -208,15 +225,24 @@ def _score_now(runtime: RuntimeDep, names: list[str], decoded: list[DecodedImage
     return results
 
 
-@router.post("", response_model=EvaluationOut, openapi_extra=_UPLOAD_BODY, responses={202: {"model": EvaluationOut}})
-async def create_evaluation(request: Request, response: Response, tenant: TenantDep, runtime: RuntimeDep) -> EvaluationOut:
+@router.post(
+    "", response_model=EvaluationOut, openapi_extra=_UPLOAD_BODY, responses={202: {"model": EvaluationOut}}
+)
+async def create_evaluation(
+    request: Request, response: Response, tenant: TenantDep, runtime: RuntimeDep
+) -> EvaluationOut:
     images, spec, use_case = await _read_request(request, runtime)
     decoded = await asyncio.to_thread(_decode_all, runtime, images)  # refuses bombs before storing
     stored = await asyncio.to_thread(_store_images, runtime, images, decoded)
     batch = len(images) > runtime.settings.sync_evaluation_images
     spec_json = spec.model_dump_json() if spec is not None else None
     evaluation_id = await asyncio.to_thread(
-        runtime.evaluations.create, tenant.id, use_case=use_case, spec_json=spec_json, images=stored, queued=batch
+        runtime.evaluations.create,
+        tenant.id,
+        use_case=use_case,
+        spec_json=spec_json,
+        images=stored,
+        queued=batch,
     )
     response.headers["Location"] = f"/v1/evaluations/{evaluation_id}"
     if batch:
@@ -231,7 +257,9 @@ async def create_evaluation(request: Request, response: Response, tenant: Tenant
 
 
 @router.get("", response_model=list[EvaluationOut])
-def list_evaluations(tenant: TenantDep, runtime: RuntimeDep, limit: int = 20, offset: int = 0) -> list[EvaluationOut]:
+def list_evaluations(
+    tenant: TenantDep, runtime: RuntimeDep, limit: int = 20, offset: int = 0
+) -> list[EvaluationOut]:
     rows = runtime.evaluations.page(tenant.id, limit=max(1, min(limit, 100)), offset=max(0, offset))
     return [_evaluation_out(runtime, r) for r in rows]
 

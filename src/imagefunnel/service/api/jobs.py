@@ -192,7 +192,11 @@ async def cancel_job(job: JobDep, tenant: TenantDep, runtime: RuntimeDep) -> Job
     before = job.status
     status = await asyncio.to_thread(runtime.jobs.request_cancel, job.id)
     if before == "queued" and status == "cancelled":
-        data: dict[str, object] = {"status": "cancelled", "stop_reason": "cancelled before it started", "delivered_ids": []}
+        data: dict[str, object] = {
+            "status": "cancelled",
+            "stop_reason": "cancelled before it started",
+            "delivered_ids": [],
+        }
         await asyncio.to_thread(runtime.recorder.record, job.id, tenant.id, "cancelled", data)
     row = runtime.jobs.get(tenant.id, job.id)
     assert row is not None

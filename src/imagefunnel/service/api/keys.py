@@ -75,7 +75,9 @@ def create_webhook(body: WebhookIn, tenant: TenantDep, runtime: RuntimeDep) -> N
     if why is not None:
         raise ApiError(422, "invalid_webhook_url", why)
     row = runtime.webhooks.add_endpoint(tenant.id, url=body.url, secret=new_secret(), events=body.events)
-    return NewWebhookOut(id=row.id, url=row.url, events=body.events, created_at=row.created_at, secret=row.secret)
+    return NewWebhookOut(
+        id=row.id, url=row.url, events=body.events, created_at=row.created_at, secret=row.secret
+    )
 
 
 @webhooks_router.get("", response_model=list[WebhookOut])
