@@ -30,14 +30,27 @@ def _events(
     return out
 
 
-def test_submit_runs_in_a_worker_and_the_job_can_be_read_back(service: Service) -> None:
+def test_a_submitted_job_runs_in_a_worker_streams_its_events_and_can_be_read_back(service: Service) -> None:
     response = service.submit(spec(deliver=2))
     assert response.status_code == 201, response.text
     job = response.json()
     assert job["status"] == "queued" and response.headers["location"] == f"/v1/jobs/{job['id']}"
-    done = service.wait(job["id"])
-    assert (done["status"], done["delivered"]) == ("delivered", 2)
-    assert done["spent_usd"] > 0
+
+    events = _events(service, job["id"])  # follows the job live until its final event
+    kinds = [kind for _, kind, _ in events]
+    assert kinds[0] == "wave_started" and kinds[-1] == "delivered" and "candidate_scored" in kinds
+    ids = [int(i) for i, _, _ in events]
+    assert ids == sorted(ids)
+    resumed = _events(service, job["id"], last_event_id=str(ids[1]))
+    assert [int(i) for i, _, _ in resumed] == ids[2:]
+
+    done = service.client.get(f"/v1/jobs/{job['id']}", headers=service.a).json()
+    assert (done["status"], done["delivered"]) == ("delivered", 2) and done["spent_usd"] > 0
+    assert sorted(events[-1][2]["delivered_ids"]) == sorted(
+        c["id"]
+        for c in service.client.get(f"/v1/jobs/{job['id']}/candidates", headers=service.a).json()["items"]
+        if c["delivered"]
+    )
 
     page = service.client.get(f"/v1/jobs/{job['id']}/candidates", headers=service.a).json()
     assert page["total"] >= 2
@@ -58,8 +71,14 @@ def test_submit_runs_in_a_worker_and_the_job_can_be_read_back(service: Service) 
     listing = service.client.get("/v1/jobs", params={"status": "delivered"}, headers=service.a).json()
     assert [j["id"] for j in listing["items"]] == [job["id"]]
 
+    metrics = service.client.get("/metrics").text
+    assert 'imagefunnel_jobs{status="delivered"} 1.0' in metrics
+    assert 'imagefunnel_candidates_total{passed="true",provider="quick"}' in metrics
+    assert service.client.get("/readyz").json()["status"] == "ready"
 
-def test_same_idempotency_key_gives_the_same_job_and_a_different_body_is_a_conflict(service: Service) -> None:
+
+def test_same_idempotency_key_gives_the_same_job_and_a_different_body_is_a_conflict(make_service) -> None:  # type: ignore[no-untyped-def]
+    service = make_service(workers=0)
     first = service.submit(spec(), **{"Idempotency-Key": "order-17"})
     again = service.submit(spec(), **{"Idempotency-Key": "order-17"})
     assert (first.status_code, again.status_code) == (201, 200)
@@ -71,25 +90,13 @@ def test_same_idempotency_key_gives_the_same_job_and_a_different_body_is_a_confl
     assert theirs.status_code == 201 and theirs.json()["id"] != first.json()["id"]
 
 
-def test_concurrent_duplicate_submits_create_one_job(service: Service) -> None:
+def test_concurrent_duplicate_submits_create_one_job(make_service) -> None:  # type: ignore[no-untyped-def]
+    service = make_service(workers=0)
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda _: service.submit(spec(), **{"Idempotency-Key": "race"}), range(8)))
     assert sorted(a.status_code for a in answers) == [200] * 7 + [201]
     assert len({a.json()["id"] for a in answers}) == 1
     assert service.client.get("/v1/jobs", headers=service.a).json()["total"] == 1
-
-
-def test_events_stream_in_order_and_resume_after_last_event_id(service: Service) -> None:
-    job_id = service.submit(spec(deliver=2)).json()["id"]
-    events = _events(service, job_id)
-    kinds = [kind for _, kind, _ in events]
-    assert kinds[0] == "wave_started" and kinds[-1] == "delivered"
-    assert "candidate_scored" in kinds
-    ids = [int(i) for i, _, _ in events]
-    assert ids == sorted(ids)
-    resumed = _events(service, job_id, last_event_id=str(ids[1]))
-    assert [int(i) for i, _, _ in resumed] == ids[2:]
-    assert events[-1][2]["status"] == "delivered" and len(events[-1][2]["delivered_ids"]) == 2
 
 
 def test_cancel_stops_a_running_job_and_the_ledger_closes_every_attempt(service: Service) -> None:
