@@ -22,7 +22,7 @@ from typing import Protocol
 from fastapi import Request
 
 from imagefunnel.service.errors import ApiError
-from imagefunnel.store.tenancy import Tenant, Tenancy
+from imagefunnel.store.tenancy import Tenancy, Tenant
 
 __all__ = ["KEY_COOKIE", "RateLimiter", "TokenBuckets", "authenticate_request"]
 
@@ -78,9 +78,11 @@ def authenticate_request(request: Request, tenancy: Tenancy, limiter: RateLimite
     secret = presented_key(request)
     if not secret or len(secret) > 200:
         raise ApiError(
-            401, "unauthorized", "an API key is required (Authorization: Bearer <key>)",
+            401,
+            "unauthorized",
+            "an API key is required (Authorization: Bearer <key>)",
             headers={"WWW-Authenticate": "Bearer"},
-        )  # fmt: skip
+        )
     tenant = tenancy.authenticate(secret)
     if tenant is None:
         raise ApiError(

@@ -37,12 +37,12 @@ class EventHub:
         for event in self._waiters.get(job_id, ()):
             event.set()
 
-    async def wait(self, job_id: str, *, timeout: float) -> None:
-        """Return on the next event of ``job_id`` or after ``timeout`` seconds."""
+    async def wait(self, job_id: str, *, within_s: float) -> None:
+        """Return on the next event of ``job_id`` or after ``within_s`` seconds."""
         event = asyncio.Event()
         self._waiters[job_id].add(event)
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(within_s):
                 await event.wait()
         except TimeoutError:
             pass

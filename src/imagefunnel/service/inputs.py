@@ -22,8 +22,12 @@ from imagefunnel.spec import JobSpec, parse_spec
 
 __all__ = ["check_depth", "decode_upload", "parse_json", "parse_spec_body", "spec_from_data"]
 
-_OPEN = (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken, yaml.FlowMappingStartToken,
-         yaml.FlowSequenceStartToken)  # fmt: skip
+_OPEN = (
+    yaml.BlockMappingStartToken,
+    yaml.BlockSequenceStartToken,
+    yaml.FlowMappingStartToken,
+    yaml.FlowSequenceStartToken,
+)
 _CLOSE = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
 
 

@@ -94,7 +94,7 @@ class ProviderMonitor:
                     old.detail or status.detail,
                     max(old.probe_latency_s, status.probe_latency_s),
                     old.models + status.models,
-                )  # fmt: skip
+                )
             )
         self.statuses = tuple(sorted(merged.values(), key=lambda s: s.name))
         await asyncio.to_thread(self._sample)

@@ -14,7 +14,7 @@ from imagefunnel.store.models import utcnow
 from imagefunnel.store.repository import Store
 from imagefunnel.store.service_models import ApiKeyRow, TenantRow
 
-__all__ = ["KEY_PREFIX", "CreatedKey", "Tenant", "Tenancy", "hash_key"]
+__all__ = ["KEY_PREFIX", "CreatedKey", "Tenancy", "Tenant", "hash_key"]
 
 KEY_PREFIX = "ifk_"
 

@@ -109,7 +109,7 @@ async def list_models(_tenant: TenantDep, runtime: RuntimeDep) -> list[ModelOut]
                     price_units=[],
                     providers=[],
                     cheapest_usd=None,
-                ),  # fmt: skip
+                ),
             )
             out.max_width = max(out.max_width, m.max_width)
             out.max_height = max(out.max_height, m.max_height)

@@ -225,7 +225,7 @@ async def job_events(
             if event.type in TERMINAL_EVENTS:
                 return
         if not events:
-            await runtime.hub.wait(job.id, timeout=poll)
+            await runtime.hub.wait(job.id, within_s=poll)
 
 
 @router.get("/{job_id}/ledger", response_model=list[LedgerOut])
