@@ -152,3 +152,37 @@ def export_feedback(
         store.close()
     accepted = sum(image.clean for image in manifest.images)
     console.print(f"wrote {len(manifest.images)} labelled images ({accepted} accepted) to {out}")
+
+
+def bench_service_cmd(
+    requests: Annotated[int, typer.Option(min=1, help="requests per concurrency level")] = 64,
+    size: Annotated[int, typer.Option(min=64, help="image side in pixels")] = 512,
+    jobs: Annotated[int, typer.Option(min=1, help="jobs for the submit → first event latency")] = 5,
+    write: Annotated[Path | None, typer.Option(help="update this Markdown file's section")] = None,
+) -> None:
+    """Evaluations API throughput and p50/p99 at 1, 8, 32 clients; overhead over in-process scoring."""
+    import shlex
+    import sys
+
+    from imagefunnel.bench.service import markdown, run_service_bench
+
+    bench = run_service_bench(requests=requests, size=size, jobs=jobs)
+    command = ("imagefunnel bench service " + shlex.join(sys.argv[3:])).strip()
+    text = markdown(
+        type(bench)(**{**{f: getattr(bench, f) for f in bench.__dataclass_fields__}, "command": command})
+    )
+    console.print(text, markup=False, highlight=False)
+    if write is not None:
+        _write_section(write, text)
+        console.print(f"wrote {write}")
+
+
+def _write_section(path: Path, text: str) -> None:
+    begin, end = "<!-- bench service -->", "<!-- /bench service -->"
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    block = f"{begin}\n{text}{end}\n"
+    if begin in old and end in old:
+        new = old[: old.index(begin)] + block + old[old.index(end) + len(end) + 1 :]
+    else:
+        new = old.rstrip("\n") + "\n\n" + block
+    path.write_text(new, encoding="utf-8")
