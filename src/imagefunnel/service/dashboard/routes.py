@@ -47,8 +47,8 @@ def _tenant(request: Request) -> Tenant | None:
         return None
 
 
-def _page(request: Request, name: str, tenant: Tenant, **context: Any) -> HTMLResponse:
-    response = templates.TemplateResponse(request, name, {"tenant": tenant, **context})
+def _page(request: Request, template: str, tenant: Tenant, **context: Any) -> HTMLResponse:
+    response = templates.TemplateResponse(request, template, {"tenant": tenant, **context})
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
@@ -207,7 +207,7 @@ def provider_page(request: Request, name: str) -> Response:
             lo=0.0,
         ),
     ]
-    return _page(request, "provider.html.j2", tenant, name=name, charts=charts, history=history[-20:])
+    return _page(request, "provider.html.j2", tenant, provider=name, charts=charts, history=history[-20:])
 
 
 @router.get("/evaluations")
