@@ -30,7 +30,7 @@ def market() -> Iterator[MarketServer]:
                     "processing_s": [0.02, 0.05],
                     "price_usd_per_mp": 0.02,
                     "defect_rate": 0.5,  # rejects for the pages and the browser test to show
-                    "defect_mix": {"blank": 1.0, "overexposed": 1.0},
+                    "defect_mix": {"blank": 1.0},
                 }
             ],
         }

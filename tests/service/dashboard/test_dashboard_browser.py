@@ -75,7 +75,7 @@ def test_watch_a_job_live_inspect_a_reject_and_give_feedback(site: tuple[str, st
     headers = {"Authorization": f"Bearer {key}"}
     job = httpx.post(
         f"{base}/v1/jobs",
-        json=spec(deliver=3, concurrency=1, name="<script>alert(1)</script> shots"),
+        json=spec(deliver=3, concurrency=1, max_candidates=30, name="<script>alert(1)</script> shots"),
         headers=headers,
     ).json()
     with sync_playwright() as p:
@@ -96,9 +96,9 @@ def test_watch_a_job_live_inspect_a_reject_and_give_feedback(site: tuple[str, st
         )  # escaped, shown as text
 
         page.goto(f"{base}/jobs/{job['id']}")
-        page.wait_for_selector("#live li", timeout=60_000)  # a candidate scored, pushed over SSE
+        page.wait_for_selector("#live li", timeout=120_000)  # a candidate scored, pushed over SSE
         page.screenshot(path=str(SHOTS / "job-live.png"))
-        page.wait_for_selector("#job[data-status=delivered]", timeout=90_000)  # reloaded at the end
+        page.wait_for_selector("#job[data-status=delivered]", timeout=180_000)  # reloaded at the end
         gallery = page.locator("#delivered .thumb")
         assert gallery.count() == 3
         widths = page.eval_on_selector_all("#delivered img", "imgs => imgs.map(i => i.naturalWidth)")
