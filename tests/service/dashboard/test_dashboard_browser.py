@@ -73,11 +73,6 @@ def test_watch_a_job_live_inspect_a_reject_and_give_feedback(site: tuple[str, st
     base, key = site
     SHOTS.mkdir(parents=True, exist_ok=True)
     headers = {"Authorization": f"Bearer {key}"}
-    job = httpx.post(
-        f"{base}/v1/jobs",
-        json=spec(deliver=3, concurrency=1, max_candidates=30, name="<script>alert(1)</script> shots"),
-        headers=headers,
-    ).json()
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=chromium,
@@ -90,15 +85,23 @@ def test_watch_a_job_live_inspect_a_reject_and_give_feedback(site: tuple[str, st
         page.fill("input[name=key]", key)
         page.click("button[type=submit]")
         page.wait_for_url(f"{base}/")
+        # Submitted only now and watched at once, so the page is open while the job runs.
+        job = httpx.post(
+            f"{base}/v1/jobs",
+            json=spec(deliver=3, concurrency=1, max_candidates=30, name="<script>alert(1)</script> shots"),
+            headers=headers,
+        ).json()
+        page.goto(f"{base}/jobs/{job['id']}")
+        # A candidate scored after the page was rendered, pushed over SSE.
+        page.wait_for_selector("#live li[data-source=live]", timeout=120_000)
+        page.screenshot(path=str(SHOTS / "job-live.png"))
+        page.wait_for_selector("#job[data-status=delivered]", timeout=180_000)  # reloaded at the end
+        page.goto(f"{base}/")
         assert page.locator(f'tr[data-job="{job["id"]}"]').is_visible()
         assert (
             "<script>alert(1)</script> shots" in page.locator("#jobs").inner_text()
         )  # escaped, shown as text
-
         page.goto(f"{base}/jobs/{job['id']}")
-        page.wait_for_selector("#live li", timeout=120_000)  # a candidate scored, pushed over SSE
-        page.screenshot(path=str(SHOTS / "job-live.png"))
-        page.wait_for_selector("#job[data-status=delivered]", timeout=180_000)  # reloaded at the end
         gallery = page.locator("#delivered .thumb")
         assert gallery.count() == 3
         widths = page.eval_on_selector_all("#delivered img", "imgs => imgs.map(i => i.naturalWidth)")

@@ -57,8 +57,12 @@
     document.getElementById("generated").textContent = data.generated_total;
     document.getElementById("spent").textContent = Number(data.spent_usd).toFixed(4);
     progress(data.passed_total);
+    // The page was rendered with the candidates scored so far; an event may repeat one of them.
+    if (live.querySelector('li[data-candidate="' + data.candidate_id + '"]')) return;
     const dot = document.createElement("li");
     dot.className = data.passed ? "ok" : "bad";
+    dot.dataset.candidate = String(data.candidate_id);
+    dot.dataset.source = "live";
     dot.title = "#" + data.candidate_id + " " + data.provider + (data.reasons.length ? ": " + data.reasons.join("; ") : "");
     live.appendChild(dot);
   });
