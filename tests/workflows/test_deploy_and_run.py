@@ -165,3 +165,26 @@ def test_cli_add_and_run_offline(tmp_path: Path) -> None:
         app, ["workflows", "run", "blur", "--set", "widht=3", "--emulate", "--registry", str(registry)]
     )
     assert bad.exit_code != 0 and "did you mean 'width'" in str(bad.exception)
+
+
+def test_service_hook_reads_registry_and_servers_from_the_environment(
+    tmp_path: Path, start_box: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imagefunnel.workflows.api import create_router
+
+    box = start_box()
+    _deploy(tmp_path, "empty_blur_save")
+    monkeypatch.setenv("IMAGEFUNNEL_WORKFLOWS", str(tmp_path / "registry"))
+    monkeypatch.delenv("IMAGEFUNNEL_COMFYUI_SERVERS", raising=False)
+    unserved = FastAPI()
+    unserved.include_router(create_router())
+    client = TestClient(unserved)
+    assert [w["name"] for w in client.get("/v1/workflows").json()] == ["empty-blur-save"]
+    assert client.post("/v1/workflows/empty-blur-save/runs", json={"inputs": {}}).status_code == 503
+    monkeypatch.setenv("IMAGEFUNNEL_COMFYUI_SERVERS", box.url)
+    served = FastAPI()
+    served.include_router(create_router())
+    ran = TestClient(served).post(
+        "/v1/workflows/empty-blur-save/runs", json={"inputs": {"width": 8, "height": 8}}
+    )
+    assert ran.status_code == 200 and ran.json()["server"] == "box-1"

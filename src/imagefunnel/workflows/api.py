@@ -13,7 +13,9 @@ generic route, validated against its manifest at request time.
 import base64
 import binascii
 import inspect
+import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException
@@ -21,10 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from imagefunnel.errors import ProviderError, SpecError
 from imagefunnel.workflows.manifest import ExposedInput, Manifest, bind_values
-from imagefunnel.workflows.pool import ComfyPool, WorkflowRun
+from imagefunnel.workflows.pool import ComfyBox, ComfyPool, WorkflowRun
 from imagefunnel.workflows.registry import Deployed, WorkflowRegistry
 
-__all__ = ["RunImage", "RunResponse", "request_model", "workflow_router"]
+__all__ = ["RunImage", "RunResponse", "create_router", "request_model", "workflow_router"]
 
 _MAX_CHOICES_AS_ENUM = 256
 
@@ -101,7 +103,7 @@ def _response(run: WorkflowRun) -> RunResponse:
     )
 
 
-async def _run(pool: ComfyPool, deployed: Deployed, given: dict[str, Any]) -> RunResponse:
+async def _run(pool: ComfyPool | None, deployed: Deployed, given: dict[str, Any]) -> RunResponse:
     manifest = deployed.manifest
     images: dict[str, bytes] = {}
     values = dict(given)
@@ -113,6 +115,8 @@ async def _run(pool: ComfyPool, deployed: Deployed, given: dict[str, Any]) -> Ru
                 raise HTTPException(422, f"{name}: not valid base64") from exc
     try:
         bound = bind_values(manifest, {**values, **dict.fromkeys(images, "uploaded")})
+        if pool is None:
+            raise HTTPException(503, f"no ComfyUI servers are configured ({_SERVERS_ENV})")
         run = await pool.run(deployed, bound, images)
     except SpecError as exc:
         raise HTTPException(422, str(exc)) from exc
@@ -121,7 +125,7 @@ async def _run(pool: ComfyPool, deployed: Deployed, given: dict[str, Any]) -> Ru
     return _response(run)
 
 
-def _typed_endpoint(pool: ComfyPool, deployed: Deployed) -> Callable[..., Awaitable[RunResponse]]:
+def _typed_endpoint(pool: ComfyPool | None, deployed: Deployed) -> Callable[..., Awaitable[RunResponse]]:
     model = request_model(deployed.manifest)
 
     async def endpoint(body: Any) -> RunResponse:
@@ -137,8 +141,9 @@ class GenericRunRequest(BaseModel):
     inputs: dict[str, Any] = {}
 
 
-def workflow_router(registry: WorkflowRegistry, pool: ComfyPool) -> APIRouter:
-    """The router the service app includes (``app.include_router(workflow_router(...))``)."""
+def workflow_router(registry: WorkflowRegistry, pool: ComfyPool | None) -> APIRouter:
+    """The router the service app includes (``app.include_router(workflow_router(...))``);
+    without a pool, runs answer 503 (the listing still works)."""
     router = APIRouter(tags=["workflows"])
     for deployed in registry.deployed():
         router.add_api_route(
@@ -170,3 +175,22 @@ def workflow_router(registry: WorkflowRegistry, pool: ComfyPool) -> APIRouter:
         ]
 
     return router
+
+
+_REGISTRY_ENV = "IMAGEFUNNEL_WORKFLOWS"  # the folder `imagefunnel workflows add` writes to
+_SERVERS_ENV = "IMAGEFUNNEL_COMFYUI_SERVERS"  # comma-separated ComfyUI base URLs
+_PRICE_ENV = "IMAGEFUNNEL_COMFYUI_USD_PER_HOUR"
+
+
+def create_router() -> APIRouter:
+    """The service's hook: the router for the deployed workflows and ComfyUI servers named by the
+    environment (``IMAGEFUNNEL_WORKFLOWS``, ``IMAGEFUNNEL_COMFYUI_SERVERS``,
+    ``IMAGEFUNNEL_COMFYUI_USD_PER_HOUR``)."""
+    registry = WorkflowRegistry(Path(os.environ.get(_REGISTRY_ENV, "imagefunnel-workflows")))
+    urls = [url.strip() for url in os.environ.get(_SERVERS_ENV, "").split(",") if url.strip()]
+    try:
+        price = float(os.environ.get(_PRICE_ENV, "2.69"))
+    except ValueError as exc:
+        raise SpecError(f"{_PRICE_ENV} must be a number of USD per hour") from exc
+    pool = ComfyPool([ComfyBox(f"box-{i + 1}", url, price) for i, url in enumerate(urls)]) if urls else None
+    return workflow_router(registry, pool)
