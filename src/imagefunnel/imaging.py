@@ -33,7 +33,7 @@ from PIL import Image, ImageOps
 
 from imagefunnel.errors import ImageDecodeError, ImageTooLarge
 
-__all__ = ["SUPPORTED_FORMATS", "DecodedImage", "decode_image", "sniff_format"]
+__all__ = ["SUPPORTED_FORMATS", "DecodedImage", "decode_image", "fit_long_side", "sniff_format"]
 
 SUPPORTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")
 
@@ -314,3 +314,14 @@ def decode_image(
     _check_pixels(im.width, im.height, max_pixels)
     rgb, alpha = _to_rgb(_load(im, fmt))
     return DecodedImage(rgb=rgb, format=fmt, sha256=hashlib.sha256(data).hexdigest(), alpha=alpha)
+
+
+def fit_long_side(pixels: NDArray[np.uint8], side: int) -> NDArray[np.uint8]:
+    """``pixels`` (HxW or HxWxC) with the long side reduced to at most ``side``; never upscaled.
+    INTER_AREA averages whole source pixels, so no aliasing or ringing is added."""
+    h, w = pixels.shape[:2]
+    if max(h, w) <= side:
+        return pixels
+    scale = side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(cv2.resize(pixels, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)

@@ -15,8 +15,8 @@ from imagefunnel.funnel import Funnel, FunnelObserver, FunnelOutcome
 from imagefunnel.providers.base import Provider
 from imagefunnel.routing import Router
 from imagefunnel.routing.passrates import PassRateBook
-from imagefunnel.scoring import Scorer, ScoringContext
-from imagefunnel.scoring.identity import load_references
+from imagefunnel.scoring import Scorer
+from imagefunnel.scoring.jobcontext import job_context
 from imagefunnel.spec import JobSpec
 from imagefunnel.store import BlobStore, Store
 from imagefunnel.store.pass_rates import SqlPassRates
@@ -31,7 +31,7 @@ def build_scorer(spec: JobSpec) -> Scorer:
         score_all=spec.score_all,
         rules=spec.rules,
         use_case=spec.use_case,  # a headshot job gets the headshot tier
-        context=ScoringContext(references=load_references(spec.references)),  # decoded once per job
+        context=job_context(spec),  # references, source and brief: decoded once per job
     )
 
 

@@ -174,10 +174,22 @@ async def test_success_sends_the_recorded_sequence_and_image(start: Callable[...
         data = (await http.get("/view", params=image)).content
 
     assert types(messages) == [
-        "status", "status", "execution_start", "execution_cached",
-        *["progress_state", "executing"] * 4,
-        "executed", "progress_state", "execution_success", "status", "executing",
-    ]  # fmt: skip
+        "status",
+        "status",
+        "execution_start",
+        "execution_cached",
+        *["progress_state", "executing", "progress_state"] * 3,
+        "progress_state",
+        "executing",
+        "executed",
+        "progress_state",
+        "execution_success",
+        "status",
+        "executing",
+    ]  # fmt: skip  (start and finish of each node: two progress_state at every node boundary)
+    states = [m["data"]["nodes"] for m in messages if isinstance(m, dict) and m["type"] == "progress_state"]
+    assert [node["state"] for node in states[-1].values()] == ["finished"] * 4
+    assert states[0]["1"]["state"] == "running" and states[1]["1"]["state"] == "finished"
     executing = [m["data"]["node"] for m in messages if isinstance(m, dict) and m["type"] == "executing"]
     assert executing == ["1", "2", "3", "4", None]
     assert image == {"filename": "empty_blur_00001_.png", "subfolder": "imagefunnel", "type": "output"}
@@ -306,6 +318,8 @@ async def test_validation_messages_match_the_record(box: Box) -> None:
         link = await http.post("/prompt", json={"prompt": _mutate(blur_graph(), "3", image=["99", 0])})
         no_prompt = await http.post("/prompt", json={"client_id": "c"})
         not_json = await http.post("/prompt", content=b"{nope")
+        not_list = await http.post("/prompt", json=[1, 2])
+        bad_prompt = await http.post("/prompt", json={"prompt": "not nodes"})
     assert unknown.json()["error"]["message"] == "Cannot execute because node NoSuchNode does not exist."
     assert big.json()["node_errors"]["1"]["errors"][0]["message"] == "Value 99999 bigger than max of 16384"
     assert missing.json()["node_errors"]["1"]["errors"][0] == {
@@ -323,9 +337,10 @@ async def test_validation_messages_match_the_record(box: Box) -> None:
         "details": "No prompt provided",
         "extra_info": {},
     }
-    assert not_json.status_code == 500
-    assert not_json.headers["content-type"].startswith("text/plain")
-    assert not_json.text == "500 Internal Server Error\n\nServer got itself in trouble"
+    # Malformed bodies are a 400 with the validation-error shape, never a 500.
+    assert not_json.status_code == 400 and not_json.json()["error"]["type"] == "invalid_prompt"
+    assert not_list.status_code == 400 and not_list.json()["node_errors"] == {}
+    assert bad_prompt.status_code == 400 and "prompt" in bad_prompt.json()["error"]["message"]
 
 
 # -- upload, LoadImage, runtime error -------------------------------------------------------------
@@ -385,11 +400,29 @@ async def test_missing_upload_fails_validation(box: Box) -> None:
     assert error["details"] == "image - Invalid image file: does_not_exist.png"
 
 
-async def test_corrupt_upload_fails_at_runtime_with_execution_error(box: Box) -> None:
-    noise = np.random.default_rng(1).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+async def test_truncated_png_loads_partly_black(box: Box) -> None:
+    photo = np.random.default_rng(1).integers(60, 255, (120, 160, 3), dtype=np.uint8)
     buf = io.BytesIO()
-    Image.fromarray(noise).save(buf, format="PNG")
-    corrupt = buf.getvalue()[: len(buf.getvalue()) // 2]  # uploads fine; the pixels are cut short
+    Image.fromarray(photo).save(buf, format="PNG")
+    truncated = buf.getvalue()[: len(buf.getvalue()) // 2]  # uploads fine; the pixels are cut short
+    async with box.http() as http:
+        await _upload(http, truncated, "truncated.png")
+    graph = load_workflow("load_scale_save").graph
+    graph["1"]["inputs"]["image"] = "truncated.png"
+    graph["2"]["inputs"].update(width=160, height=120)
+    prompt_id, messages = await run(box, graph)
+    async with box.http() as http:
+        history = (await http.get(f"/history/{prompt_id}")).json()[prompt_id]
+        image = history["outputs"]["3"]["images"][0]
+        data = (await http.get("/view", params=image)).content
+    assert history["status"]["status_str"] == "success" and "execution_error" not in types(messages)
+    pixels = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    assert pixels[:20].min() >= 50  # the rows that were read are the photo
+    assert (pixels[-20:] == 0).all()  # what was never read is black, as ComfyUI leaves it
+
+
+async def test_corrupt_upload_fails_at_runtime_with_execution_error(box: Box) -> None:
+    corrupt = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8  # a PNG signature, then no image
     async with box.http() as http:
         await _upload(http, corrupt, "corrupt.png")
     graph = load_workflow("load_scale_save").graph
@@ -404,9 +437,10 @@ async def test_corrupt_upload_fails_at_runtime_with_execution_error(box: Box) ->
     ]  # fmt: skip
     error = next(m for m in messages if isinstance(m, dict) and m["type"] == "execution_error")["data"]
     assert error["node_id"] == "1" and error["node_type"] == "LoadImage" and error["executed"] == []
-    assert error["exception_type"] in {"OSError", "PIL.UnidentifiedImageError"}
+    assert error["exception_type"] in {"OSError", "PIL.UnidentifiedImageError", "SyntaxError"}
     assert error["exception_message"].endswith("\n")
-    assert {"traceback", "current_inputs", "current_outputs", "timestamp"} <= set(error)
+    assert {"traceback", "current_inputs", "timestamp"} <= set(error)
+    assert isinstance(error["current_outputs"], list)  # node ids, as ComfyUI reports them
     assert history["status"]["status_str"] == "error" and not history["status"]["completed"]
     assert history["status"]["messages"][-1][0] == "execution_error"
     assert history["outputs"] == {}
@@ -457,7 +491,38 @@ async def test_prompt_events_go_to_their_client_only(box: Box) -> None:
         with pytest.raises(TimeoutError):
             while True:
                 seen.append(json.loads(await asyncio.wait_for(other.recv(), 0.2))["type"])
-    assert seen and set(seen) == {"status"}
+    assert seen and set(seen) == {"status", "progress_state"}  # the broadcasts, nothing else
+
+
+async def test_a_prompt_without_client_id_sends_only_broadcasts(box: Box) -> None:
+    async with feed(box.url) as (_, watcher, _), box.http() as http:
+        prompt_id = await submit(http, blur_graph(0x0A0B0C))  # no client_id: nobody owns it
+        seen: list[str] = []
+        with pytest.raises(TimeoutError):
+            while True:
+                seen.append(json.loads(await asyncio.wait_for(watcher.recv(), 0.5))["type"])
+        history = (await http.get(f"/history/{prompt_id}")).json()[prompt_id]
+    assert set(seen) == {"status", "progress_state"} and "progress_state" in seen
+    assert history["status"]["status_str"] == "success"  # it ran; its events went to nobody
+
+
+async def test_introspection_routes_and_feature_flags(box: Box) -> None:
+    async with box.http() as http:
+        features = (await http.get("/features")).json()
+        folders = (await http.get("/models")).json()
+        checkpoints = (await http.get("/models/checkpoints")).json()
+        unknown = await http.get("/models/no_such_folder")
+        embeddings = (await http.get("/api/embeddings")).json()
+        extensions = (await http.get("/extensions")).json()
+        free = await http.post("/free", json={"unload_models": True, "free_memory": True})
+    assert features["supports_preview_metadata"] is True and features["max_upload_size"] > 0
+    assert "checkpoints" in folders and "loras" in folders
+    assert checkpoints == list(box.server.box.checkpoints) and unknown.status_code == 404
+    assert embeddings == [] and extensions == [] and free.status_code == 200
+    async with feed(box.url) as (_, ws, _):
+        await ws.send(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    assert reply == {"type": "feature_flags", "data": features}
 
 
 async def test_sampler_sends_progress_and_binary_previews(start: Callable[..., Box]) -> None:

@@ -10,9 +10,11 @@ import typer
 from rich.console import Console
 
 from imagefunnel.cli.bench import bench_app
+from imagefunnel.cli.cutout import cutout_cmd
 from imagefunnel.cli.eval import calibrate_cmd, devset_cmd, eval_cmd
 from imagefunnel.cli.providers import providers_app
 from imagefunnel.cli.serve import bench_service_cmd, evaluations_app, keys_app, serve_cmd
+from imagefunnel.cli.workflows import workflows_app
 from imagefunnel.errors import ImageFunnelError
 
 app = typer.Typer(
@@ -23,9 +25,11 @@ app = typer.Typer(
 )
 app.add_typer(providers_app, name="providers")
 app.add_typer(bench_app, name="bench")
+app.add_typer(workflows_app, name="workflows")
 app.command("devset")(devset_cmd)
 app.command("eval")(eval_cmd)
 app.command("calibrate")(calibrate_cmd)
+app.command("cutout")(cutout_cmd)
 app.command("serve")(serve_cmd)
 app.add_typer(keys_app, name="keys")
 app.add_typer(evaluations_app, name="evaluations")

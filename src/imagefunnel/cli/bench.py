@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from imagefunnel.cli.cutout import bench_bg_removal_cmd
 from imagefunnel.cli.eval import bench_scoring_cmd
 
 if TYPE_CHECKING:
@@ -127,3 +128,4 @@ def _print(report: RoutingReport) -> None:
 
 
 bench_app.command("scoring")(bench_scoring_cmd)  # scoring throughput and dev-set quality (cli/eval.py)
+bench_app.command("bg-removal")(bench_bg_removal_cmd)  # self-hosted vs API vs routed (cli/cutout.py)

@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from imagefunnel.errors import ImageFunnelError
-from imagefunnel.scoring import Scorer, ScoringContext, Verdict
-from imagefunnel.scoring.identity import load_references
+from imagefunnel.scoring import Scorer, Verdict
+from imagefunnel.scoring.jobcontext import job_context
 from imagefunnel.spec import JobSpec, load_spec
 
 MAX_FILE_BYTES = 50_000_000
@@ -74,7 +74,7 @@ def score_images(
         score_all=True,
         rules=spec.rules if spec else (),
         use_case=use_case or (spec.use_case if spec else None),
-        context=ScoringContext(references=load_references(spec.references)) if spec else None,
+        context=job_context(spec) if spec else None,  # references, source (a product photo), brief
     )
     results = [(path, scorer.score_bytes(_read(path))) for path in images]
     if as_json:

@@ -15,8 +15,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from imagefunnel.errors import ExecutorError, ImageError, ScoringWorkerError, SpecError
 from imagefunnel.imaging import decode_image
-from imagefunnel.scoring import Scorer, ScoringContext
-from imagefunnel.spec import JobSpec, Rule
+from imagefunnel.scoring import Scorer
+from imagefunnel.scoring.jobcontext import context_from, read_source
+from imagefunnel.spec import CreativeBrief, JobSpec, Rule
 
 __all__ = ["ExecutorChoice", "ExecutorError", "ScorerConfig", "ScoringWorkerError", "parse_executor_url"]
 
@@ -77,11 +78,24 @@ class ScorerConfig:
     rules: tuple[Rule, ...] = ()
     score_all: bool = False
     references: tuple[bytes, ...] = ()
+    source: bytes | None = None  # the job's input image (background removal, product reference)
+    brief_json: str = "{}"  # the job's CreativeBrief as JSON (it holds lists: not hashable itself)
 
     def __hash__(self) -> int:
         # Rules are pydantic models holding lists (not hashable); their JSON is canonical enough.
         rules = tuple(rule.model_dump_json() for rule in self.rules)
-        return hash((self.thresholds, self.dimensions, self.use_case, rules, self.score_all, self.references))
+        return hash(
+            (
+                self.thresholds,
+                self.dimensions,
+                self.use_case,
+                rules,
+                self.score_all,
+                self.references,
+                self.source,
+                self.brief_json,
+            )
+        )
 
     @classmethod
     def from_spec(cls, spec: JobSpec) -> ScorerConfig:
@@ -92,6 +106,8 @@ class ScorerConfig:
             rules=tuple(spec.rules),
             score_all=spec.score_all,
             references=tuple(_read(path, index) for index, path in enumerate(spec.references)),
+            source=read_source(spec.source),
+            brief_json=spec.brief.model_dump_json(),
         )
 
     def build(self) -> Scorer:
@@ -108,7 +124,12 @@ class ScorerConfig:
             use_case=self.use_case,
             rules=self.rules,
             score_all=self.score_all,
-            context=ScoringContext(references=tuple(references)),
+            context=context_from(
+                references=tuple(references),
+                source=self.source,
+                brief=CreativeBrief.model_validate_json(self.brief_json),
+                use_case=self.use_case or "",
+            ),
         )
 
 

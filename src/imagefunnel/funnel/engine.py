@@ -20,7 +20,8 @@ from imagefunnel.providers.base import Generation, GenerationRequest
 from imagefunnel.routing import RouteContext, Router
 from imagefunnel.routing.budget import BudgetGuard
 from imagefunnel.scoring import Scorer, Verdict
-from imagefunnel.spec import JobSpec
+from imagefunnel.scoring.jobcontext import read_source
+from imagefunnel.spec import JobSpec, UseCase
 from imagefunnel.store import BlobStore, CandidateRecord, ScoreRecord, Store
 
 # Prior on the pass rate before anything is observed: Beta(2, 1), mean 0.67.
@@ -42,6 +43,14 @@ class _JobState:
     last_provider_error: str | None = None
     stop_reason: str | None = None
     references: tuple[bytes, ...] = ()  # the spec's reference photos, sent with every request
+    # Providers whose candidate was rejected, for jobs whose every request is the same input
+    # (background removal): asking them again would buy the same rejected output.
+    rejected_by: set[str] = field(default_factory=set)
+
+    def permits(self, provider: str) -> bool:
+        if self.spec.use_case == UseCase.BACKGROUND_REMOVAL and provider in self.rejected_by:
+            return False
+        return self.spec.providers.permits(provider)
 
     @property
     def done(self) -> bool:
@@ -191,7 +200,7 @@ class Funnel:
         return GenerationRequest(
             request_id=f"{state.job_id[:12]}-{n:05d}",
             model=spec.model,
-            prompt=spec.prompts[n % len(spec.prompts)],
+            prompt=spec.prompts[n % len(spec.prompts)] if spec.prompts else "",  # none: bg removal
             width=spec.size.width,
             height=spec.size.height,
             seed=spec.seed * 1_000_003 + n,
@@ -210,7 +219,7 @@ class Funnel:
                 wave=wave,
                 deadline=state.deadline,
                 budget=state.budget,
-                permits=state.spec.providers.permits,
+                permits=state.permits,
                 use_case=state.spec.use_case,
             )
             try:
@@ -242,6 +251,8 @@ class Funnel:
                 ScoreRecord("duplicate", 1, 1.0, 0.0, False, f"near-duplicate of candidate {duplicate_of}"),
             )
         passed = verdict.passed and duplicate_of is None
+        if not verdict.passed:
+            state.rejected_by.add(generation.provider)
         # The scorer's verdict (not the dedup) teaches the router this provider's pass rate.
         self._router.observe_verdict(
             generation.provider, generation.model, state.spec.use_case, verdict.passed
@@ -298,9 +309,12 @@ class Funnel:
 
 
 def _reference_bytes(spec: JobSpec) -> tuple[bytes, ...]:
-    """The reference photos' bytes, read once per job: subject-aware models need them with every
-    request (the router then only picks providers that can take them)."""
+    """The input image (the job's ``source``) and reference photos' bytes, read once per job:
+    image-taking models need them with every request (the router then only picks providers that
+    can take them). The source comes first: it is what a background remover cuts out."""
+    source = read_source(spec.source)
     try:
-        return tuple(path.read_bytes() for path in spec.references)
+        photos = tuple(path.read_bytes() for path in spec.references)
     except OSError as exc:
         raise SpecError(f"reference photo {exc.filename}: cannot read: {exc.strerror or exc}") from exc
+    return ((source,) if source is not None else ()) + photos

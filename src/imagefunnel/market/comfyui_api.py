@@ -27,9 +27,15 @@ from imagefunnel.market.comfyui_runtime import BoxRuntime, QueueItem
 from imagefunnel.market.comfyui_validate import validate_prompt
 from imagefunnel.market.comfyui_worker import serve
 
-__all__ = ["COMFYUI_VERSION", "create_comfyui_app"]
+__all__ = ["COMFYUI_VERSION", "MODEL_FOLDERS", "create_comfyui_app", "server_features"]
 
 COMFYUI_VERSION = "0.3.64"
+# The model folders a stock server lists at /models (folder_paths.folder_names_and_paths).
+MODEL_FOLDERS = (
+    "checkpoints", "configs", "loras", "vae", "text_encoders", "diffusion_models", "clip_vision",
+    "style_models", "embeddings", "diffusers", "vae_approx", "controlnet", "gligen", "upscale_models",
+    "custom_nodes", "hypernetworks", "photomaker", "classifiers", "model_patches", "audio_encoders",
+)  # fmt: skip
 _MAX_UPLOAD_BYTES = 100 * 1024 * 1024  # ComfyUI's default --max-upload-size is 100 MB
 _SERVER_TROUBLE = "500 Internal Server Error\n\nServer got itself in trouble"
 _CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
@@ -65,6 +71,12 @@ def create_comfyui_app(rt: BoxRuntime) -> ASGIApp:
         Route("/system_stats", api.system_stats, methods=["GET"]),
         Route("/object_info", api.object_info, methods=["GET"]),
         Route("/object_info/{node_class}", api.object_info, methods=["GET"]),
+        Route("/features", api.features, methods=["GET"]),
+        Route("/models", api.models, methods=["GET"]),
+        Route("/models/{folder}", api.models, methods=["GET"]),
+        Route("/embeddings", api.embeddings, methods=["GET"]),
+        Route("/extensions", api.extensions, methods=["GET"]),
+        Route("/free", api.free, methods=["POST"]),
     ]
     app = Starlette(routes=[Mount("/api", routes=routes), *routes], lifespan=lifespan)
     return _OutageGate(app, rt)
@@ -105,8 +117,13 @@ class _ComfyApi:
             if running is not None and running.client_id == sid and rt.last_node is not None:
                 # Like the real server: a reconnecting owner learns which node is running.
                 await ws.send_text(json.dumps({"type": "executing", "data": {"node": rt.last_node}}))
+            first = True
             while True:
-                await ws.receive_text()  # clients may send; nothing they say matters here
+                text = await ws.receive_text()
+                if first and _is_feature_flags(text):
+                    # Capability negotiation: the client's first message may carry its flags.
+                    await ws.send_text(json.dumps({"type": "feature_flags", "data": server_features()}))
+                first = False
         except (WebSocketDisconnect, RuntimeError, OSError):
             pass
         finally:
@@ -118,9 +135,9 @@ class _ComfyApi:
         try:
             body = json.loads(await request.body())
         except ValueError:
-            return PlainTextResponse(_SERVER_TROUBLE, status_code=500)
+            return _bad_prompt("Prompt body is not valid JSON")
         if not isinstance(body, dict):
-            return PlainTextResponse(_SERVER_TROUBLE, status_code=500)
+            return _bad_prompt("Prompt body must be a JSON object")
         number: float = float(body["number"]) if "number" in body else rt.next_number()
         if "number" not in body and body.get("front"):
             number = -number
@@ -129,7 +146,7 @@ class _ComfyApi:
             return JSONResponse({"error": error | {"extra_info": {}}, "node_errors": {}}, status_code=400)
         prompt = body["prompt"]
         if not isinstance(prompt, dict):
-            return PlainTextResponse(_SERVER_TROUBLE, status_code=500)
+            return _bad_prompt("'prompt' must be an object of nodes")
         prompt_id = str(body.get("prompt_id") or uuid.uuid4())
         checked = validate_prompt(
             prompt, rt.catalog(), has_input_file=lambda name: rt.store.input_file(name) is not None
@@ -264,6 +281,33 @@ class _ComfyApi:
         }
         return JSONResponse({"system": system, "devices": [device]})
 
+    async def features(self, request: Request) -> Response:
+        return JSONResponse(server_features())
+
+    async def models(self, request: Request) -> Response:
+        """``/models``: the model folders; ``/models/{folder}``: the files in one (404 if unknown)."""
+        folder = request.path_params.get("folder")
+        if folder is None:
+            return JSONResponse(list(MODEL_FOLDERS))
+        if folder not in MODEL_FOLDERS:
+            return Response(status_code=404)
+        files = list(self._rt.box.checkpoints) if folder == "checkpoints" else []
+        return JSONResponse(files)
+
+    async def embeddings(self, request: Request) -> Response:
+        return JSONResponse([])  # embedding names without extension; this box has none
+
+    async def extensions(self, request: Request) -> Response:
+        return JSONResponse([])  # front-end extension scripts; a headless box serves none
+
+    async def free(self, request: Request) -> Response:
+        """``{"unload_models": true}`` drops what is loaded: the next prompt loads its checkpoint
+        again (and pays for it); ``free_memory`` alone changes nothing an API client can see."""
+        body = await _json_object(request) or {}
+        if body.get("unload_models"):
+            self._rt.cache.clear()
+        return Response(status_code=200)
+
     async def object_info(self, request: Request) -> Response:
         catalog = self._rt.catalog()
         wanted = request.path_params.get("node_class")
@@ -271,6 +315,25 @@ class _ComfyApi:
             spec = catalog.get(wanted)
             return JSONResponse({wanted: spec.object_info()} if spec is not None else {})
         return JSONResponse({name: spec.object_info() for name, spec in catalog.items()})
+
+
+def server_features() -> dict[str, Any]:
+    """What ``/features`` and the websocket's ``feature_flags`` reply report."""
+    return {"supports_preview_metadata": True, "max_upload_size": _MAX_UPLOAD_BYTES}
+
+
+def _is_feature_flags(text: str) -> bool:
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(message, dict) and message.get("type") == "feature_flags"
+
+
+def _bad_prompt(message: str) -> Response:
+    """A malformed /prompt body: 400 with the validation-error shape (never a 500)."""
+    error = {"type": "invalid_prompt", "message": message, "details": message, "extra_info": {}}
+    return JSONResponse({"error": error, "node_errors": {}}, status_code=400)
 
 
 async def _json_object(request: Request) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+import threading
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import Any, Literal, Protocol
 import cv2
 import numpy as np
 from PIL import Image as PILImage
-from PIL import ImageOps
+from PIL import ImageFile, ImageOps
 
 from imagefunnel.market.defects import Defect, Image, truncate
 from imagefunnel.market.images import Truth, encode
@@ -48,6 +49,9 @@ _INTERPOLATION = {
     "bicubic": cv2.INTER_CUBIC,
     "lanczos": cv2.INTER_LANCZOS4,
 }
+# PIL's truncated-loading switch is process-wide: flip it for one decode at a time. (The project's
+# own decoder refuses truncated files before PIL sees them, whatever the switch says.)
+_TRUNCATED_LOCK = threading.Lock()
 # Bigger images would exhaust the emulator's memory; a real GPU box runs out of VRAM as well.
 _MAX_PIXELS = 64_000_000
 
@@ -173,13 +177,29 @@ def _load_image(inputs: Mapping[str, Any], ctx: NodeContext) -> tuple[tuple[Any,
     if data is None:
         raise NodeFailure("FileNotFoundError", f"[Errno 2] No such file or directory: '{name}'")
     try:
-        with PILImage.open(io.BytesIO(data)) as img:
-            rgb = ImageOps.exif_transpose(img).convert("RGB")
-    except (OSError, SyntaxError, ValueError, PILImage.DecompressionBombError) as exc:
+        rgb = _open_rgb(data)
+    except OSError:
+        # ComfyUI's node_helpers.pillow retries with truncated loading: a file cut short loads,
+        # and what was never read stays black.
+        try:
+            with _TRUNCATED_LOCK:
+                ImageFile.LOAD_TRUNCATED_IMAGES = True
+                try:
+                    rgb = _open_rgb(data)
+                finally:
+                    ImageFile.LOAD_TRUNCATED_IMAGES = False
+        except (OSError, SyntaxError, ValueError, PILImage.DecompressionBombError) as exc:
+            raise NodeFailure(_type_name(exc), str(exc)) from exc
+    except (SyntaxError, ValueError, PILImage.DecompressionBombError) as exc:
         raise NodeFailure(_type_name(exc), str(exc)) from exc
     pixels = np.asarray(rgb, dtype=np.uint8)
     mask = np.zeros(pixels.shape[:2], dtype=np.float32)
     return (_picture(pixels), mask), None
+
+
+def _open_rgb(data: bytes) -> PILImage.Image:
+    with PILImage.open(io.BytesIO(data)) as img:
+        return ImageOps.exif_transpose(img).convert("RGB")
 
 
 def _save(

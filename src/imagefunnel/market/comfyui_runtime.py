@@ -3,12 +3,12 @@
 Message order follows what a real ComfyUI 0.3.64 sent (see ``shared/comfyui/PROTOCOL.md``)::
 
     status (queued) · status (picked up) · execution_start · execution_cached ·
-    (progress_state · executing · [progress × steps] · [executed]) per node · progress_state ·
+    (progress_state · executing · [progress × steps] · [executed] · progress_state) per node ·
     execution_success | execution_error | execution_interrupted ·
     -- history written here, never earlier -- · status · executing {node: null}
 
-Prompt-specific messages go to the prompt's ``client_id`` only (to everyone when it has none); ``status``
-goes to everyone. Node outputs are cached by input signature, as ComfyUI's classic cache keeps the
+Prompt-specific messages go to the prompt's ``client_id`` only (to nobody when it has none); ``status``
+and ``progress_state`` go to everyone. Node outputs are cached by input signature, as ComfyUI's classic cache keeps the
 last prompt's outputs: a resubmitted identical prompt re-executes nothing and costs no GPU time.
 
 GPU time is *modelled*: each node adds its configured seconds to the prompt's clock, and message
@@ -249,10 +249,20 @@ class BoxRuntime:
         await self.send("status", {"status": self.queue_info()}, None)
 
     async def emit(self, run: Run, event: str, data: dict[str, Any], *, record: bool = False) -> None:
-        """Send a prompt event to its owner; ``record`` also keeps it for the history entry."""
+        """Send a prompt event to its owner; ``record`` also keeps it for the history entry.
+
+        A prompt queued without a ``client_id`` has no owner: its events go to nobody (ComfyUI
+        sends them only ``if server.client_id is not None``), though history still records them.
+        """
         if record:
             run.messages.append([event, data])
-        await self.send(event, data, run.item.client_id)
+        if run.item.client_id is not None:
+            await self.send(event, data, run.item.client_id)
+
+    async def progress(self, data: dict[str, Any]) -> None:
+        """``progress_state`` is broadcast to every socket, owner or not (ComfyUI's progress
+        handler calls ``send_sync`` without a session id)."""
+        await self.send("progress_state", data, None)
 
     def timestamp(self, run: Run) -> int:
         return self.clock.ms(run.start_s + run.elapsed_s)

@@ -78,7 +78,8 @@ async def execute(rt: BoxRuntime, item: QueueItem) -> None:
     rt.running = None
     rt.last_node = None
     await rt.broadcast_status()
-    await rt.send("executing", {"node": None, "prompt_id": pid}, item.client_id)
+    if item.client_id is not None:  # an owner-less prompt ends without its closing executing
+        await rt.send("executing", {"node": None, "prompt_id": pid}, item.client_id)
 
 
 def _plan(rt: BoxRuntime, item: QueueItem) -> tuple[list[str], dict[str, str]]:
@@ -130,11 +131,11 @@ async def _run_nodes(
                 f'  File "/opt/ComfyUI/execution.py", line 496, in execute\n    {failed.failure.message}\n'
             ],
             "current_inputs": {name: [_format(value)] for name, value in failed.inputs.items()},
-            "current_outputs": {},
+            # The ids of the nodes whose outputs are cached (a list, as ComfyUI reports it).
+            "current_outputs": [*run.cached, *run.executed],
             "timestamp": rt.timestamp(run),
         }
         return "error", "execution_error", data
-    await rt.emit(run, "progress_state", _progress(run, running=None))
     return "success", "execution_success", {"prompt_id": pid, "timestamp": rt.timestamp(run)}
 
 
@@ -163,15 +164,17 @@ async def _run_node(
         values[node_id] = hit.values
         if hit.ui is not None:
             run.ui[node_id] = hit.ui
-            if run.item.client_id is not None:  # the old file names, no new file
-                executed = {"node": node_id, "display_node": node_id, "output": hit.ui, "prompt_id": pid}
-                await rt.emit(run, "executed", executed)
+            # The old file names, no new file.
+            executed = {"node": node_id, "display_node": node_id, "output": hit.ui, "prompt_id": pid}
+            await rt.emit(run, "executed", executed)
+        run.started.append(node_id)
+        await rt.progress(_progress(run, running=None))  # a cached node is finished at once
         return
     if rt.interrupted.is_set():
         raise _Interrupted(node_id)
     run.started.append(node_id)
     rt.last_node = node_id
-    await rt.emit(run, "progress_state", _progress(run, running=node_id))
+    await rt.progress(_progress(run, running=node_id))  # start_progress: the first of two per node
     await rt.emit(run, "executing", {"node": node_id, "display_node": node_id, "prompt_id": pid})
     spec = catalog[class_type]
     # Only declared inputs reach a node (ComfyUI's get_input_data ignores the rest).
@@ -195,6 +198,7 @@ async def _run_node(
         await rt.emit(
             run, "executed", {"node": node_id, "display_node": node_id, "output": ui, "prompt_id": pid}
         )
+    await rt.progress(_progress(run, running=None))  # finish_progress
 
 
 async def _spend(rt: BoxRuntime, run: Run, node_id: str, spec: NodeSpec, inputs: Mapping[str, Any]) -> None:

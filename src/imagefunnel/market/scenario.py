@@ -30,6 +30,7 @@ from pydantic import (
 
 from imagefunnel.errors import SpecError
 from imagefunnel.market.comfyui_box import ComfyUIBox
+from imagefunnel.market.cutout_profile import CutoutApiProfile
 from imagefunnel.market.defects import Defect
 from imagefunnel.market.outage import Outage
 
@@ -187,11 +188,14 @@ class Scenario(_Frozen):
     time_factor: Annotated[float, Field(gt=0.0)] = 1.0
     providers: Annotated[tuple[ProviderProfile, ...], Field(min_length=1)]
     comfyui_boxes: tuple[SelfHostedBox, ...] = ()
+    # Hosted background-removal APIs (remove.bg protocol), served by one CutoutServer of their own.
+    cutout_apis: tuple[CutoutApiProfile, ...] = ()
 
     @model_validator(mode="after")
     def _unique_names(self) -> Scenario:
         # Box names name adapters too, and the router tells adapters apart by name.
         names = [provider.name for provider in self.providers] + [box.name for box in self.comfyui_boxes]
+        names += [api.name for api in self.cutout_apis]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"duplicate provider names: {', '.join(duplicates)}")

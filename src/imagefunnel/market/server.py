@@ -25,6 +25,7 @@ import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from imagefunnel.market.comfyui_app import ComfyUIServer, GpuBillingRecord
+from imagefunnel.market.cutout_app import CutoutServer
 from imagefunnel.market.engine import BillingRecord, Market, ProviderStats
 from imagefunnel.market.fal_app import create_fal_app
 from imagefunnel.market.images import AssetLibrary, Truth
@@ -87,6 +88,11 @@ class MarketServer:
             box.name: ComfyUIServer(box, time_factor=pace, host=host, library=shared)
             for box in self.scenario.comfyui_boxes
         }
+        self._cutouts = (
+            CutoutServer(self.scenario.cutout_apis, time_factor=pace, host=host)
+            if self.scenario.cutout_apis
+            else None
+        )
         self._host = host
         self._port = port
         self._render_workers = render_workers
@@ -119,6 +125,8 @@ class MarketServer:
         try:
             for box in self._boxes.values():
                 box.start()  # each resets its own clock when it answers: within ms of the market's
+            if self._cutouts is not None:
+                self._cutouts.start()
         except RuntimeError:
             self.stop()
             raise
@@ -129,6 +137,8 @@ class MarketServer:
         """Stop serving and join every thread the server started; safe to call twice."""
         for box in self._boxes.values():
             box.stop()
+        if self._cutouts is not None:
+            self._cutouts.stop()
         serving, self._serving = self._serving, None
         if serving is not None:
             serving.stop()  # joins the server thread, then shuts its render pool down
@@ -160,10 +170,19 @@ class MarketServer:
         box's root (``http://gpu-box:8188``)."""
         if provider in self._boxes:
             return self._boxes[provider].url
+        if self._cutouts is not None and provider in self._cutouts.names:
+            return self._cutouts.base_url(provider)  # stands in for https://api.remove.bg
         if self.market.profile(provider) is None:
             known = ", ".join([p.name for p in self.scenario.providers] + list(self._boxes))
             raise KeyError(f"no provider {provider!r} in scenario {self.scenario.name!r} ({known})")
         return f"{self.url}/{provider}"
+
+    @property
+    def cutouts(self) -> CutoutServer:
+        """The scenario's background-removal APIs (``KeyError`` when it has none)."""
+        if self._cutouts is None:
+            raise KeyError(f"scenario {self.scenario.name!r} has no cutout_apis")
+        return self._cutouts
 
     def box(self, name: str) -> ComfyUIServer:
         """The running server of the scenario's ComfyUI box ``name``."""
@@ -198,6 +217,8 @@ class MarketServer:
         self.market.advance(seconds)
         for box in self._boxes.values():
             box.advance(seconds)
+        if self._cutouts is not None:
+            self._cutouts.advance(seconds)
 
     def now_s(self) -> float:
         return self.market.now_s()

@@ -12,6 +12,7 @@
         protocol: together
         models: [black-forest-labs/FLUX.1-schnell]
         price: {unit: megapixel, usd: 0.0027}
+      - {name: cutout, protocol: removebg, models: [background-removal], price: {unit: image, usd: 0.07}}
       - name: gpu-1
         protocol: comfyui
         base_url: http://gpu-1:8188
@@ -37,13 +38,14 @@ from imagefunnel.errors import SpecError
 from imagefunnel.providers.base import Provider
 from imagefunnel.providers.comfyui import ComfyUIProvider
 from imagefunnel.providers.comfyui_settings import ComfyUISettings
+from imagefunnel.providers.cutout_api import RemoveBgProvider
 from imagefunnel.providers.fal import FalProvider
 from imagefunnel.providers.openai_images import OpenAIImagesProvider
 from imagefunnel.providers.pricing import PerGpuSecond, PerImage, PerMegapixel, PerToken, PriceModel
 from imagefunnel.providers.replicate import ReplicateProvider
 from imagefunnel.providers.together import TogetherProvider
 
-ProtocolName = Literal["fal", "replicate", "openai", "together", "comfyui"]
+ProtocolName = Literal["fal", "replicate", "openai", "together", "comfyui", "removebg"]
 
 # (base URL, API key variable) of each protocol's real service.
 _DEFAULTS: Mapping[str, tuple[str, str]] = {
@@ -52,6 +54,7 @@ _DEFAULTS: Mapping[str, tuple[str, str]] = {
     "openai": ("https://api.openai.com/v1", "OPENAI_API_KEY"),
     "together": ("https://api.together.xyz/v1", "TOGETHER_API_KEY"),
     "comfyui": ("", "COMFYUI_TOKEN"),  # a self-hosted box: its base_url is required
+    "removebg": ("https://api.remove.bg", "REMOVE_BG_API_KEY"),  # background removal (price per image)
 }
 Usd = Annotated[float, Field(gt=0)]
 
@@ -108,6 +111,8 @@ class ProviderConfig(BaseModel):
     @model_validator(mode="after")
     def _priced(self) -> ProviderConfig:
         # fal publishes its prices and OpenAI's default is gpt-image-1's; the others must say.
+        if self.protocol == "removebg" and (self.price is None or self.price.unit != "image"):
+            raise ValueError("protocol removebg needs a price per image (what one credit costs you)")
         if self.price is None and self.protocol in ("replicate", "together"):
             raise ValueError(f"protocol {self.protocol} needs a price (its API does not report one)")
         if self.price is not None and self.protocol == "fal":
@@ -184,6 +189,10 @@ def build_provider(config: ProviderConfig, *, api_key: str | None = None) -> Pro
             quality=config.quality,
             price=price,
             timeout_s=timeout_s,
+        )
+    if config.protocol == "removebg" and config.price is not None and config.price.usd is not None:
+        return RemoveBgProvider(
+            name=name, base_url=url, api_key=key, usd_per_credit=config.price.usd, timeout_s=timeout_s
         )
     if price is None:  # unreachable after validation; keeps the type checker honest
         raise SpecError(f"provider {config.name}: protocol {config.protocol} needs a price")

@@ -13,10 +13,13 @@ from types import MappingProxyType
 
 from imagefunnel.errors import ImageError, SpecError
 from imagefunnel.imaging import DecodedImage, decode_image
+from imagefunnel.scoring import ad_creative as ad_creative  # registers tier 2 of "ad_creative"
 from imagefunnel.scoring import alignment as alignment  # registers prompt_alignment (optional CLIP)
+from imagefunnel.scoring import cutout as cutout  # registers tier 2 of use case "background_removal"
 from imagefunnel.scoring import generic as generic  # registers tier 1 in default_registry
 from imagefunnel.scoring import headshot as headshot  # registers tier 2 of use case "headshot"
 from imagefunnel.scoring import nsfw as nsfw  # registers the built-in tier-3 scorers (no NSFW,
+from imagefunnel.scoring import product as product  # registers tier 2 of use case "product"
 from imagefunnel.scoring import text as text  # no visible text or branding) for every use case
 from imagefunnel.scoring.faces import FaceModels, require_face_models
 from imagefunnel.scoring.features import ImageFeatures
@@ -84,9 +87,15 @@ class Scorer:
 
     def _resolve_dimensions(self, names: Sequence[str] | None) -> tuple[Dimension, ...]:
         if names is None:
-            own = self._registry.names(tier=2, use_case=self._use_case) if self._use_case else ()
-            names = [*self._registry.names(tier=1), *own, *self._registry.names(tier=3)]
-            names = [name for name in names if self._runs_by_default(self._registry.get(name))]
+            use_case = self._use_case
+            own = self._registry.names(tier=2, use_case=use_case) if use_case else ()
+            names = [*self._registry.names(tier=1, use_case=use_case), *own]
+            names += self._registry.names(tier=3, use_case=use_case)
+            names = [
+                name
+                for name in names
+                if self._runs_by_default(self._registry.get(name)) and name not in self._context.waived
+            ]
         if isinstance(names, str):  # a lone string would silently become its characters
             raise SpecError(
                 f"dimensions must be a list of names, got the string {names!r}", field="dimensions"
@@ -151,6 +160,9 @@ class Scorer:
             return _NO_REFERENCES
         if Need.PROMPT in context.missing(dim.info.needs):
             return "the job has no prompt to compare with"
+        missing = context.missing(dim.info.needs)
+        if missing:
+            return f"the job gives no {', '.join(sorted(need.value for need in missing))}"
         return "an earlier dimension already failed"
 
     @property

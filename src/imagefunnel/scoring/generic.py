@@ -34,6 +34,9 @@ __all__ = [
 _HIGHER = Direction.HIGHER_IS_BETTER
 _LOWER = Direction.LOWER_IS_BETTER
 _register = default_registry.register
+# Use cases where a bright subject on white or saturated colour is the point, not a defect: the
+# portrait assumptions of clipping and black-point cast do not hold there.
+NOT_PORTRAIT = frozenset({"product", "ad_creative", "background_removal"})
 
 
 @_register(
@@ -64,6 +67,7 @@ def decodable(features: ImageFeatures, context: ScoringContext | None = None) ->
         unit="fraction of pixels",
         default_threshold=0.90,
         cost=1.0,
+        not_for=NOT_PORTRAIT,
         fail_label="blank or near-uniform image",
         description="Fraction of a 64 px thumbnail within ±4 luma levels of its most common level. "
         "1.0 for a blank or black frame; plain studio backgrounds stay well below.",
@@ -105,6 +109,7 @@ def brightness(features: ImageFeatures, context: ScoringContext | None = None) -
         unit="fraction of pixels",
         default_threshold=0.25,
         cost=1.0,
+        not_for=NOT_PORTRAIT,
         fail_label="overexposed",
         description="Fraction of blown-out pixels (luma ≥ 250) in the central half of the frame "
         "(middle 50% of each axis), where the subject is. White backgrounds and lamps at the edges "
@@ -128,6 +133,7 @@ def highlight_clipping(features: ImageFeatures, context: ScoringContext | None =
         unit="RGB levels",
         default_threshold=40.0,
         cost=1.5,
+        not_for=NOT_PORTRAIT,
         fail_label="color cast",
         description="Spread between the R, G and B black points (1st percentile of each channel). "
         "Shadows are near-neutral in photos of any palette, warm rooms and skin close-ups included; "

@@ -26,6 +26,7 @@ from imagefunnel.errors import SpecError
 from imagefunnel.imaging import DecodedImage
 from imagefunnel.scoring.features import ImageFeatures
 from imagefunnel.scoring.verdict import Direction
+from imagefunnel.spec import CreativeBrief
 
 __all__ = [
     "Dimension",
@@ -48,6 +49,10 @@ class Need(StrEnum):
     FACE = "face"  # a detected face; found by the face tier from the image, not given by the caller
     REFERENCE = "reference"  # reference photos in the context
     PROMPT = "prompt"  # the generation prompt in the context
+    SOURCE = "source"  # the job's input image: the photo to cut out, or the product's reference photo
+    BACKGROUND = "background"  # a required background colour (the job's brief)
+    PALETTE = "palette"  # brand colours (the job's brief)
+    SAFE_AREAS = "safe_areas"  # areas kept calm for overlaid copy (the job's brief)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,6 +64,10 @@ class ScoringContext:
 
     prompt: str | None = None
     references: tuple[DecodedImage, ...] = ()
+    source: DecodedImage | None = None
+    brief: CreativeBrief | None = None
+    # Dimensions the job does not want measured by default (e.g. text, when its brief asks for text).
+    waived: frozenset[str] = frozenset()
 
     def missing(self, needs: Iterable[Need]) -> frozenset[Need]:
         """The needs this context cannot satisfy. FACE is found from the image, so never missing."""
@@ -67,7 +76,19 @@ class ScoringContext:
             have.add(Need.PROMPT)
         if self.references:
             have.add(Need.REFERENCE)
+        if self.source is not None:
+            have.add(Need.SOURCE)
+        brief = self.brief
+        if brief is not None:
+            have |= {n for n, ok in _BRIEF_NEEDS.items() if ok(brief)}
         return frozenset(needs) - have
+
+
+_BRIEF_NEEDS: dict[Need, Callable[[CreativeBrief], bool]] = {
+    Need.BACKGROUND: lambda brief: brief.background is not None,
+    Need.PALETTE: lambda brief: bool(brief.palette),
+    Need.SAFE_AREAS: lambda brief: bool(brief.safe_areas),
+}
 
 
 ScoreFn = Callable[[ImageFeatures, ScoringContext], float]
@@ -92,6 +113,8 @@ class DimensionInfo:
     needs: frozenset[Need] = field(default_factory=frozenset)
     decimals: int = 3  # digits shown in reasons
     use_cases: frozenset[str] = field(default_factory=frozenset)  # empty: every use case (tier 1)
+    # Use cases the dimension does not apply to: a portrait assumption that a product on white breaks.
+    not_for: frozenset[str] = field(default_factory=frozenset)
     # An optional extra (e.g. CLIP): left out of the default set where it cannot run; asked for by
     # name (dimensions, thresholds, rules) it is skipped with its probe's reason, never faked.
     optional: bool = False
@@ -183,13 +206,15 @@ class ScorerRegistry:
 
     def names(self, *, tier: int | None = None, use_case: str | None = None) -> tuple[str, ...]:
         """Registered names, cheapest first (then by name), optionally of one tier only, or only
-        those that apply to ``use_case`` (dimensions for every use case, plus its own)."""
+        those that apply to ``use_case`` (dimensions for every use case, plus its own, less those
+        declared ``not_for`` it)."""
         dims = sorted(self._dimensions.values(), key=lambda d: (d.info.cost, d.name))
         return tuple(
             d.name
             for d in dims
             if (tier is None or d.info.tier == tier)
             and (use_case is None or not d.info.use_cases or use_case in d.info.use_cases)
+            and (use_case is None or use_case not in d.info.not_for)
         )
 
     def copy(self) -> ScorerRegistry:

@@ -99,7 +99,10 @@ def parse_spec(text: str, *, source: str = "<spec>", base_dir: Path | None = Non
         raise SpecError(f"{field}: {_describe(first)}{where}{more}", field=field, line=line) from exc
     if base_dir is not None:
         refs = [ref if ref.is_absolute() else base_dir / ref for ref in spec.references]
-        spec = spec.model_copy(update={"references": refs})
+        update: dict[str, object] = {"references": refs}
+        if spec.source is not None and not spec.source.is_absolute():
+            update["source"] = base_dir / spec.source
+        spec = spec.model_copy(update=update)
     return spec
 
 

@@ -7,7 +7,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 # One comparison: ``dimension op number``. Parsed by this pattern, never evaluated as code.
 _RULE = re.compile(
@@ -20,6 +21,9 @@ MAX_RULE_ITEMS = 64  # per all/any list; the YAML loader already caps nesting de
 class UseCase(StrEnum):
     GENERIC = "generic"
     HEADSHOT = "headshot"
+    BACKGROUND_REMOVAL = "background_removal"  # input image in (``source``), RGBA cutout out
+    PRODUCT = "product"
+    AD_CREATIVE = "ad_creative"
 
 
 class _Strict(BaseModel):
@@ -142,6 +146,38 @@ class Rule(_Strict):
         return found.groupdict()
 
 
+_HEX_COLOR = r"^#[0-9a-fA-F]{6}$"
+
+
+class SafeArea(_Strict):
+    """A rectangle of the frame kept calm for overlaid copy, in fractions of width and height."""
+
+    x: Annotated[float, Field(ge=0.0, le=1.0)]
+    y: Annotated[float, Field(ge=0.0, le=1.0)]
+    width: Annotated[float, Field(gt=0.0, le=1.0)]
+    height: Annotated[float, Field(gt=0.0, le=1.0)]
+
+    @model_validator(mode="after")
+    def _inside(self) -> SafeArea:
+        if self.x + self.width > 1.0 + 1e-9 or self.y + self.height > 1.0 + 1e-9:
+            raise ValueError("a safe area must lie inside the frame (x + width ≤ 1, y + height ≤ 1)")
+        return self
+
+
+class CreativeBrief(_Strict):
+    """What product shots and ad creatives must respect beyond image quality."""
+
+    background: Annotated[str, Field(pattern=_HEX_COLOR)] | None = Field(
+        default=None, description="required background colour, e.g. '#ffffff' (None: any clean one)"
+    )
+    palette: list[Annotated[str, Field(pattern=_HEX_COLOR)]] = Field(
+        default_factory=list, max_length=32, description="brand colours"
+    )
+    palette_delta_e: float = Field(default=10.0, gt=0, le=100, description="CIEDE2000 tolerance")
+    safe_areas: list[SafeArea] = Field(default_factory=list, max_length=16)
+    allow_text: bool = Field(default=False, description="text in the image is wanted (no text check)")
+
+
 def _rules_from_strings(value: object) -> object:
     # Let users write a plain string per rule; the long form carries name, severity, all and any.
     if isinstance(value, list):
@@ -154,13 +190,22 @@ class JobSpec(_Strict):
 
     name: Annotated[str, Field(min_length=1, max_length=200)] = "job"
     use_case: UseCase = UseCase.HEADSHOT
-    prompts: Annotated[list[Annotated[str, Field(min_length=1, max_length=4000)]], Field(min_length=1)]
+    # Required except for background removal, whose providers take an image, not a prompt.
+    prompts: list[Annotated[str, Field(min_length=1, max_length=4000)]] = Field(
+        default_factory=list, validate_default=True
+    )
     model: str = "fal-ai/flux/dev"
     size: ImageSize = ImageSize()
     deliver: int = Field(ge=1, le=10_000, description="K: how many passing images to deliver")
     max_candidates: int | None = Field(default=None, ge=1, le=100_000, description="hard cap on N")
     concurrency: int = Field(default=8, ge=1, le=256)
     references: list[Path] = Field(default_factory=list, description="reference photos of the subject")
+    source: Path | None = Field(
+        default=None,
+        description="background_removal: the photo to cut out; product, ad_creative: a reference "
+        "photo of the product (colour fidelity). Sent to providers as the request's input image.",
+    )
+    brief: CreativeBrief = CreativeBrief()
     thresholds: dict[str, float] = Field(default_factory=dict, description="per-dimension overrides")
     rules: list[Rule] = Field(default_factory=list)
     score_all: bool = False
@@ -174,10 +219,20 @@ class JobSpec(_Strict):
     def _rules_from_strings(cls, value: object) -> object:
         return _rules_from_strings(value)
 
+    @field_validator("prompts")
+    @classmethod
+    def _prompted(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if not value and info.data.get("use_case") != UseCase.BACKGROUND_REMOVAL:
+            # A "missing" error, like any absent required field (the loader names no line for it).
+            raise PydanticCustomError("missing", "is required (only background_removal takes no prompt)")
+        return value
+
     @model_validator(mode="after")
     def _caps_consistent(self) -> JobSpec:
         if self.max_candidates is not None and self.max_candidates < self.deliver:
             raise ValueError(f"max_candidates ({self.max_candidates}) is below deliver ({self.deliver})")
+        if self.use_case == UseCase.BACKGROUND_REMOVAL and self.source is None:
+            raise ValueError("a background_removal job needs 'source': the photo to cut out")
         return self
 
     @property
