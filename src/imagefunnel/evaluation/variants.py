@@ -43,8 +43,16 @@ def decode_jpeg(data: bytes) -> Rgb:
     return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
 
 
+# A clean delivery is never tiny: resized copies keep at least this long side (or the source's own,
+# when it is smaller), so that "clean" never means a thumbnail blown up for viewing.
+MIN_SIDE = 256
+
+
 def _resize(rgb: Rgb, factor: float) -> Rgb:
     h, w = rgb.shape[:2]
+    factor = min(1.0, max(factor, MIN_SIDE / max(h, w)))
+    if factor == 1.0:
+        return rgb
     size = (max(16, round(w * factor)), max(16, round(h * factor)))
     return np.asarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
@@ -115,6 +123,8 @@ def tight_crop(rgb: Rgb, rng: np.random.Generator) -> Variant:
     h, w = rgb.shape[:2]
     grow = float(rng.uniform(1.3, 1.5))
     side = min(h, w, round(face.w * grow))
+    if side < 160:
+        raise ValueError("the face is too small for a tight crop that is still a usable image")
     cx, cy = face.cx + face.w * float(rng.uniform(-0.05, 0.05)), face.cy + 0.08 * face.h
     x0 = int(np.clip(round(cx - side / 2), 0, w - side))
     y0 = int(np.clip(round(cy - side / 2), 0, h - side))
@@ -144,9 +154,14 @@ def dark_room(rgb: Rgb, rng: np.random.Generator) -> Variant:
 
 
 def bright_room(rgb: Rgb, rng: np.random.Generator) -> Variant:
-    # A bright room or a generous exposure: 0.5-0.9 stops more light, highlights allowed to clip.
-    stops = float(rng.uniform(0.5, 0.9))
-    return Variant(from_linear(to_linear(rgb) * 2.0**stops), f"stops=+{stops:.2f}")
+    # A bright room or a generous exposure: 0.4-0.9 stops more light, but never so much that the
+    # brightest 2 % of the central half (where the face is) clips: brighter than that is a defect.
+    linear = to_linear(rgb)
+    h, w = rgb.shape[:2]
+    centre = linear[h // 4 : h - h // 4, w // 4 : w - w // 4].max(axis=2)
+    headroom = float(np.log2(0.9 / max(float(np.percentile(centre, 98)), 1e-3)))
+    stops = max(0.0, min(float(rng.uniform(0.4, 0.9)), headroom))
+    return Variant(from_linear(linear * 2.0**stops), f"stops=+{stops:.2f}")
 
 
 def _plain_backdrop(rgb: Rgb) -> NDArray[np.float32]:

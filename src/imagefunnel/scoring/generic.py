@@ -23,11 +23,9 @@ from imagefunnel.scoring.verdict import Direction
 __all__ = [
     "blockiness",
     "brightness",
-    "color_cast",
     "decodable",
     "highlight_clipping",
     "noise",
-    "sharpness",
     "uniformity",
 ]
 
@@ -117,57 +115,6 @@ def highlight_clipping(features: ImageFeatures, context: ScoringContext | None =
     h, w = luma.shape
     center = luma[h // 4 : h - h // 4 or h, w // 4 : w - w // 4 or w]
     return float(np.count_nonzero(center >= 250) / center.size)
-
-
-@_register(
-    DimensionInfo(
-        name="color_cast",
-        tier=1,
-        direction=_LOWER,
-        value_range=(0.0, 255.0),
-        unit="RGB levels",
-        default_threshold=40.0,
-        cost=1.5,
-        fail_label="color cast",
-        description="Spread between the R, G and B black points (1st percentile of each channel). "
-        "Shadows are near-neutral in photos of any palette, warm rooms and skin close-ups included; "
-        "a cast tints them. Gray-world chroma was rejected: it flags close-ups of skin.",
-        decimals=0,
-    )
-)
-def color_cast(features: ImageFeatures, context: ScoringContext | None = None) -> float:
-    rgb = features.analysis_rgb
-    black_points = []
-    for channel in range(3):
-        hist = cv2.calcHist([rgb], [channel], None, [256], [0, 256]).ravel().astype(np.float64)
-        black_points.append(luma_percentile(np.cumsum(hist) / hist.sum(), 0.01))
-    return max(black_points) - min(black_points)
-
-
-@_register(
-    DimensionInfo(
-        name="sharpness",
-        tier=1,
-        direction=_HIGHER,
-        value_range=(0.0, math.inf),
-        unit="ratio",
-        default_threshold=0.055,
-        cost=2.0,
-        fail_label="blurry",
-        description="Mean squared Laplacian over mean local variance (15 px windows) at 512 px: "
-        "fine detail relative to the image's own contrast, so low-contrast or soft-but-focused "
-        "photos pass and a blurred frame does not.",
-    )
-)
-def sharpness(features: ImageFeatures, context: ScoringContext | None = None) -> float:
-    gray = features.gray
-    laplacian = cv2.Laplacian(gray, cv2.CV_32F, ksize=1)
-    mean = cv2.blur(gray, (15, 15))
-    local_var = cv2.blur(gray * gray, (15, 15)) - mean * mean
-    contrast = float(np.mean(local_var))
-    if contrast < 1e-3:  # a flat frame has no detail to be sharp about
-        return 0.0
-    return float(np.mean(laplacian * laplacian)) / contrast
 
 
 # Immerkaer's noise-estimation mask: it cancels linear intensity ramps, leaving mostly noise.

@@ -321,6 +321,7 @@ def _g(name: str, family: str, expect: tuple[str, ...], how: str, make: object) 
 
 
 _SKIN = ("skin_tone_stops", "skin_tone_delta_e")
+_FACE_OVER = ("face_exposure", "face_clipping", "skin_tone_stops")
 FACE_GENERATORS: tuple[Generator, ...] = (
     _g("shadow_hard", "shadow", ("face_shadow",), "sharp-edged shadow at 25-65 deg", shadow_hard),
     _g("shadow_soft", "shadow", ("face_shadow",), "soft-edged shadow at 25-65 deg", shadow_soft),
@@ -336,8 +337,8 @@ FACE_GENERATORS: tuple[Generator, ...] = (
     _g("mouth_tilt", "lopsided_mouth", ("expression_asymmetry",), "mouth region rotated", lopsided_tilt),
     _g("clutter_shapes", "clutter", ("background_clutter",), "random shapes behind the head", clutter_shapes),
     _g("clutter_shelves", "clutter", ("background_clutter",), "book-spine shelves behind", clutter_shelves),
-    _g("face_blown", "face_overexposed", ("face_exposure",), "face +2..3.5 stops, clipped", face_blown_out),
-    _g("face_hotspot", "face_overexposed", ("face_exposure",), "additive flash hot spot", face_hotspot),
+    _g("face_blown", "face_overexposed", _FACE_OVER, "face +2..3.5 stops, clipped", face_blown_out),
+    _g("face_hotspot", "face_overexposed", _FACE_OVER, "additive flash hot spot", face_hotspot),
     _g("skin_stops", "skin_tone", _SKIN, "face lighter/darker in linear light", skin_shift_linear),
     _g("skin_hue", "skin_tone", _SKIN, "face hue pushed in Lab", skin_shift_hue),
 )  # fmt: skip

@@ -192,18 +192,24 @@ def _g(name: str, family: str, expect: tuple[str, ...], how: str, make: object) 
     return Generator(name=name, family=family, expect=expect, how=how, make=make)  # type: ignore[arg-type]
 
 
+# The dimensions meant to reject each family: the generic one, and the headshot tier's measure of
+# the same fault on the face or against the subject's reference photos.
+_BLUR = ("sharpness", "face_sharpness")
+_CAST = ("color_cast", "color_shift")
+_OVER = ("highlight_clipping", "face_exposure", "face_clipping", "skin_tone_stops")
+_UNDER = ("brightness", "face_exposure", "skin_tone_stops")
 PIXEL_GENERATORS: tuple[Generator, ...] = (
-    _g("cast_wb_gain", "color_cast", ("color_cast",), "white-balance gains in linear light", cast_white_balance),
-    _g("cast_tint", "color_cast", ("color_cast",), "additive tint in sRGB levels", cast_additive_tint),
-    _g("blur_gaussian", "blur", ("sharpness",), "gaussian blur", blur_gaussian),
-    _g("blur_motion", "blur", ("sharpness",), "line kernel at one of 8 angles", blur_motion),
-    _g("blur_defocus", "blur", ("sharpness",), "uniform disk in linear light", blur_defocus),
+    _g("cast_wb_gain", "color_cast", _CAST, "white-balance gains in linear light", cast_white_balance),
+    _g("cast_tint", "color_cast", _CAST, "additive tint in sRGB levels", cast_additive_tint),
+    _g("blur_gaussian", "blur", _BLUR, "gaussian blur", blur_gaussian),
+    _g("blur_motion", "blur", _BLUR, "line kernel at one of 8 angles", blur_motion),
+    _g("blur_defocus", "blur", _BLUR, "uniform disk in linear light", blur_defocus),
     _g("pixel_mosaic", "pixelation", ("pixelation",), "mean-colour cells, random grid phase", pixelate_mosaic),
     _g("pixel_nearest", "pixelation", ("pixelation",), "point-sampled, enlarged nearest", pixelate_nearest),
-    _g("over_linear", "overexposure", ("highlight_clipping", "face_exposure"), "linear gain, clipped", overexpose_linear),
-    _g("over_levels", "overexposure", ("highlight_clipping", "face_exposure"), "sRGB white point lowered", overexpose_levels),
-    _g("under_linear", "underexposure", ("brightness", "face_exposure"), "linear gain down, noise floor", underexpose_linear),
-    _g("under_gamma", "underexposure", ("brightness", "face_exposure"), "crushed sRGB tone curve", underexpose_gamma),
+    _g("over_linear", "overexposure", _OVER, "linear gain, clipped", overexpose_linear),
+    _g("over_levels", "overexposure", _OVER, "sRGB white point lowered", overexpose_levels),
+    _g("under_linear", "underexposure", _UNDER, "linear gain down, noise floor", underexpose_linear),
+    _g("under_gamma", "underexposure", _UNDER, "crushed sRGB tone curve", underexpose_gamma),
     _g("noise_gaussian", "noise", ("noise",), "gaussian noise per channel in sRGB", noise_gaussian),
     _g("noise_shot", "noise", ("noise",), "Poisson shot noise in linear light", noise_shot),
     _g("jpeg_pil", "jpeg", ("blockiness",), "one Pillow encode at low quality", jpeg_pil),
