@@ -76,6 +76,7 @@ def truncate(data: bytes, strength: float) -> bytes:
     """The encoded bytes cut short: 55 % of them kept at strength 0, 15 % at 1."""
     return data[: max(16, int(len(data) * (0.55 - 0.4 * strength)))]
 
+
 def _prepare(out: Path) -> None:
     if out.exists() and any(out.iterdir()) and not (out / MANIFEST_NAME).exists():
         raise DevSetError(f"{out} is not empty and holds no dev set: choose a new folder")
@@ -124,7 +125,12 @@ def _defective(
 
 
 def _write_licenses(out: Path, sources: Iterable[SourcePhoto]) -> None:
-    lines = ["# Sources of the photos in this set", "", "| photo | person | source | license |", "|---|---|---|---|"]
+    lines = [
+        "# Sources of the photos in this set",
+        "",
+        "| photo | person | source | license |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {s.name} | {s.person} | {s.origin} | {s.license} |" for s in sources]
     (out / "LICENSES.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 

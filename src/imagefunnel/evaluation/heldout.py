@@ -76,7 +76,9 @@ def _person(item: ScoredImage, persons: Mapping[str, str]) -> str:
     return persons.get(item.label.source, item.label.source)
 
 
-def _rejected_by(item: ScoredImage, thresholds: Mapping[str, float], directions: Mapping[str, Direction]) -> list[str]:
+def _rejected_by(
+    item: ScoredImage, thresholds: Mapping[str, float], directions: Mapping[str, Direction]
+) -> list[str]:
     return [
         name
         for name, value in item.values.items()
@@ -177,7 +179,11 @@ def fit_clean_quantile(
     def fit(train: Sequence[ScoredImage]) -> dict[str, float]:
         out = {}
         for name, info in infos.items():
-            clean = [v for item in train if item.label.clean and math.isfinite(v := item.values.get(name, math.nan))]
+            clean = [
+                v
+                for item in train
+                if item.label.clean and math.isfinite(v := item.values.get(name, math.nan))
+            ]
             if not clean:
                 out[name] = info.default_threshold
                 continue

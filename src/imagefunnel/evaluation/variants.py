@@ -62,6 +62,7 @@ def as_is(rgb: Rgb, rng: np.random.Generator) -> Variant:
 
 
 def crop(rgb: Rgb, rng: np.random.Generator) -> Variant:
+    haar_face(rgb)  # a photo whose face is not found whole (a close-up) has nothing left to crop
     h, w = rgb.shape[:2]
     side = float(rng.uniform(0.72, 0.9))
     ch, cw = round(h * side), round(w * side)
@@ -71,8 +72,17 @@ def crop(rgb: Rgb, rng: np.random.Generator) -> Variant:
     return Variant(np.ascontiguousarray(rgb[top : top + ch, left : left + cw]), f"side={side:.2f}")
 
 
+def _clip_headroom(rgb: NDArray[np.uint8] | NDArray[np.float32]) -> float:
+    """The largest gain that leaves the brightest 2 % of the central half (the face) unclipped."""
+    h, w = rgb.shape[:2]
+    centre = rgb[h // 4 : h - h // 4, w // 4 : w - w // 4].max(axis=2)
+    return 250.0 / max(float(np.percentile(centre, 98)), 1.0)
+
+
 def exposure(rgb: Rgb, rng: np.random.Generator) -> Variant:
+    # Brighter or darker by 10-20 %, never so bright that the face burns out (that is a defect).
     gain = float(rng.choice([-1.0, 1.0]) * rng.uniform(0.1, 0.2) + 1.0)
+    gain = min(gain, max(1.0, _clip_headroom(rgb)))
     out = np.clip(rgb.astype(np.float32) * gain, 0, 255).astype(np.uint8)
     return Variant(out, f"gain={gain:.2f}")
 
@@ -175,8 +185,19 @@ def _plain_backdrop(rgb: Rgb) -> NDArray[np.float32]:
     spread = np.sqrt(np.maximum(cv2.blur(grey * grey, (k, k)) - mean * mean, 0.0))
     plain = (spread < 6.0).astype(np.float32)
     person = np.zeros((h, w), np.float32)
-    cv2.ellipse(person, (round(face.cx), round(face.cy)), (round(face.w * 0.9), round(face.h * 1.1)), 0, 0, 360, 1.0, -1)
-    person[round(face.y + face.h) :, max(0, round(face.x - 0.7 * face.w)) : round(face.x + 1.7 * face.w)] = 1.0
+    cv2.ellipse(
+        person,
+        (round(face.cx), round(face.cy)),
+        (round(face.w * 0.9), round(face.h * 1.1)),
+        0,
+        0,
+        360,
+        (1.0,),
+        -1,
+    )
+    person[round(face.y + face.h) :, max(0, round(face.x - 0.7 * face.w)) : round(face.x + 1.7 * face.w)] = (
+        1.0
+    )
     plain *= 1.0 - person
     plain = cv2.erode(plain, np.ones((k, k), np.uint8))
     return np.asarray(cv2.GaussianBlur(plain, (0, 0), k / 2), np.float32)[..., None]
@@ -208,6 +229,7 @@ def phone_jpeg(rgb: Rgb, rng: np.random.Generator) -> Variant:
     grey = sharp.mean(axis=2, keepdims=True)
     vivid = grey + (sharp - grey) * float(rng.uniform(1.1, 1.25))
     vivid += rng.normal(0.0, 1.5, vivid.shape).astype(np.float32)
+    vivid *= min(1.0, _clip_headroom(vivid))  # the phone's tone curve keeps the face from burning out
     quality = int(rng.integers(80, 91))
     data = encode_jpeg(np.clip(vivid, 0, 255).astype(np.uint8), quality)
     return Variant(decode_jpeg(data), f"sharpen={amount:.2f} q={quality}", data)

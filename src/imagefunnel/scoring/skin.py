@@ -133,7 +133,10 @@ def reference_differences(
     for image in references:
         theirs = skin_stats(analysis.models.reference(image))
         if theirs is not None:
-            out.append((stops(mine.luminance, theirs.luminance), ciede2000(mine.lab, theirs.lab)))
+            # Colour without lightness: a darker room changes L*, not the complexion's hue and
+            # chroma (lightness is what skin_tone_stops judges, in stops).
+            same_light = (mine.lab[0], theirs.lab[1], theirs.lab[2])
+            out.append((stops(mine.luminance, theirs.luminance), ciede2000(mine.lab, same_light)))
     return out
 
 

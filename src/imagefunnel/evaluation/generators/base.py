@@ -83,21 +83,42 @@ def _cascade(name: str) -> Any:
     return cv2.CascadeClassifier(str(cv2.data.haarcascades) + name)  # type: ignore[attr-defined]
 
 
-def haar_face(rgb: Rgb) -> Box:
-    """The largest frontal face the Haar cascade finds; ValueError when there is none."""
-    gray = cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+def _faces(gray: NDArray[np.uint8]) -> list[Box]:
     side = min(gray.shape)
-    found = _cascade("haarcascade_frontalface_default.xml").detectMultiScale(
-        gray, scaleFactor=1.1, minNeighbors=5, minSize=(max(24, side // 5), max(24, side // 5))
-    )
-    if len(found) == 0:
-        found = _cascade("haarcascade_frontalface_alt2.xml").detectMultiScale(
-            gray, scaleFactor=1.05, minNeighbors=3, minSize=(24, 24)
+    found = list(
+        _cascade("haarcascade_frontalface_default.xml").detectMultiScale(
+            gray, scaleFactor=1.1, minNeighbors=5, minSize=(max(24, side // 5), max(24, side // 5))
         )
-    if len(found) == 0:
-        raise ValueError("this defect needs a photo with a detectable face")
-    x, y, w, h = max(found, key=lambda b: int(b[2]) * int(b[3]))
-    return Box(int(x), int(y), int(w), int(h))
+    )
+    found += list(
+        _cascade("haarcascade_frontalface_alt2.xml").detectMultiScale(
+            gray, scaleFactor=1.05, minNeighbors=3, minSize=(max(24, side // 5), max(24, side // 5))
+        )
+    )
+    return [Box(int(x), int(y), int(w), int(h)) for x, y, w, h in found]
+
+
+def _has_an_eye(gray: NDArray[np.uint8], face: Box) -> bool:
+    top = gray[face.y : face.y + face.h * 11 // 20, face.x : face.x + face.w]
+    minimum = max(8, face.w // 9)
+    for cascade in ("haarcascade_eye_tree_eyeglasses.xml", "haarcascade_eye.xml"):
+        if len(
+            _cascade(cascade).detectMultiScale(
+                top, scaleFactor=1.05, minNeighbors=3, minSize=(minimum, minimum)
+            )
+        ):
+            return True
+    return False
+
+
+def haar_face(rgb: Rgb) -> Box:
+    """The largest frontal face the Haar cascades find that has an eye where an eye should be (a
+    face-like patch of wallpaper has none); ValueError when there is none."""
+    gray = cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+    for face in sorted(_faces(gray), key=lambda b: b.w * b.h, reverse=True):
+        if _has_an_eye(gray, face):
+            return face
+    raise ValueError("this defect needs a photo with a detectable face")
 
 
 def haar_eyes(rgb: Rgb, face: Box) -> tuple[Box, Box]:

@@ -12,6 +12,7 @@ import math
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 from imagefunnel.evaluation.generators.base import (
     Box,
@@ -25,16 +26,18 @@ from imagefunnel.evaluation.generators.base import (
 
 __all__ = ["FACE_GENERATORS"]
 
+Floats = NDArray[np.float32]
 
-def _feather(mask: np.ndarray, sigma: float) -> np.ndarray:
+
+def _feather(mask: Floats, sigma: float) -> Floats:
     soft = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), sigmaX=max(0.5, sigma))
     return np.asarray(soft, dtype=np.float32)[..., None]
 
 
-def _face_ellipse(shape: tuple[int, ...], face: Box, grow: float = 1.0) -> np.ndarray:
+def _face_ellipse(shape: tuple[int, ...], face: Box, grow: float = 1.0) -> Floats:
     mask = np.zeros(shape[:2], dtype=np.float32)
     axes = (round(face.w * 0.5 * grow), round(face.h * 0.62 * grow))
-    cv2.ellipse(mask, (round(face.cx), round(face.cy + 0.05 * face.h)), axes, 0, 0, 360, 1.0, -1)
+    cv2.ellipse(mask, (round(face.cx), round(face.cy + 0.05 * face.h)), axes, 0, 0, 360, (1.0,), -1)
     return mask
 
 
@@ -64,11 +67,11 @@ def shadow_soft(rgb: Rgb, strength: float, rng: np.random.Generator) -> Rgb:
     return _shadow(rgb, strength, rng, edge=0.25)
 
 
-def _skin_sample(rgb: Rgb, face: Box) -> np.ndarray:
+def _skin_sample(rgb: Rgb, face: Box) -> Floats:
     # Cheek colour: the median of a patch under each eye, well inside the face box.
     y0, y1 = face.y + face.h * 11 // 20, face.y + face.h * 13 // 20
     x0, x1 = face.x + face.w // 4, face.x + face.w * 3 // 4
-    return np.median(rgb[y0:y1, x0:x1].reshape(-1, 3), axis=0).astype(np.float32)
+    return np.asarray(np.median(rgb[y0:y1, x0:x1].reshape(-1, 3), axis=0), dtype=np.float32)
 
 
 def closed_eyes_paint(rgb: Rgb, strength: float, rng: np.random.Generator) -> Rgb:
@@ -81,11 +84,11 @@ def closed_eyes_paint(rgb: Rgb, strength: float, rng: np.random.Generator) -> Rg
         mask = np.zeros(rgb.shape[:2], dtype=np.float32)
         axes = (round(eye.w * 0.42), round(eye.h * (0.22 + 0.12 * strength)))
         centre = (round(eye.cx), round(eye.cy + 0.05 * eye.h))
-        cv2.ellipse(mask, centre, axes, 0, 0, 360, 1.0, -1)
+        cv2.ellipse(mask, centre, axes, 0, 0, 360, (1.0,), -1)
         soft = _feather(mask, eye.w * 0.05)
         out = out * (1 - soft) + skin * soft
         lash = np.zeros(rgb.shape[:2], dtype=np.float32)
-        cv2.ellipse(lash, centre, (axes[0], max(1, axes[1] // 3)), 0, 10, 170, 1.0, max(1, eye.w // 25))
+        cv2.ellipse(lash, centre, (axes[0], max(1, axes[1] // 3)), 0, 10, 170, (1.0,), max(1, eye.w // 25))
         out = out * (1 - 0.6 * _feather(lash, 0.8)) + skin * 0.3 * 0.6 * _feather(lash, 0.8)
     return np.clip(out, 0, 255).astype(np.uint8)
 
@@ -112,7 +115,6 @@ def closed_eyes_squash(rgb: Rgb, strength: float, rng: np.random.Generator) -> R
 def face_cut_crop(rgb: Rgb, strength: float, rng: np.random.Generator) -> Rgb:
     # The frame cuts the face on one side (left, right or below the mouth): 20-45 % of it lost.
     face = haar_face(rgb)
-    h, w = rgb.shape[:2]
     lost = 0.15 + 0.3 * strength
     side = str(rng.choice(["left", "right", "bottom"]))
     if side == "left":
@@ -138,7 +140,9 @@ def face_cut_zoom(rgb: Rgb, strength: float, rng: np.random.Generator) -> Rgb:
 def _shrunk(rgb: Rgb, strength: float) -> tuple[Rgb, int, int]:
     h, w = rgb.shape[:2]
     factor = 0.5 - 0.3 * strength  # the face at 35 % of its size at 0.5, 20 % at 1
-    small = cv2.resize(rgb, (max(8, round(w * factor)), max(8, round(h * factor))), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        rgb, (max(8, round(w * factor)), max(8, round(h * factor))), interpolation=cv2.INTER_AREA
+    )
     return np.asarray(small, dtype=np.uint8), (h - small.shape[0]) // 2, (w - small.shape[1]) // 2
 
 
@@ -151,12 +155,16 @@ def small_face_reflect(rgb: Rgb, strength: float, rng: np.random.Generator) -> R
     return np.asarray(padded, dtype=np.uint8)
 
 
-def small_face_backdrop(rgb: Rgb, strength: float, rng: np.random.Generator) -> Rgb:
-    # Zoomed out onto a blurred, enlarged copy of the picture (a "fill" background).
+def small_face_canvas(rgb: Rgb, strength: float, rng: np.random.Generator) -> Rgb:
+    # Zoomed out onto a plain canvas of the picture's mean colour with a soft vignette, off-centre.
     small, top, left = _shrunk(rgb, strength)
-    backdrop = cv2.GaussianBlur(rgb, (0, 0), sigmaX=max(rgb.shape[:2]) / 40)
-    out = np.asarray(backdrop, dtype=np.uint8).copy()
-    out[top : top + small.shape[0], left : left + small.shape[1]] = small
+    h, w = rgb.shape[:2]
+    mean = rgb.reshape(-1, 3).mean(axis=0).astype(np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    vignette = 1.0 - 0.25 * (((xx - w / 2) / w) ** 2 + ((yy - h / 2) / h) ** 2)
+    out = np.clip(mean[None, None, :] * vignette[..., None], 0, 255).astype(np.uint8)
+    dx = int(rng.integers(-left // 2, left // 2 + 1)) if left > 1 else 0
+    out[top : top + small.shape[0], left + dx : left + dx + small.shape[1]] = small
     return out
 
 
@@ -166,7 +174,7 @@ def _paste(rgb: Rgb, patch: Rgb, x: int, y: int) -> Rgb:
     h, w = rgb.shape[:2]
     x, y = int(np.clip(x, 0, w - pw)), int(np.clip(y, 0, h - ph))
     mask = np.zeros((ph, pw), dtype=np.float32)
-    cv2.ellipse(mask, (pw // 2, ph // 2), (pw * 9 // 20, ph * 9 // 20), 0, 0, 360, 1.0, -1)
+    cv2.ellipse(mask, (pw // 2, ph // 2), (pw * 9 // 20, ph * 9 // 20), 0, 0, 360, (1.0,), -1)
     soft = _feather(mask, pw * 0.04)
     out[y : y + ph, x : x + pw] = out[y : y + ph, x : x + pw] * (1 - soft) + patch * soft
     return np.clip(out, 0, 255).astype(np.uint8)
@@ -179,8 +187,11 @@ def extra_face_copy(rgb: Rgb, strength: float, rng: np.random.Generator) -> Rgb:
     grow = 1.25
     x0, y0 = max(0, round(face.cx - face.w * grow / 2)), max(0, round(face.cy - face.h * grow / 2))
     patch = rgb[y0 : y0 + round(face.h * grow), x0 : x0 + round(face.w * grow)]
-    patch = cv2.resize(patch, (max(8, round(patch.shape[1] * scale)),) * 2, interpolation=cv2.INTER_AREA)
-    h, w = rgb.shape[:2]
+    patch = np.asarray(
+        cv2.resize(patch, (max(8, round(patch.shape[1] * scale)),) * 2, interpolation=cv2.INTER_AREA),
+        np.uint8,
+    )
+    w = rgb.shape[1]
     right = face.cx < w / 2
     x = w - patch.shape[1] if right else 0
     return _paste(rgb, np.asarray(patch, np.uint8), x, round(face.y + face.h * 0.1))
@@ -192,9 +203,11 @@ def extra_face_mirror(rgb: Rgb, strength: float, rng: np.random.Generator) -> Rg
     scale = 0.45 + 0.3 * strength
     patch = rgb[face.y : face.y + face.h, face.x : face.x + face.w][:, ::-1]
     side = max(8, round(face.w * scale))
-    patch = cv2.resize(np.ascontiguousarray(patch), (side, side), interpolation=cv2.INTER_AREA)
+    patch = np.asarray(
+        cv2.resize(np.ascontiguousarray(patch), (side, side), interpolation=cv2.INTER_AREA), np.uint8
+    )
     turn = cv2.getRotationMatrix2D((side / 2, side / 2), float(rng.uniform(-15, 15)), 1.0)
-    patch = cv2.warpAffine(patch, turn, (side, side), borderMode=cv2.BORDER_REFLECT)
+    patch = np.asarray(cv2.warpAffine(patch, turn, (side, side), borderMode=cv2.BORDER_REFLECT), np.uint8)
     h, w = rgb.shape[:2]
     x = 0 if face.cx > w / 2 else w - side
     return _paste(rgb, np.asarray(patch, np.uint8), x, h - side)
@@ -225,16 +238,25 @@ def lopsided_tilt(rgb: Rgb, strength: float, rng: np.random.Generator) -> Rgb:
     angle = float(rng.choice([-1.0, 1.0])) * (10.0 + 14.0 * strength)
     turned = cv2.warpAffine(rgb, cv2.getRotationMatrix2D((mx, my), angle, 1.0), rgb.shape[1::-1])
     mask = np.zeros(rgb.shape[:2], dtype=np.float32)
-    cv2.ellipse(mask, (round(mx), round(my)), (round(half * 1.5), round(half * 0.8)), 0, 0, 360, 1.0, -1)
+    cv2.ellipse(mask, (round(mx), round(my)), (round(half * 1.5), round(half * 0.8)), 0, 0, 360, (1.0,), -1)
     soft = _feather(mask, half * 0.25)
-    return np.clip(rgb * (1 - soft) + turned * soft, 0, 255).astype(np.uint8)
+    return np.asarray(np.clip(rgb * (1 - soft) + turned * soft, 0, 255), dtype=np.uint8)
 
 
-def _background_mask(rgb: Rgb, face: Box) -> np.ndarray:
+def _background_mask(rgb: Rgb, face: Box) -> Floats:
     """Where the backdrop is: beside and above the head, away from the body under the face."""
     h, w = rgb.shape[:2]
     person = np.zeros((h, w), dtype=np.float32)
-    cv2.ellipse(person, (round(face.cx), round(face.cy)), (round(face.w * 0.85), round(face.h * 1.0)), 0, 0, 360, 1.0, -1)
+    cv2.ellipse(
+        person,
+        (round(face.cx), round(face.cy)),
+        (round(face.w * 0.85), round(face.h * 1.0)),
+        0,
+        0,
+        360,
+        (1.0,),
+        -1,
+    )
     body_top = round(face.y + face.h * 1.05)
     person[body_top:, max(0, round(face.cx - face.w * 1.3)) : round(face.cx + face.w * 1.3)] = 1.0
     return 1.0 - person
@@ -245,19 +267,25 @@ def clutter_shapes(rgb: Rgb, strength: float, rng: np.random.Generator) -> Rgb:
     face = haar_face(rgb)
     h, w = rgb.shape[:2]
     layer = rgb.copy()
-    for _ in range(round(40 + 160 * strength)):
+    for _ in range(round(150 + 350 * strength)):
         colour = tuple(int(c) for c in rng.integers(0, 256, 3))
         x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
-        size = int(rng.integers(max(2, w // 60), max(4, w // 12)))
+        size = int(rng.integers(max(3, w // 40), max(6, w // 8)))
         kind = int(rng.integers(0, 3))
         if kind == 0:
-            cv2.line(layer, (x, y), (x + int(rng.integers(-size, size)) * 2, y + int(rng.integers(-size, size)) * 2), colour, max(1, w // 250))
+            cv2.line(
+                layer,
+                (x, y),
+                (x + int(rng.integers(-size, size)) * 2, y + int(rng.integers(-size, size)) * 2),
+                colour,
+                max(1, w // 250),
+            )
         elif kind == 1:
             cv2.rectangle(layer, (x, y), (x + size, y + size // 2), colour, -1)
         else:
             cv2.circle(layer, (x, y), size // 2, colour, -1)
     keep = _feather(_background_mask(rgb, face), 2.0)
-    return np.clip(rgb * (1 - keep) + layer * keep, 0, 255).astype(np.uint8)
+    return np.asarray(np.clip(rgb * (1 - keep) + layer * keep, 0, 255), dtype=np.uint8)
 
 
 def clutter_shelves(rgb: Rgb, strength: float, rng: np.random.Generator) -> Rgb:
@@ -274,7 +302,7 @@ def clutter_shelves(rgb: Rgb, strength: float, rng: np.random.Generator) -> Rgb:
             layer[top : top + row - 2, x : x + spine] = colour
             x += spine + 1
     keep = _feather(_background_mask(rgb, face), 2.0) * (0.75 + 0.25 * strength)
-    return np.clip(rgb * (1 - keep) + layer * keep, 0, 255).astype(np.uint8)
+    return np.asarray(np.clip(rgb * (1 - keep) + layer * keep, 0, 255), dtype=np.uint8)
 
 
 def face_blown_out(rgb: Rgb, strength: float, rng: np.random.Generator) -> Rgb:
@@ -306,7 +334,7 @@ def skin_shift_hue(rgb: Rgb, strength: float, rng: np.random.Generator) -> Rgb:
     # The face's colour pushed along a hue in Lab (greener, yellower or redder), the rest untouched.
     face = haar_face(rgb)
     soft = _feather(_face_ellipse(rgb.shape, face, 1.05), face.w * 0.06)
-    lab = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    lab = np.asarray(cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB), dtype=np.float32)
     angle = float(rng.uniform(0, 2 * math.pi))
     amount = 12.0 + 20.0 * strength
     lab[..., 1] += amount * math.cos(angle) * soft[..., 0]
@@ -330,7 +358,7 @@ FACE_GENERATORS: tuple[Generator, ...] = (
     _g("cut_crop", "face_cut", ("face_margin", "face_detected"), "frame cropped through the face", face_cut_crop),
     _g("cut_zoom", "face_cut", ("face_margin", "face_detected"), "zoomed in off-centre", face_cut_zoom),
     _g("small_reflect", "small_face", ("face_size",), "zoomed out, mirrored border", small_face_reflect),
-    _g("small_backdrop", "small_face", ("face_size",), "zoomed out on a blurred copy", small_face_backdrop),
+    _g("small_canvas", "small_face", ("face_size",), "zoomed out on a plain canvas", small_face_canvas),
     _g("extra_copy", "extra_face", ("face_count",), "scaled copy of the face beside it", extra_face_copy),
     _g("extra_mirror", "extra_face", ("face_count",), "mirrored rotated copy in a corner", extra_face_mirror),
     _g("mouth_lift", "lopsided_mouth", ("expression_asymmetry",), "one corner displaced up", lopsided_lift),

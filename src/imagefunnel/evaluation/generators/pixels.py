@@ -12,6 +12,7 @@ import math
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image
 
 from imagefunnel.evaluation.generators.base import Generator, Rgb, from_linear, to_linear
@@ -23,7 +24,7 @@ def _scale(rgb: Rgb) -> float:
     return max(rgb.shape[:2]) / 512.0
 
 
-def _unit_chroma(rng: np.random.Generator) -> np.ndarray:
+def _unit_chroma(rng: np.random.Generator) -> NDArray[np.float64]:
     """A random direction in the plane of colours with no luminance change (log-gain space)."""
     angle = rng.uniform(0.0, 2 * math.pi)
     # Two orthonormal zero-sum vectors span the chroma plane of (R, G, B) log gains.
@@ -61,7 +62,7 @@ def blur_motion(rgb: Rgb, strength: float, rng: np.random.Generator) -> Rgb:
     kernel = np.zeros((length, length), dtype=np.float32)
     kernel[length // 2, :] = 1.0
     turn = cv2.getRotationMatrix2D(((length - 1) / 2, (length - 1) / 2), angle, 1.0)
-    kernel = cv2.warpAffine(kernel, turn, (length, length), flags=cv2.INTER_LINEAR)
+    kernel = np.asarray(cv2.warpAffine(kernel, turn, (length, length), flags=cv2.INTER_LINEAR), np.float32)
     kernel /= max(float(kernel.sum()), 1e-6)
     return np.asarray(cv2.filter2D(rgb, -1, kernel, borderType=cv2.BORDER_REFLECT), dtype=np.uint8)
 
@@ -171,7 +172,7 @@ def jpeg_generations(rgb: Rgb, strength: float, rng: np.random.Generator) -> Rgb
     out = rgb
     final = max(3, round(30 - 24 * strength))
     for quality in (final + 20, final + 10, final):
-        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+        _, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
         out = np.asarray(cv2.imdecode(buf, cv2.IMREAD_UNCHANGED), dtype=np.uint8)
     return out
 
@@ -180,7 +181,9 @@ def blank_flat(rgb: Rgb, strength: float, rng: np.random.Generator) -> Rgb:
     # A frame of one colour, the image's mean, with a faint gradient (a failed render).
     mean = rgb.reshape(-1, 3).mean(axis=0)
     ramp = np.linspace(-2.0, 2.0, rgb.shape[1], dtype=np.float32)[None, :, None]
-    return np.clip(mean[None, None, :] + ramp + np.zeros_like(rgb, np.float32), 0, 255).astype(np.uint8)
+    return np.asarray(
+        np.clip(mean[None, None, :] + ramp + np.zeros_like(rgb, np.float32), 0, 255), dtype=np.uint8
+    )
 
 
 def black_frame(rgb: Rgb, strength: float, rng: np.random.Generator) -> Rgb:
