@@ -281,7 +281,11 @@ def eval_cmd(
         console.print_json(json.dumps({**report_dict(report), "leave_one_person_out": heldout_dict(held)}))
     else:
         render_report(report, console)
-        render_heldout(held, console, fitted="each default's rule (clean 99.5th percentile + 25 % headroom)")
+        render_heldout(
+            held,
+            console,
+            fitted="the defaults' rule (clean 99.5th percentile + half its distance from the median)",
+        )
 
 
 def calibrate_cmd(

@@ -23,6 +23,7 @@ from imagefunnel.scoring import DimensionInfo, Direction
 __all__ = [
     "CLEAN_QUANTILE",
     "HEADROOM",
+    "NOT_FITTED",
     "Fit",
     "HeldOut",
     "PersonResult",
@@ -34,10 +35,15 @@ __all__ = [
 ]
 
 Fit = Callable[[Sequence[ScoredImage]], Mapping[str, float]]
-# The rule every default follows: the clean distribution's 0.5th/99.5th percentile, pushed out by
-# a quarter of its distance from the clean median.
+# The rule the data-derived defaults follow: the clean distribution's 0.5th/99.5th percentile, pushed
+# out by half of its distance from the clean median.
 CLEAN_QUANTILE = 0.995
-HEADROOM = 0.25
+HEADROOM = 0.5
+# Defaults that are not fitted to photos, held out or not: a file decodes or not, one face is one
+# face, and the detector's confidence cut is the model's own.
+NOT_FITTED = frozenset(
+    {"decodable", "face_count", "face_detected", "identity", "nsfw", "text_area", "text_chars"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,11 +176,16 @@ def _quantile(values: Sequence[float], q: float) -> float:
 
 
 def fit_clean_quantile(
-    infos: Mapping[str, DimensionInfo], *, quantile: float = CLEAN_QUANTILE, headroom: float = HEADROOM
+    infos: Mapping[str, DimensionInfo],
+    *,
+    quantile: float = CLEAN_QUANTILE,
+    headroom: float = HEADROOM,
+    fixed: frozenset[str] = NOT_FITTED,
 ) -> Fit:
     """The fit every default follows, as a function of a training set: per dimension, the clean
     values' ``quantile`` (their 0.5th percentile for higher-is-better), pushed ``headroom`` of its
-    distance from the clean median further out. A dimension with no clean values keeps its default."""
+    distance from the clean median further out. A dimension in ``fixed``, or with no clean values,
+    keeps its default."""
 
     def fit(train: Sequence[ScoredImage]) -> dict[str, float]:
         out = {}
@@ -184,7 +195,7 @@ def fit_clean_quantile(
                 for item in train
                 if item.label.clean and math.isfinite(v := item.values.get(name, math.nan))
             ]
-            if not clean:
+            if not clean or name in fixed:
                 out[name] = info.default_threshold
                 continue
             median = _quantile(clean, 0.5)

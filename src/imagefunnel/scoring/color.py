@@ -4,9 +4,13 @@ A wrong white balance multiplies the three channels by different gains in linear
 measured there. The illuminant is estimated by the *gray-edge* hypothesis (van de Weijer, Gevers and
 Gijsenij, 2007): the average colour of edges is achromatic, which holds better than gray-world
 (the average colour of the scene) for close-ups of skin, warm rooms and coloured backdrops. The
-value is the angle in degrees between that estimate and neutral grey. Without a reference an image
-may be legitimately warm or cool, so the default only rejects strong casts; the headshot tier's
-``color_shift`` compares the face's skin with the subject's own reference photos, which is strict.
+estimate is split, in log chroma (log2 R/G, log2 B/G), into a *temperature* component (warm
+to cool, the direction in which real light sources differ: candle, tungsten, daylight, shade) and a
+*tint* component (green to magenta, across it, which real light rarely has). Clean real photos span
+a box on those two axes: very warm rooms, slightly magenta flash, never green or blue-cold. The
+value is how far, in stops, the estimate lies outside that box. A warm cast inside the range of real
+rooms cannot be told from a warm room without a reference; the headshot tier's ``color_shift``
+compares the face's skin with the subject's own reference photos, which is strict.
 """
 
 from __future__ import annotations
@@ -21,7 +25,21 @@ from imagefunnel.scoring.features import ImageFeatures
 from imagefunnel.scoring.registry import DimensionInfo, ScoringContext, default_registry
 from imagefunnel.scoring.verdict import Direction
 
-__all__ = ["COLOR_SIDE", "color_cast", "gray_edge_illuminant", "srgb_to_linear"]
+__all__ = [
+    "COLOR_SIDE",
+    "LIGHT_TEMPERATURE",
+    "LIGHT_TINT",
+    "color_cast",
+    "gray_edge_illuminant",
+    "srgb_to_linear",
+]
+
+# The box of real light, in stops of log chroma, from the clean real photos of the dev set (seed 0:
+# 194 clean images, tungsten rooms, flash-lit bars, daylight, coloured walls): temperature
+# (log2 R/G − log2 B/G)/√2 measured -0.21 .. +1.29 (warm), tint (log2 R/G + log2 B/G)/√2 measured
+# -0.10 .. +0.70 (magenta). The edges below are those extremes rounded outwards.
+LIGHT_TEMPERATURE = (-0.25, 1.3)
+LIGHT_TINT = (-0.15, 0.75)
 
 COLOR_SIDE = 128  # the illuminant is a global property: a small copy holds it, at a fraction of the cost
 _LEVELS = np.arange(256, dtype=np.float64) / 255.0
@@ -59,26 +77,32 @@ def _illuminant(features: ImageFeatures) -> NDArray[np.float64]:
     return features.derived("color.gray_edge", lambda f: gray_edge_illuminant(f.analysis_rgb))
 
 
+def _outside(value: float, bounds: tuple[float, float]) -> float:
+    return max(0.0, bounds[0] - value, value - bounds[1])
+
+
 @default_registry.register(
     DimensionInfo(
         name="color_cast",
         tier=1,
         direction=Direction.LOWER_IS_BETTER,
-        value_range=(0.0, 90.0),
-        unit="degrees from neutral",
-        # Clean real photos (dev set, seed 0: 196 clean images of 14 photos, warm flash-lit bars,
-        # tungsten rooms and coloured walls included) measured up to 27.8°, 99.5 % ≤ 27.6°. The
-        # cut adds 15 % headroom: without a reference only a strong cast can be told from a warm
-        # scene. Against references, the headshot tier's color_shift is the strict check.
-        default_threshold=32.0,
+        value_range=(0.0, 20.0),
+        unit="stops outside the range of real light",
+        # Clean real photos lie inside the box by its construction (0.0); the cut gives 0.25 stops
+        # of headroom beyond its edges, which are the clean extremes. A 1-stop blue or green
+        # white-balance error lands 0.5-1.5 stops outside.
+        default_threshold=0.25,
         cost=1.5,
         fail_label="color cast",
-        description="Angle between the light's colour estimated by gray-edge in linear light (the "
-        "average colour of edges is grey) and neutral grey. A white-balance gain tilts it; a "
-        "warm room or a skin close-up tilts it less than gray-world would.",
-        decimals=1,
+        description="The light's colour by gray-edge in linear light (the average colour of edges "
+        "is grey), as temperature (warm-cool) and tint (green-magenta) in log chroma; stops by "
+        "which it lies outside the range clean real photos span. Green, blue-cold or strongly "
+        "magenta light fails; warm rooms do not.",
+        decimals=2,
     )
 )
 def color_cast(features: ImageFeatures, context: ScoringContext | None = None) -> float:
-    estimate = _illuminant(features)
-    return math.degrees(math.acos(min(1.0, float(estimate.sum()) / math.sqrt(3))))
+    r, g, b = (max(float(v), 1e-6) for v in _illuminant(features))
+    u, v = math.log2(r / g), math.log2(b / g)
+    temperature, tint = (u - v) / math.sqrt(2), (u + v) / math.sqrt(2)
+    return math.hypot(_outside(temperature, LIGHT_TEMPERATURE), _outside(tint, LIGHT_TINT))

@@ -403,9 +403,10 @@ def skin_tone_stops(features: ImageFeatures, context: ScoringContext) -> float:
         direction=_LOWER,
         value_range=(0.0, 100.0),
         unit="ΔE2000",
-        # Clean real photos against their own photo (dev set, seed 0), lightness left out, measured
-        # 99.5 % ≤ DELTA_E_CLEAN; the cut adds a third. Set from the dev set's clean distribution.
-        default_threshold=22.0,
+        # Lightness left out. Clean variants against their own photo (dev set, seed 0) measured ≤ 4.9;
+        # other photos of the same person (obama ×3, jesper ×5: flash, scan, daylight) up to 12.9,
+        # which is what a job's references are. The cut adds 15 % to that.
+        default_threshold=15.0,
         cost=13.0,
         fail_label="skin colour unlike the reference",
         description="CIEDE2000 difference of hue and chroma (lightness left out: that is "

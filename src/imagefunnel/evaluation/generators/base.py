@@ -114,7 +114,7 @@ def _has_an_eye(gray: NDArray[np.uint8], face: Box) -> bool:
 def haar_face(rgb: Rgb) -> Box:
     """The largest frontal face the Haar cascades find that has an eye where an eye should be (a
     face-like patch of wallpaper has none); ValueError when there is none."""
-    gray = cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+    gray = np.asarray(cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)), dtype=np.uint8)
     for face in sorted(_faces(gray), key=lambda b: b.w * b.h, reverse=True):
         if _has_an_eye(gray, face):
             return face

@@ -162,7 +162,7 @@ def small_face_canvas(rgb: Rgb, strength: float, rng: np.random.Generator) -> Rg
     mean = rgb.reshape(-1, 3).mean(axis=0).astype(np.float32)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     vignette = 1.0 - 0.25 * (((xx - w / 2) / w) ** 2 + ((yy - h / 2) / h) ** 2)
-    out = np.clip(mean[None, None, :] * vignette[..., None], 0, 255).astype(np.uint8)
+    out = np.asarray(np.clip(mean[None, None, :] * vignette[..., None], 0, 255), dtype=np.uint8)
     dx = int(rng.integers(-left // 2, left // 2 + 1)) if left > 1 else 0
     out[top : top + small.shape[0], left + dx : left + dx + small.shape[1]] = small
     return out
@@ -350,11 +350,12 @@ def _g(name: str, family: str, expect: tuple[str, ...], how: str, make: object) 
 
 _SKIN = ("skin_tone_stops", "skin_tone_delta_e")
 _FACE_OVER = ("face_exposure", "face_clipping", "skin_tone_stops")
+_EYES = ("eyes_open", "eye_contrast")
 FACE_GENERATORS: tuple[Generator, ...] = (
     _g("shadow_hard", "shadow", ("face_shadow",), "sharp-edged shadow at 25-65 deg", shadow_hard),
     _g("shadow_soft", "shadow", ("face_shadow",), "soft-edged shadow at 25-65 deg", shadow_soft),
-    _g("eyes_painted", "closed_eyes", ("eyes_open",), "skin painted over Haar eye boxes", closed_eyes_paint),
-    _g("eyes_squashed", "closed_eyes", ("eyes_open",), "eye rows squashed, inpainted", closed_eyes_squash),
+    _g("eyes_painted", "closed_eyes", _EYES, "skin painted over Haar eye boxes", closed_eyes_paint),
+    _g("eyes_squashed", "closed_eyes", _EYES, "eye rows squashed, inpainted", closed_eyes_squash),
     _g("cut_crop", "face_cut", ("face_margin", "face_detected"), "frame cropped through the face", face_cut_crop),
     _g("cut_zoom", "face_cut", ("face_margin", "face_detected"), "zoomed in off-centre", face_cut_zoom),
     _g("small_reflect", "small_face", ("face_size",), "zoomed out, mirrored border", small_face_reflect),
