@@ -12,6 +12,7 @@ from rich.console import Console
 from imagefunnel.cli.bench import bench_app
 from imagefunnel.cli.eval import calibrate_cmd, devset_cmd, eval_cmd
 from imagefunnel.cli.providers import providers_app
+from imagefunnel.cli.serve import bench_service_cmd, evaluations_app, keys_app, serve_cmd
 from imagefunnel.errors import ImageFunnelError
 
 app = typer.Typer(
@@ -25,6 +26,10 @@ app.add_typer(bench_app, name="bench")
 app.command("devset")(devset_cmd)
 app.command("eval")(eval_cmd)
 app.command("calibrate")(calibrate_cmd)
+app.command("serve")(serve_cmd)
+app.add_typer(keys_app, name="keys")
+app.add_typer(evaluations_app, name="evaluations")
+bench_app.command("service")(bench_service_cmd)
 console = Console()
 err_console = Console(stderr=True)
 

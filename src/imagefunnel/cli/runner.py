@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,22 +11,12 @@ from pathlib import Path
 from rich.console import Console
 
 from imagefunnel.cli.progress import RichObserver
-from imagefunnel.executors import (
-    DEFAULT_EXECUTOR_URL,
-    ScorerConfig,
-    open_executor,
-    parse_executor_url,
-)
-from imagefunnel.funnel import Funnel, JobResult, load_result
+from imagefunnel.funnel import JobResult, load_result
+from imagefunnel.jobs import run_funnel_job
 from imagefunnel.providers.base import Provider
 from imagefunnel.report import write_report
-from imagefunnel.routing import Router
-from imagefunnel.routing.passrates import PassRateBook
-from imagefunnel.scoring import Scorer, ScoringContext
-from imagefunnel.scoring.identity import load_references
 from imagefunnel.spec import JobSpec
 from imagefunnel.store import BlobStore, Store
-from imagefunnel.store.pass_rates import SqlPassRates
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,38 +35,15 @@ async def _run(
     console: Console,
     resume_job_id: str | None,
 ) -> str:
-    scorer = Scorer(
-        thresholds=spec.thresholds or None,
-        score_all=spec.score_all,
-        rules=spec.rules,  # unknown dimensions in rules are refused here, before anything is bought
-        use_case=spec.use_case,  # a headshot job gets the headshot tier
-        context=ScoringContext(references=load_references(spec.references)),  # decoded once per job
-    )
-    # Pass rates learned from verdicts persist in the store, shared across jobs and restarts.
-    pass_rates = PassRateBook(persistence=SqlPassRates(store.engine))
-    router = Router(providers, ledger=store, pass_rates=pass_rates)
-    # Where candidates are scored: local://threads (default) or local://processes?workers=N.
-    choice = parse_executor_url(os.environ.get("IMAGEFUNNEL_EXECUTOR", DEFAULT_EXECUTOR_URL))
-    config = ScorerConfig.from_spec(spec) if choice.kind == "processes" else None
-    executor = open_executor(choice, config or ScorerConfig())
-    with executor, RichObserver(console=console, deliver=spec.deliver) as observer:
-        funnel = Funnel(
-            router=router,
-            scorer=scorer,
+    with RichObserver(console=console, deliver=spec.deliver) as observer:
+        outcome = await run_funnel_job(
+            spec,
+            providers,
             store=store,
             blobs=blobs,
-            executor=executor,
             observer=observer,
-            scorer_config=config,
+            resume_job_id=resume_job_id,
         )
-        try:
-            if resume_job_id is not None:
-                outcome = await funnel.resume(resume_job_id)
-            else:
-                outcome = await funnel.run(spec)
-        finally:
-            for provider in providers:
-                await provider.aclose()
     return outcome.job_id
 
 

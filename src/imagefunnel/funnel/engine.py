@@ -104,7 +104,7 @@ class Funnel:
     async def run(self, spec: JobSpec, *, job_id: str | None = None) -> FunnelOutcome:
         job_id = job_id or uuid.uuid4().hex
         references = _reference_bytes(spec)  # before the job exists: an unreadable photo starts nothing
-        self._store.create_job(
+        self._store.start_job(
             job_id=job_id, name=spec.name, spec_json=spec.model_dump_json(), deliver=spec.deliver
         )
         state = _JobState(

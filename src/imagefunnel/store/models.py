@@ -22,12 +22,18 @@ class JobRow(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     spec_json: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(20), default="running")  # running|delivered|partial|failed
+    # queued|running|delivered|partial|failed (queued: waiting for a worker to claim it)
+    status: Mapped[str] = mapped_column(String(20), default="running")
     stop_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     deliver: Mapped[int] = mapped_column(Integer)
     delivered: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The worker running a claimed job and until when its claim holds (see store.queue); a job run
+    # directly (the CLI) has no lease and is never claimed by a worker.
+    lease_owner: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class LedgerRow(Base):

@@ -93,6 +93,17 @@ class Store:
         with self.session() as s:
             s.add(JobRow(id=job_id, name=name, spec_json=spec_json, deliver=deliver, status="running"))
 
+    def start_job(self, *, job_id: str, name: str, spec_json: str, deliver: int) -> None:
+        """Create the job as running, or mark a queued one (submitted for a worker) as running."""
+        with self.session() as s:
+            row = s.get(JobRow, job_id)
+            if row is None:
+                s.add(JobRow(id=job_id, name=name, spec_json=spec_json, deliver=deliver, status="running"))
+            elif row.status == "queued":
+                row.status = "running"
+            elif row.status != "running":
+                raise StoreError(f"job {job_id!r} has already ended ({row.status})")
+
     def finish_job(self, job_id: str, *, status: str, stop_reason: str, delivered: int) -> None:
         with self.session() as s:
             s.execute(

@@ -1,0 +1,78 @@
+"""Run one job end to end with the library's parts: scorer, learned pass rates, router, executor, funnel.
+
+Every front end (the CLI, the service's workers, benchmarks) runs a job through
+:func:`run_funnel_job`, so they all wire the same parts the same way; only how progress is shown
+(the ``observer``) and where providers come from differ.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from imagefunnel.executors import DEFAULT_EXECUTOR_URL, ScorerConfig, open_executor, parse_executor_url
+from imagefunnel.funnel import Funnel, FunnelObserver, FunnelOutcome
+from imagefunnel.providers.base import Provider
+from imagefunnel.routing import Router
+from imagefunnel.routing.passrates import PassRateBook
+from imagefunnel.scoring import Scorer, ScoringContext
+from imagefunnel.scoring.identity import load_references
+from imagefunnel.spec import JobSpec
+from imagefunnel.store import BlobStore, Store
+from imagefunnel.store.pass_rates import SqlPassRates
+
+__all__ = ["build_scorer", "run_funnel_job"]
+
+
+def build_scorer(spec: JobSpec) -> Scorer:
+    """The job's scorer; unknown dimensions in its rules are refused here, before anything is bought."""
+    return Scorer(
+        thresholds=spec.thresholds or None,
+        score_all=spec.score_all,
+        rules=spec.rules,
+        use_case=spec.use_case,  # a headshot job gets the headshot tier
+        context=ScoringContext(references=load_references(spec.references)),  # decoded once per job
+    )
+
+
+async def run_funnel_job(
+    spec: JobSpec,
+    providers: Sequence[Provider],
+    *,
+    store: Store,
+    blobs: BlobStore,
+    observer: FunnelObserver | None = None,
+    job_id: str | None = None,
+    resume_job_id: str | None = None,
+    executor_url: str | None = None,
+) -> FunnelOutcome:
+    """Run ``spec`` as job ``job_id`` (a new id if None), or carry on the stored job
+    ``resume_job_id``; close the providers either way.
+
+    ``executor_url`` says where candidates are scored (default: ``IMAGEFUNNEL_EXECUTOR``, else a
+    thread pool): ``local://threads`` or ``local://processes?workers=N``.
+    """
+    try:
+        scorer = build_scorer(spec)
+        # Pass rates learned from verdicts persist in the store, shared across jobs and restarts.
+        pass_rates = PassRateBook(persistence=SqlPassRates(store.engine))
+        router = Router(providers, ledger=store, pass_rates=pass_rates)
+        url = executor_url or os.environ.get("IMAGEFUNNEL_EXECUTOR", DEFAULT_EXECUTOR_URL)
+        choice = parse_executor_url(url)
+        config = ScorerConfig.from_spec(spec) if choice.kind == "processes" else None
+        with open_executor(choice, config or ScorerConfig()) as executor:
+            funnel = Funnel(
+                router=router,
+                scorer=scorer,
+                store=store,
+                blobs=blobs,
+                executor=executor,
+                observer=observer,
+                scorer_config=config,
+            )
+            if resume_job_id is not None:
+                return await funnel.resume(resume_job_id)
+            return await funnel.run(spec, job_id=job_id)
+    finally:
+        for provider in providers:
+            await provider.aclose()
