@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from imagefunnel.imaging import DecodedImage
+from imagefunnel.scoring.color import srgb_to_linear
 from imagefunnel.scoring.faces import FACE_OVAL, FaceAnalysis
 
 __all__ = [
@@ -44,10 +45,6 @@ class SkinStats:
     clipped: float = 0.0
 
 
-_LEVELS = np.arange(256, dtype=np.float32) / 255.0
-_LINEAR = np.where(_LEVELS <= 0.04045, _LEVELS / 12.92, ((_LEVELS + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
 def linear_luminance(rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
     """Relative luminance Y (0..1) of sRGB pixels: undo the sRGB curve, weight by Rec. 709."""
     levels = np.arange(256, dtype=np.float32) / 255.0
@@ -66,7 +63,7 @@ def _stats(analysis: FaceAnalysis) -> SkinStats | None:
     # OpenCV's float RGB→Lab expects sRGB in 0..1 and returns L in 0..100, a*/b* in about ±127.
     lab = cv2.cvtColor(pixels.reshape(-1, 1, 3).astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB).reshape(-1, 3)
     median_lab = np.median(lab, axis=0)
-    r, g, b = (max(float(v), 1e-4) for v in np.median(_LINEAR[pixels], axis=0))
+    r, g, b = (max(float(v), 1e-4) for v in np.median(srgb_to_linear(pixels), axis=0))
     return SkinStats(
         luminance=float(np.median(linear_luminance(pixels))),
         lab=(float(median_lab[0]), float(median_lab[1]), float(median_lab[2])),
