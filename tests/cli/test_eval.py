@@ -112,4 +112,5 @@ def test_devset_labels_match_the_files(devset: Path) -> None:
 def test_bench_scoring_reports_throughput_against_targets() -> None:
     out = run("bench", "scoring", "--images", "2", "--workers", "1", "--use-case", "generic", "--no-quality")
     assert "x decode (target ≤ 3x:" in out
-    assert "full cascade from bytes (11 dimensions, score_all):" in out and "target ≥ 10" in out
+    assert "full cascade from bytes (12 dimensions, score_all):" in out and "target ≥ 10" in out
+    assert "`imagefunnel --help` start-up:" in out
