@@ -80,7 +80,9 @@ def test_clean_variants_differ_from_the_source_and_from_each_other(small_set: Pa
     base = pixels.pop("as_is").astype(np.int16)
     for name, rgb in pixels.items():
         same_shape = rgb.shape == base.shape
-        assert not same_shape or np.abs(rgb.astype(np.int16) - base).mean() > 0.5, name
+        if same_shape:  # a local change (a patterned wall behind) counts when it covers 1 % of the frame
+            diff = np.abs(rgb.astype(np.int16) - base)
+            assert diff.mean() > 0.5 or (diff.max(axis=2) > 4).mean() > 0.01, name
 
 
 def test_same_seed_same_files_and_subsets_agree(small_set: Path, tmp_path: Path) -> None:

@@ -214,6 +214,8 @@ def patterned_backdrop(rgb: Rgb, rng: np.random.Generator) -> Variant:
         wave = np.sign(np.sin(2 * np.pi * xx / period) * np.sin(2 * np.pi * yy / period))
     contrast = float(rng.uniform(0.05, 0.12))
     wall = _plain_backdrop(rgb)
+    if float(wall.mean()) < 0.015:  # under 1.5 % of the frame: no wall worth the name
+        raise ValueError("the photo has no plain backdrop to put a pattern on")
     out = rgb * (1.0 + contrast * wave[..., None] * wall)
     return Variant(np.clip(out, 0, 255).astype(np.uint8), f"{kind} period={period:.0f} c={contrast:.2f}")
 
