@@ -27,15 +27,16 @@ app.command("calibrate")(calibrate_cmd)
 app.add_typer(bench_app, name="bench")  # cli/bench.py's group, where `bench scoring` lives
 
 RUNNER = CliRunner()
+CLEAN = 13  # clean variants of luispedro (no plain backdrop to pattern: patterned_backdrop skipped)
 SMALL = [
     "--photo",
     "luispedro",
     "--strength",
     "1",
     "--defect",
-    "blur",
+    "blur_gaussian",
     "--defect",
-    "text_overlay",
+    "caption",
     "--defect",
     "truncated",
 ]
@@ -50,7 +51,8 @@ def run(*args: str) -> str:
 @pytest.fixture(scope="module")
 def devset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("devset") / "set"
-    assert "wrote 11 images (8 clean) from 1 photos" in run("devset", str(folder), *SMALL)
+    out = run("devset", str(folder), *SMALL)
+    assert f"wrote {CLEAN + 3} images ({CLEAN} clean) from 1 photos" in out, out  # 3 defects
     return folder
 
 
@@ -59,6 +61,7 @@ def test_eval_prints_recall_false_rejects_and_confusion(devset: Path) -> None:
     assert "Per dimension" in out and "Confusion" in out and "per source photo" in out
     assert "text_area" in out and "100.0% (1/1)" in out  # the overlay, caught
     assert "clean images rejected by any dimension: 0.0%" in out
+    assert "Leave one person out" in out and "held-out person" in out
 
 
 def test_eval_json_has_every_part(devset: Path) -> None:
@@ -67,7 +70,10 @@ def test_eval_json_has_every_part(devset: Path) -> None:
     assert dims["sharpness"]["recall"] == 1.0 and dims["decodable"]["recall"] == 1.0
     assert dims["text_chars"]["false_reject_rate"] == 0.0
     assert data["confusion"]["truncated"] == {"decodable": 1}
-    assert data["false_rejects_per_source"] == {"luispedro": {"clean": 8, "rejected": []}}
+    assert data["false_rejects_per_source"] == {"luispedro": {"clean": CLEAN, "rejected": []}}
+    held = data["leave_one_person_out"]
+    assert held["in_sample"]["clean_false_reject"]["whole"] == CLEAN
+    assert set(held["people"]) == {"Luis Pedro Coelho"} and len(held["held_out"]["hard_recall"]["ci95"]) == 2
 
 
 def test_calibrate_writes_thresholds_that_eval_and_a_scorer_accept(devset: Path, tmp_path: Path) -> None:
@@ -106,4 +112,5 @@ def test_devset_labels_match_the_files(devset: Path) -> None:
 def test_bench_scoring_reports_throughput_against_targets() -> None:
     out = run("bench", "scoring", "--images", "2", "--workers", "1", "--use-case", "generic", "--no-quality")
     assert "x decode (target ≤ 3x:" in out
-    assert "full cascade from bytes (11 dimensions, score_all):" in out and "target ≥ 10" in out
+    assert "full cascade from bytes (12 dimensions, score_all):" in out and "target ≥ 10" in out
+    assert "`imagefunnel --help` start-up:" in out

@@ -16,6 +16,7 @@ from imagefunnel.evaluation import (
     generate_devset,
     load_manifest,
 )
+from imagefunnel.evaluation.generators import GENERATORS
 from imagefunnel.evaluation.variants import CLEAN_VARIANTS
 from imagefunnel.imaging import decode_image
 from imagefunnel.market.defects import Defect
@@ -35,8 +36,11 @@ def test_every_source_variant_defect_and_strength_is_labelled(small_set: Path) -
     assert [s.name for s in manifest.sources] == ["luispedro", "obama_2"]
     clean = [i for i in manifest.images if i.clean]
     defective = [i for i in manifest.images if not i.clean]
-    assert len(clean) == 2 * len(CLEAN_VARIANTS)
-    assert len(defective) + len(manifest.skipped) == 2 * len(defect_names())
+    # A variant placed by the face or the backdrop (tight crop, patterned wall) may not apply to a
+    # photo; every one that does not is listed in ``skipped``, as are defects that need a face.
+    skipped_variants = [s for s in manifest.skipped if s.split(".jpg")[0].split("--")[1] in CLEAN_VARIANTS]
+    assert len(clean) + len(skipped_variants) == 2 * len(CLEAN_VARIANTS)
+    assert len(defective) + len(manifest.skipped) - len(skipped_variants) == 2 * len(defect_names())
     assert {i.defect for i in defective} == set(defect_names())
     assert {i.strength for i in defective} == {1.0}
     for image in defective:
@@ -45,10 +49,11 @@ def test_every_source_variant_defect_and_strength_is_labelled(small_set: Path) -
     assert all((small_set / i.file).is_file() for i in manifest.images)
 
 
-def test_every_market_defect_is_covered_and_text_has_several_forms() -> None:
+def test_defects_are_the_independent_generators_and_none_of_the_market() -> None:
     names = set(defect_names())
-    assert {d.value for d in Defect} <= names
-    assert {"text_overlay", "watermark", "logo", "closed_eyes"} <= names
+    assert names == {*GENERATORS, "truncated"}
+    assert not names & ({d.value for d in Defect} - {"truncated"})  # never graded by the detectors' twins
+    assert {"watermark", "logo", "caption", "eyes_painted", "pixel_mosaic", "cast_wb_gain"} <= names
 
 
 def test_sources_carry_their_licences(small_set: Path) -> None:
@@ -56,7 +61,7 @@ def test_sources_carry_their_licences(small_set: Path) -> None:
     luis = next(s for s in manifest.sources if s.name == "luispedro")
     assert luis.license == "MIT" and "mahotas" in luis.origin
     assert "public domain" in next(s for s in manifest.sources if s.name == "obama_2").license
-    assert (small_set / "LICENSES.md").read_text().startswith("# Portrait fixtures")
+    assert "| luispedro | Luis Pedro Coelho |" in (small_set / "LICENSES.md").read_text()
 
 
 def test_images_decode_except_the_truncated_ones(small_set: Path) -> None:
@@ -78,19 +83,24 @@ def test_clean_variants_differ_from_the_source_and_from_each_other(small_set: Pa
     base = pixels.pop("as_is").astype(np.int16)
     for name, rgb in pixels.items():
         same_shape = rgb.shape == base.shape
-        assert not same_shape or np.abs(rgb.astype(np.int16) - base).mean() > 0.5, name
+        if same_shape:  # a local change (a patterned wall behind) counts when it covers 1 % of the frame
+            diff = np.abs(rgb.astype(np.int16) - base)
+            assert diff.mean() > 0.5 or (diff.max(axis=2) > 4).mean() > 0.01, name
 
 
 def test_same_seed_same_files_and_subsets_agree(small_set: Path, tmp_path: Path) -> None:
     generate_devset(
-        tmp_path, DevSetConfig(seed=3, photos=("obama_2",), defects=("blur", "watermark"), strengths=(1.0,))
+        tmp_path,
+        DevSetConfig(seed=3, photos=("obama_2",), defects=("blur_motion", "watermark"), strengths=(1.0,)),
     )
-    for name in ("obama_2--soft.jpg", "obama_2--blur-1.00.jpg", "obama_2--watermark-1.00.jpg"):
+    for name in ("obama_2--soft.jpg", "obama_2--blur_motion-1.00.jpg", "obama_2--watermark-1.00.jpg"):
         assert (tmp_path / name).read_bytes() == (small_set / name).read_bytes(), name
 
 
 def test_another_seed_draws_other_variants(small_set: Path, tmp_path: Path) -> None:
-    generate_devset(tmp_path, DevSetConfig(seed=4, photos=("obama_2",), defects=("blur",), strengths=(1.0,)))
+    generate_devset(
+        tmp_path, DevSetConfig(seed=4, photos=("obama_2",), defects=("blur_motion",), strengths=(1.0,))
+    )
     assert (tmp_path / "obama_2--crop.jpg").read_bytes() != (small_set / "obama_2--crop.jpg").read_bytes()
 
 

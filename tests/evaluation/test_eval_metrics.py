@@ -188,7 +188,9 @@ def test_malformed_labels_are_a_dev_set_error(tmp_path: Path) -> None:
 
 def test_real_scores_of_a_small_set(tmp_path: Path) -> None:
     config = DevSetConfig(
-        photos=("grace_hopper",), defects=("blur", "noise", "truncated", "text_overlay"), strengths=(1.0,)
+        photos=("grace_hopper",),
+        defects=("blur_gaussian", "noise_gaussian", "truncated", "caption"),
+        strengths=(1.0,),
     )
     manifest = generate_devset(tmp_path, config)
     scorer = Scorer(score_all=True)  # tiers 1 and 3: fast, no faces

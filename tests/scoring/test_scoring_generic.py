@@ -13,16 +13,18 @@ from imagefunnel.market import defects
 from imagefunnel.market.defects import Defect
 from imagefunnel.scoring import ImageFeatures, ScoringContext, default_registry, generic
 
-# Each tier-1 dimension and the defect it exists to catch.
+# Each tier-1 dimension and the market defect it exists to catch. Colour cast and pixelation are
+# tested in test_detail_color.py (with the independent generators: the market has no pixelation,
+# and its additive cast is a job for the reference-relative color_shift).
 TARGETS = {
     "sharpness": Defect.BLUR,
     "noise": Defect.NOISE,
     "blockiness": Defect.JPEG_BLOCKING,
     "brightness": Defect.UNDEREXPOSED,
     "highlight_clipping": Defect.OVEREXPOSED,
-    "color_cast": Defect.COLOR_CAST,
     "uniformity": Defect.BLANK,
 }
+TESTED_ELSEWHERE = {"decodable", "color_cast", "pixelation"}
 
 
 def measure(name: str, rgb: Rgb) -> tuple[float, bool]:
@@ -37,7 +39,7 @@ def _built_in_tier1() -> list[str]:
 
 
 def test_every_tier1_dimension_has_a_targeted_defect() -> None:
-    assert set(_built_in_tier1()) == {*TARGETS, "decodable"}
+    assert set(_built_in_tier1()) == {*TARGETS, *TESTED_ELSEWHERE}
 
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
@@ -58,6 +60,8 @@ def test_clean_photo_passes_and_targeted_defect_fails(
 def test_mild_variants_of_clean_photos_pass(name: str, clean_variants: dict[str, dict[str, Rgb]]) -> None:
     for photo, variants in clean_variants.items():
         for variant, rgb in variants.items():
+            if name == "sharpness" and max(rgb.shape[:2]) < 128:
+                continue  # a 95 px thumbnail (half of the 190 px photo) is judged as shown large: soft
             value, passed = measure(name, rgb)
             assert passed, f"{photo} ({variant}): {name} = {value:.3f} rejected"
 
@@ -103,14 +107,6 @@ def test_uniformity_of_blank_and_two_tone_images() -> None:
     two_tone = np.full((64, 64, 3), 30, np.uint8)
     two_tone[:, 32:] = 220
     assert measure("uniformity", two_tone)[0] == pytest.approx(0.5)
-
-
-def test_color_cast_is_the_spread_of_channel_black_points() -> None:
-    rgb = np.full((100, 100, 3), 150, np.uint8)
-    rgb[:10] = (70, 20, 5)  # the darkest 10% are tinted red
-    assert measure("color_cast", rgb)[0] == 65.0
-    rgb[:10] = (12, 12, 12)
-    assert measure("color_cast", rgb)[0] == 0.0
 
 
 def test_sharpness_drops_with_blur_and_ignores_contrast() -> None:

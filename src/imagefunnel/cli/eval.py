@@ -23,10 +23,20 @@ from rich.table import Table
 from imagefunnel.errors import ImageFunnelError
 
 if TYPE_CHECKING:  # the commands import their heavy modules when run, so `--help` stays fast
-    from imagefunnel.evaluation import EvalReport, ScoredImage
+    from imagefunnel.evaluation import DevSetManifest, EvalReport, ScoredImage
+    from imagefunnel.evaluation.heldout import HeldOut
     from imagefunnel.scoring import Scorer
 
-__all__ = ["bench_scoring_cmd", "calibrate_cmd", "devset_cmd", "eval_cmd", "render_report", "report_dict"]
+__all__ = [
+    "bench_scoring_cmd",
+    "calibrate_cmd",
+    "devset_cmd",
+    "eval_cmd",
+    "heldout_dict",
+    "render_heldout",
+    "render_report",
+    "report_dict",
+]
 
 console = Console()
 
@@ -60,10 +70,16 @@ def _thresholds(spec: Path | None, thresholds: Path | None) -> dict[str, float] 
 
 
 def _score(folder: Path, scorer: Scorer) -> list[ScoredImage]:
-    from imagefunnel.evaluation import load_manifest, score_devset
-    from imagefunnel.executors import local_executor
+    from imagefunnel.evaluation import load_manifest
 
     manifest = load_manifest(folder)
+    return _score_manifest(folder, manifest, scorer)
+
+
+def _score_manifest(folder: Path, manifest: DevSetManifest, scorer: Scorer) -> list[ScoredImage]:
+    from imagefunnel.evaluation import score_devset
+    from imagefunnel.executors import local_executor
+
     with local_executor() as executor, console.status(f"scoring {len(manifest.images)} images") as status:
 
         def progress(done: int) -> None:
@@ -167,6 +183,54 @@ def render_report(report: EvalReport, out: Console) -> None:
         out.print(f"[yellow]labelled for dimensions not scored here:[/] {', '.join(report.not_scored)}")
 
 
+def heldout_dict(held: HeldOut) -> dict[str, object]:
+    """Leave-one-person-out results as plain JSON-ready data."""
+
+    def rate(r: object) -> dict[str, object]:
+        from imagefunnel.evaluation.heldout import Rate
+
+        assert isinstance(r, Rate)
+        low, high = r.interval
+        return {"part": r.part, "whole": r.whole, "rate": r.value, "ci95": [low, high]}
+
+    return {
+        "in_sample": {
+            "clean_false_reject": rate(held.in_sample_clean),
+            "hard_recall": rate(held.in_sample_hard),
+        },
+        "held_out": {
+            "clean_false_reject": rate(held.held_out_clean),
+            "hard_recall": rate(held.held_out_hard),
+        },
+        "people": {
+            p.person: {
+                "clean_false_reject": rate(p.clean),
+                "hard_recall": rate(p.hard),
+                "rejected": [{"file": f, "by": list(d)} for f, d in p.rejected],
+            }
+            for p in held.people
+        },
+        "thresholds": dict(held.thresholds),
+    }
+
+
+def render_heldout(held: HeldOut, out: Console, *, fitted: str) -> None:
+    """The headline numbers, in-sample next to leave-one-person-out, then one row per person."""
+    table = Table(title=f"Leave one person out: thresholds fitted by {fitted}", title_justify="left")
+    for col in ("", "hard-defect recall", "clean false rejects"):
+        table.add_column(col)
+    table.add_row("in-sample (fitted on everyone)", str(held.in_sample_hard), str(held.in_sample_clean))
+    table.add_row("held-out person (fitted without them)", str(held.held_out_hard), str(held.held_out_clean))
+    out.print(table)
+    people = Table(title="Each person held out in turn", title_justify="left")
+    for col in ("person", "hard-defect recall", "clean false rejects", "rejected (file: dimensions)"):
+        people.add_column(col)
+    for p in held.people:
+        which = "; ".join(f"{f}: {', '.join(d)}" for f, d in p.rejected)
+        people.add_row(p.person, str(p.hard), str(p.clean), which or "—")
+    out.print(people)
+
+
 def devset_cmd(
     out: Annotated[Path, typer.Argument(help="new (or empty) folder to write the dev set into")],
     seed: Annotated[int, typer.Option(help="seed of every random draw")] = 0,
@@ -199,16 +263,29 @@ def eval_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
 ) -> None:
     """Score a labelled folder; per-dimension recall, precision, false rejects, confusion table."""
-    from imagefunnel.evaluation import evaluate
+    from imagefunnel.evaluation import evaluate, load_manifest
+    from imagefunnel.evaluation.heldout import fit_clean_quantile, leave_one_person_out
 
     scorer = _scorer(use_case, _thresholds(spec, thresholds))
-    scored = _score(folder, scorer)
+    manifest = load_manifest(folder)
+    scored = _score_manifest(folder, manifest, scorer)
     directions = {d.name: d.direction for d in scorer.dimensions}
     report = evaluate(scored, thresholds=dict(scorer.thresholds), directions=directions)
+    held = leave_one_person_out(
+        scored,
+        fit=fit_clean_quantile({d.name: d for d in scorer.dimensions}),
+        directions=directions,
+        persons={s.name: s.person for s in manifest.sources},
+    )
     if json_out:
-        console.print_json(json.dumps(report_dict(report)))
+        console.print_json(json.dumps({**report_dict(report), "leave_one_person_out": heldout_dict(held)}))
     else:
         render_report(report, console)
+        render_heldout(
+            held,
+            console,
+            fitted="the defaults' rule (clean 99.5th percentile + half its distance from the median)",
+        )
 
 
 def calibrate_cmd(
@@ -224,10 +301,25 @@ def calibrate_cmd(
 
     if not 0.0 <= max_false_reject < 1.0:
         raise typer.BadParameter("must be in [0, 1)", param_hint="--max-false-reject")
+    from imagefunnel.evaluation import load_manifest
+    from imagefunnel.evaluation.heldout import leave_one_person_out
+
     scorer = _scorer(use_case, None)
-    scored = _score(folder, scorer)
+    manifest = load_manifest(folder)
+    scored = _score_manifest(folder, manifest, scorer)
     infos = {d.name: d for d in scorer.dimensions}
     result = calibrate(scored, infos=infos, max_false_reject=max_false_reject)
+
+    def fit(train: list[ScoredImage]) -> dict[str, float]:
+        found = calibrate(train, infos=infos, max_false_reject=max_false_reject)
+        return {c.name: c.threshold for c in found}
+
+    held = leave_one_person_out(
+        scored,
+        fit=fit,  # type: ignore[arg-type]
+        directions={d.name: d.direction for d in scorer.dimensions},
+        persons={s.name: s.person for s in manifest.sources},
+    )
     text = thresholds_yaml(
         result, max_false_reject=max_false_reject, origin=f"{folder} ({len(scored)} images)"
     )
@@ -237,6 +329,7 @@ def calibrate_cmd(
     except OSError as exc:
         raise ImageFunnelError(f"{target}: cannot write: {exc.strerror or exc}") from exc
     console.print(text, markup=False, highlight=False)
+    render_heldout(held, console, fitted=f"calibrate (≤ {max_false_reject:.0%} clean rejected per dimension)")
     console.print(f"wrote {target}")
 
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imagefunnel.evaluation.manifest import DevSetError, DevSetManifest, LabeledImage
+from imagefunnel.evaluation.photos import photo
 from imagefunnel.imaging import DecodedImage
-from imagefunnel.market.images import AssetLibrary
 from imagefunnel.scoring import Direction, Scorer, ScoringContext
 
 __all__ = [
@@ -111,8 +111,7 @@ class EvalReport:
 
 def _references(manifest: DevSetManifest) -> dict[str, DecodedImage]:
     # The untouched source photo is each image's reference (identity, skin tone vs reference).
-    library = AssetLibrary()
-    return {s.name: DecodedImage.from_array(library.image(f"{s.name}.jpg")) for s in manifest.sources}
+    return {s.name: DecodedImage.from_array(photo(s.name).rgb) for s in manifest.sources}
 
 
 def _score_one(folder: Path, scorer: Scorer, label: LabeledImage, reference: DecodedImage) -> ScoredImage:

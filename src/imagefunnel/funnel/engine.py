@@ -296,7 +296,7 @@ class Funnel:
 
     def _finish(self, state: _JobState) -> FunnelOutcome:
         spec = state.spec
-        chosen = best_k(state.passed, spec.deliver)
+        chosen = best_k(state.passed, spec.deliver, hashes=dict(state.hashes))  # diverse best K
         self._store.mark_delivered([r.candidate_id for r in chosen])
         if len(chosen) >= spec.deliver:
             status, reason = "delivered", f"{spec.deliver} of {spec.deliver} passed"

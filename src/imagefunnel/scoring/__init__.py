@@ -4,6 +4,8 @@ Tier 1 (``generic``) holds dimensions that apply to any image; later tiers (use 
 into the same :data:`default_registry`. Importing this package registers tier 1.
 """
 
+from imagefunnel.scoring import color as color  # registers color_cast (tier 1)
+from imagefunnel.scoring import detail as detail  # registers sharpness and pixelation (tier 1)
 from imagefunnel.scoring import generic as generic  # registers the tier-1 dimensions
 from imagefunnel.scoring.engine import Scorer
 from imagefunnel.scoring.features import ImageFeatures

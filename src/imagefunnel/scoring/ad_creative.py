@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from imagefunnel.scoring.color import delta_e_2000, hex_to_lab, rgb_to_lab
+from imagefunnel.scoring.colorimetry import delta_e_2000, hex_to_lab, rgb_to_lab
 from imagefunnel.scoring.features import ImageFeatures
 from imagefunnel.scoring.registry import DimensionInfo, Need, ScoringContext, default_registry
 from imagefunnel.scoring.verdict import Direction

@@ -15,12 +15,15 @@ from imagefunnel.errors import ImageError, SpecError
 from imagefunnel.imaging import DecodedImage, decode_image
 from imagefunnel.scoring import ad_creative as ad_creative  # registers tier 2 of "ad_creative"
 from imagefunnel.scoring import alignment as alignment  # registers prompt_alignment (optional CLIP)
+from imagefunnel.scoring import color as color  # registers color_cast (tier 1)
 from imagefunnel.scoring import cutout as cutout  # registers tier 2 of use case "background_removal"
+from imagefunnel.scoring import detail as detail  # registers sharpness and pixelation (tier 1)
 from imagefunnel.scoring import generic as generic  # registers tier 1 in default_registry
 from imagefunnel.scoring import headshot as headshot  # registers tier 2 of use case "headshot"
 from imagefunnel.scoring import nsfw as nsfw  # registers the built-in tier-3 scorers (no NSFW,
+from imagefunnel.scoring import portrait as portrait  # face light, colour and focus (headshot)
 from imagefunnel.scoring import product as product  # registers tier 2 of use case "product"
-from imagefunnel.scoring import text as text  # no visible text or branding) for every use case
+from imagefunnel.scoring import text as text  # and no visible text or branding) for every use case
 from imagefunnel.scoring.faces import FaceModels, require_face_models
 from imagefunnel.scoring.features import ImageFeatures
 from imagefunnel.scoring.identity import check_references

@@ -13,10 +13,13 @@ face is cut by it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
+import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -35,6 +38,7 @@ __all__ = [
     "FaceModelsUnavailable",
     "Landmarks",
     "fit_for_analysis",
+    "quiet_native_stderr",
     "require_face_models",
 ]
 
@@ -178,6 +182,39 @@ class FaceModels:
             return found
 
 
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Send what native code writes to file descriptor 2 to /dev/null for the duration.
+
+    mediapipe's C++ graph and TFLite log from their own threads while a graph first runs
+    ("Created TensorFlow Lite XNNPACK delegate", "W0000 ... inference_feedback_manager.cc") and
+    ignore Python's logging. Nothing of ours prints meanwhile; the lock keeps two threads that build
+    models at once from saving each other's redirected descriptor.
+    """
+    with _STDERR_LOCK:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            with open(os.devnull, "wb") as sink:
+                os.dup2(sink.fileno(), 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _built(make: Callable[[], Any]) -> Any:
+    """A mediapipe solution, built and run once on a blank frame with its native logging silenced:
+    the log lines come from the first run, so afterwards the graph is quiet."""
+    with quiet_native_stderr():
+        solution = make()
+        solution.process(np.zeros((32, 32, 3), dtype=np.uint8))
+    return solution
+
+
 def _solutions() -> Any:
     try:
         import mediapipe as mp
@@ -188,28 +225,38 @@ def _solutions() -> Any:
 
 def _build_detector() -> Any:
     # Model 0 is the short-range model, made for faces within ~2 m: what a headshot is.
-    return _solutions().face_detection.FaceDetection(
-        model_selection=0, min_detection_confidence=DETECTION_CONFIDENCE
+    solutions = _solutions()
+    return _built(
+        lambda: solutions.face_detection.FaceDetection(
+            model_selection=0, min_detection_confidence=DETECTION_CONFIDENCE
+        )
     )
 
 
 def _build_far_detector() -> Any:
-    return _solutions().face_detection.FaceDetection(
-        model_selection=1, min_detection_confidence=DETECTION_CONFIDENCE
+    solutions = _solutions()
+    return _built(
+        lambda: solutions.face_detection.FaceDetection(
+            model_selection=1, min_detection_confidence=DETECTION_CONFIDENCE
+        )
     )
 
 
 def _build_mesh() -> Any:
-    return _solutions().face_mesh.FaceMesh(
-        static_image_mode=True,
-        max_num_faces=MAX_FACES,
-        refine_landmarks=True,
-        min_detection_confidence=MESH_DETECTION_CONFIDENCE,
+    solutions = _solutions()
+    return _built(
+        lambda: solutions.face_mesh.FaceMesh(
+            static_image_mode=True,
+            max_num_faces=MAX_FACES,
+            refine_landmarks=True,
+            min_detection_confidence=MESH_DETECTION_CONFIDENCE,
+        )
     )
 
 
 def _build_segmenter() -> Any:
-    return _solutions().selfie_segmentation.SelfieSegmentation(model_selection=0)
+    solutions = _solutions()
+    return _built(lambda: solutions.selfie_segmentation.SelfieSegmentation(model_selection=0))
 
 
 class FaceAnalysis:
@@ -292,7 +339,16 @@ def _detect(analysis: FaceAnalysis) -> tuple[FaceBox, ...]:
 
 
 def _mesh(analysis: FaceAnalysis) -> tuple[Landmarks, ...]:
-    result = analysis.models.mesh().process(analysis.rgb)
+    # The mesh's graph logs a warning (landmark_projection_calculator.cc) from its own thread the
+    # first time it finds a face: until it has, its calls run with native stderr silenced.
+    graph = analysis.models.mesh()
+    found_before = analysis.models.per_thread("mesh_found_a_face", lambda: [False])
+    if found_before[0]:
+        result = graph.process(analysis.rgb)
+    else:
+        with quiet_native_stderr():
+            result = graph.process(analysis.rgb)
+        found_before[0] = bool(result.multi_face_landmarks)
     scale = np.array([analysis.width, analysis.height], dtype=np.float32)
     return tuple(
         np.array([(p.x, p.y) for p in face.landmark], dtype=np.float32) * scale

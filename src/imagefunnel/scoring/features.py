@@ -6,8 +6,9 @@ image, so that gray levels, the analysis-size copy and histograms are computed o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import cv2
 import numpy as np
@@ -17,6 +18,8 @@ from imagefunnel.imaging import DecodedImage
 
 if TYPE_CHECKING:  # faces imports this module; at run time the models object builds the analysis
     from imagefunnel.scoring.faces import FaceAnalysis, FaceModels
+
+_T = TypeVar("_T")
 
 __all__ = ["ANALYSIS_SIDE", "NATIVE_CROP", "ImageFeatures", "luma_percentile"]
 
@@ -53,6 +56,14 @@ class ImageFeatures:
         self.image = image
         self._face_models = face_models
         self._faces: FaceAnalysis | None = None
+        self._memo: dict[str, object] = {}
+
+    def derived(self, key: str, compute: Callable[[ImageFeatures], _T]) -> _T:
+        """``compute(self)``, computed once per image and remembered under ``key``: what several
+        dimensions read (the directional detail, the illuminant estimate) is derived once."""
+        if key not in self._memo:
+            self._memo[key] = compute(self)
+        return cast(_T, self._memo[key])
 
     @property
     def faces(self) -> FaceAnalysis:

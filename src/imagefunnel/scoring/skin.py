@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from imagefunnel.imaging import DecodedImage
+from imagefunnel.scoring.color import srgb_to_linear
 from imagefunnel.scoring.faces import FACE_OVAL, FaceAnalysis
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "ciede2000",
     "face_halves",
     "linear_luminance",
+    "reference_chroma_shift",
     "reference_differences",
     "skin_stats",
     "stops",
@@ -34,10 +36,13 @@ _MIN_SKIN_PIXELS = 50
 
 @dataclass(frozen=True, slots=True)
 class SkinStats:
-    """Median linear luminance (0..1) and median CIELAB colour of a face's skin."""
+    """Median linear luminance (0..1) and median CIELAB colour of a face's skin; its chroma in
+    linear light as (log2 R/G, log2 B/G) of the median channels; the share of it that is clipped."""
 
     luminance: float
     lab: tuple[float, float, float]
+    chroma: tuple[float, float] = (0.0, 0.0)
+    clipped: float = 0.0
 
 
 def linear_luminance(rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
@@ -58,9 +63,13 @@ def _stats(analysis: FaceAnalysis) -> SkinStats | None:
     # OpenCV's float RGB→Lab expects sRGB in 0..1 and returns L in 0..100, a*/b* in about ±127.
     lab = cv2.cvtColor(pixels.reshape(-1, 1, 3).astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB).reshape(-1, 3)
     median_lab = np.median(lab, axis=0)
+    r, g, b = (max(float(v), 1e-4) for v in np.median(srgb_to_linear(pixels), axis=0))
     return SkinStats(
         luminance=float(np.median(linear_luminance(pixels))),
         lab=(float(median_lab[0]), float(median_lab[1]), float(median_lab[2])),
+        chroma=(math.log2(r / g), math.log2(b / g)),
+        # A channel at 250+ has lost its value: that skin is burnt out, whatever the median says.
+        clipped=float(np.count_nonzero(pixels.max(axis=1) >= 250)) / len(pixels),
     )
 
 
@@ -74,23 +83,39 @@ def stops(luminance: float, reference: float) -> float:
     return math.log2(max(luminance, 1e-6) / max(reference, 1e-6))
 
 
+# Directions of the line that splits the skin in two: the face's own axis and across it, and the two
+# diagonals (a shadow cast from above a shoulder crosses the face at a slant).
+_SPLITS_DEG = (0.0, 45.0, 90.0, 135.0)
+
+
 def _halves(analysis: FaceAnalysis) -> tuple[float, float] | None:
     marks, skin = analysis.landmarks, analysis.skin_mask
     if marks is None or skin is None:
         return None
-    top, chin = marks[FACE_OVAL[0]], marks[FACE_OVAL[18]]
-    ys, xs = np.mgrid[0 : analysis.height, 0 : analysis.width].astype(np.float32)
-    side = (chin[0] - top[0]) * (ys - top[1]) - (chin[1] - top[1]) * (xs - top[0])
-    luminance = linear_luminance(analysis.rgb)
-    halves = [luminance[skin & (side > 0)], luminance[skin & (side < 0)]]
-    if min(h.size for h in halves) < 20:
+    ys, xs = np.nonzero(skin)
+    if ys.size < 40:
         return None
-    return float(np.median(halves[0])), float(np.median(halves[1]))
+    luminance = linear_luminance(analysis.rgb[ys, xs])
+    top, chin = marks[FACE_OVAL[0]], marks[FACE_OVAL[18]]
+    axis = math.atan2(float(chin[1] - top[1]), float(chin[0] - top[0]))
+    cx, cy = float(xs.mean()), float(ys.mean())
+    best: tuple[float, float] | None = None
+    for degrees in _SPLITS_DEG:
+        angle = axis + math.radians(degrees)
+        side = (xs - cx) * math.sin(angle) - (ys - cy) * math.cos(angle)
+        one, other = luminance[side > 0], luminance[side < 0]
+        if min(one.size, other.size) < 20:
+            continue
+        pair = (float(np.median(one)), float(np.median(other)))
+        if best is None or abs(stops(*pair)) > abs(stops(*best)):
+            best = pair
+    return best
 
 
 def face_halves(analysis: FaceAnalysis) -> tuple[float, float] | None:
-    """Median linear luminance of the skin on each side of the forehead–chin line (None without a
-    mesh or with too little skin on a side); computed once per analysis."""
+    """Median linear luminance of the skin on either side of the line through its centre that
+    separates them most (of four: along the face's axis, across it, both diagonals). None without a
+    mesh or with too little skin on a side; computed once per analysis."""
     return analysis.derived("skin.halves", _halves)
 
 
@@ -105,7 +130,10 @@ def reference_differences(
     for image in references:
         theirs = skin_stats(analysis.models.reference(image))
         if theirs is not None:
-            out.append((stops(mine.luminance, theirs.luminance), ciede2000(mine.lab, theirs.lab)))
+            # Colour without lightness: a darker room changes L*, not the complexion's hue and
+            # chroma (lightness is what skin_tone_stops judges, in stops).
+            same_light = (mine.lab[0], theirs.lab[1], theirs.lab[2])
+            out.append((stops(mine.luminance, theirs.luminance), ciede2000(mine.lab, same_light)))
     return out
 
 
@@ -147,3 +175,20 @@ def ciede2000(lab1: tuple[float, float, float], lab2: tuple[float, float, float]
     return math.sqrt(
         (dl / s_l) ** 2 + (dc / s_c) ** 2 + (big_dh / s_h) ** 2 + r_t * (dc / s_c) * (big_dh / s_h)
     )
+
+
+def reference_chroma_shift(analysis: FaceAnalysis, references: Sequence[DecodedImage]) -> float:
+    """How far the skin's chroma in linear light moved from the nearest reference photo's skin, in
+    stops (the length of the change of (log2 R/G, log2 B/G)); NaN without a face on either side.
+
+    A white-balance error multiplies the channels by gains, so it shifts these log ratios by the
+    same amount on every surface, skin included; a change of light level leaves them alone."""
+    mine = skin_stats(analysis)
+    if mine is None:
+        return math.nan
+    shifts = []
+    for image in references:
+        theirs = skin_stats(analysis.models.reference(image))
+        if theirs is not None:
+            shifts.append(math.dist(mine.chroma, theirs.chroma))
+    return min(shifts) if shifts else math.nan

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imagefunnel.scoring.color import delta_e_2000, hex_to_lab, rgb_to_lab
+from imagefunnel.scoring.colorimetry import delta_e_2000, hex_to_lab, rgb_to_lab
 
 # Test pairs 1, 7, 13, 17, 19 and 25 of Sharma, Wu and Dalal (2005), Table 1, with their ΔE00.
 SHARMA = [
