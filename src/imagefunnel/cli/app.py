@@ -11,7 +11,9 @@ from rich.console import Console
 
 from imagefunnel.cli.bench import bench_app
 from imagefunnel.cli.eval import calibrate_cmd, devset_cmd, eval_cmd
+from imagefunnel.cli.market_serve import market_app
 from imagefunnel.cli.providers import providers_app
+from imagefunnel.cli.worker import submit_cmd, worker_cmd
 from imagefunnel.errors import ImageFunnelError
 
 app = typer.Typer(
@@ -25,6 +27,10 @@ app.add_typer(bench_app, name="bench")
 app.command("devset")(devset_cmd)
 app.command("eval")(eval_cmd)
 app.command("calibrate")(calibrate_cmd)
+# Scale-out: workers sharing one store, the jobs they run, one emulated market for all of them.
+app.command("worker")(worker_cmd)
+app.command("submit")(submit_cmd)
+app.add_typer(market_app, name="market")
 console = Console()
 err_console = Console(stderr=True)
 
