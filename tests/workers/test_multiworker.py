@@ -1,9 +1,10 @@
 """Three worker processes on one PostgreSQL and one emulated market, one of them SIGKILLed mid-job.
 
 The whole run happens once (module fixture): ``imagefunnel market serve`` in a process of its own,
-nine jobs queued, three ``imagefunnel worker`` processes; the first worker is killed while a request
-it sent is still at the provider. Each test then checks one property of what the store and the
-market's billing log say afterwards.
+nine jobs queued, three ``imagefunnel worker`` processes. The first worker ("the victim") buys from a
+provider the others are not configured for, so the market tells which requests are the victim's:
+it is SIGKILLed as soon as one of them is at the provider. Each test then checks one property of
+what the store and the market's billing log say afterwards.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from imagefunnel.cli.market_serve import MARKET_KEY_ENV
 from imagefunnel.spec import JobSpec
@@ -33,8 +34,9 @@ from imagefunnel.store.queue import JobQueue
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 MODEL = "fal-ai/flux/dev"
-# Requests take 0.5-1 s at the provider, so a worker killed right after it sent one surely kills
-# it in flight; the fal protocol bills per output megapixel, at a price that does not move.
+VICTIM_PROVIDER = "east"
+# Requests take 0.5-1 s at the provider, so the victim is surely killed with one in flight; the fal
+# protocol bills per output megapixel, at prices that do not move.
 SCENARIO = {
     "name": "shared",
     "seed": 11,
@@ -48,7 +50,7 @@ SCENARIO = {
             "defect_rate": 0.2,
             "defect_mix": {"noise": 1},
         }
-        for name, price in (("north", 0.02), ("south", 0.024))
+        for name, price in (("north", 0.02), ("south", 0.024), (VICTIM_PROVIDER, 0.018))
     ],
 }
 JOBS = 9
@@ -91,64 +93,80 @@ def _cli(args: list[str], log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def _wait(what: str, check: object, *, timeout_s: float = 90.0, every_s: float = 0.02) -> None:
+def _wait(what: str, check: Callable[[], object], *, timeout_s: float = 120.0, every_s: float = 0.02) -> None:
     deadline = time.monotonic() + timeout_s
-    while not check():  # type: ignore[operator]
+    while not check():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(every_s)
 
 
 def _market_url(log: Path) -> str | None:
-    for word in log.read_text().split():
-        if word.startswith("http://"):
-            return word
-    return None
+    return next((word for word in log.read_text().split() if word.startswith("http://")), None)
 
 
-def _fresh_dispatch_by(store: Store, worker: str) -> bool:
-    """True when ``worker`` holds a job with a request sent less than 0.2 s ago (still in flight)."""
-    query = text(
-        "select count(*) from ledger l join jobs j on j.id = l.job_id where j.lease_owner = :w "
-        "and l.status = 'dispatched' and l.started_at > now() - interval '200 milliseconds'"
-    )
-    with store.engine.connect() as conn:
-        return bool(conn.execute(query, {"w": worker}).scalar())
+def _split_providers(folder: Path) -> tuple[Path, Path]:
+    """The victim's providers file (its provider only) and the others' (every other provider)."""
+    document = yaml.safe_load((folder / "providers.yaml").read_text())
+    paths = []
+    for name, keep in (("victim", True), ("others", False)):
+        chosen = [p for p in document["providers"] if (p["name"] == VICTIM_PROVIDER) == keep]
+        path = folder / f"providers-{name}.yaml"
+        path.write_text(yaml.safe_dump({"providers": chosen}))
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+def _victim_in_flight(url: str) -> bool:
+    stats = httpx.get(f"{url}/_market/stats", timeout=5).json()[VICTIM_PROVIDER]
+    return bool(stats["queued"] + stats["running"])
 
 
 @pytest.fixture(scope="module")
 def run(postgres_module_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     folder = tmp_path_factory.mktemp("cluster")
     (folder / "market.yaml").write_text(yaml.safe_dump(SCENARIO))
-    providers = folder / "providers.yaml"
     market = _cli(
-        ["market", "serve", "--scenario", str(folder / "market.yaml"), "--providers-out", str(providers)],
+        [
+            "market",
+            "serve",
+            "--scenario",
+            str(folder / "market.yaml"),
+            "--providers-out",
+            str(folder / "providers.yaml"),
+        ],
         folder / "market.log",
     )
     store = Store(postgres_module_url)  # migrates the schema before any worker starts
     workers: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        _wait("the market", lambda: providers.exists() and _market_url(folder / "market.log"))
-        url = _market_url(folder / "market.log")
+        _wait(
+            "the market", lambda: (folder / "providers.yaml").exists() and _market_url(folder / "market.log")
+        )
+        url = str(_market_url(folder / "market.log"))
+        victim_providers, other_providers = _split_providers(folder)
         queue = JobQueue(store)
         for seed in range(JOBS):
             spec = _spec(seed)
             queue.enqueue(
                 job_id=f"job-{seed:02d}", name=spec.name, spec_json=spec.model_dump_json(), deliver=2
             )
-        common = ["--store", postgres_module_url, "--providers", str(providers), "--jobs", "2"]
-        common += ["--lease-s", str(LEASE_S), "--blobs", str(folder / "blobs"), "--until-done"]
+        common = ["--store", postgres_module_url, "--jobs", "2", "--lease-s", str(LEASE_S)]
+        common += ["--blobs", str(folder / "blobs"), "--until-done"]
         for i in range(WORKERS):
             name = f"w{i}"
-            workers[name] = _cli(["worker", *common, "--worker-id", name], folder / f"{name}.log")
-        _wait("the victim to send a request", lambda: _fresh_dispatch_by(store, VICTIM), every_s=0.01)
+            providers = victim_providers if name == VICTIM else other_providers
+            args = ["worker", *common, "--providers", str(providers), "--worker-id", name]
+            workers[name] = _cli(args, folder / f"{name}.log")
+        _wait("a request of the victim at the provider", lambda: _victim_in_flight(url))
+        workers[VICTIM].send_signal(signal.SIGKILL)
         with store.session() as s:
             held = s.scalars(
                 select(JobRow.id).where(JobRow.lease_owner == VICTIM, JobRow.status == "running")
             )
             victim_jobs = frozenset(held)
-        workers[VICTIM].send_signal(signal.SIGKILL)
-        codes = {name: proc.wait(timeout=180) for name, proc in workers.items()}
+        codes = {name: proc.wait(timeout=240) for name, proc in workers.items()}
+        _wait("the victim's last requests to end", lambda: not _victim_in_flight(url))
         billing = httpx.get(f"{url}/_market/billing", timeout=10).json()
         logs = {name: (folder / f"{name}.log").read_text() for name in workers}
         yield Run(postgres_module_url, victim_jobs, billing, logs, codes)
@@ -180,6 +198,7 @@ def test_the_kill_cut_off_requests_in_flight(run: Run, rows: Rows) -> None:
     assert run.exit_codes[VICTIM] == -signal.SIGKILL
     assert run.victim_jobs
     assert any(r.status == "interrupted" and r.job_id in run.victim_jobs for r in ledger)
+    assert any(b["provider"] == VICTIM_PROVIDER for b in run.billing)  # and they were billed
 
 
 def test_every_job_ends_and_the_survivors_exit_cleanly(run: Run, rows: Rows) -> None:
@@ -234,13 +253,15 @@ def test_every_jobs_ledger_equals_the_markets_billing_log(run: Run, rows: Rows) 
         assert math.fsum(r.charged_usd or 0.0 for r in rows_of_job) == pytest.approx(
             math.fsum(billed.get(str(r.provider_request_id), 0.0) for r in rows_of_job)
         )
-    # Requests cut off by the kill: their outcome is unknown, so they are charged at their quote,
-    # which for a per-megapixel price is exactly what the market billed for them.
+    # Requests cut off by the kill: their outcome is unknown, so each is charged at its quote (for a
+    # per-megapixel price, what the market bills if it finishes the request): never less than billed.
     known_ids = {str(r.provider_request_id) for r in known}
-    unmatched = math.fsum(usd for rid, usd in billed.items() if rid not in known_ids)
+    unmatched = {rid: usd for rid, usd in billed.items() if rid not in known_ids}
     interrupted = [r for r in ledger if r.status == "interrupted"]
-    assert unmatched == pytest.approx(math.fsum(r.charged_usd or 0.0 for r in interrupted))
-    assert math.fsum(r.charged_usd or 0.0 for r in ledger) == pytest.approx(math.fsum(billed.values()))
+    assert {b["provider"] for b in run.billing if b["request_id"] in unmatched} <= {VICTIM_PROVIDER}
+    assert len(unmatched) <= len(interrupted)
+    assert math.fsum(unmatched.values()) <= math.fsum(r.charged_usd or 0.0 for r in interrupted) + 1e-12
+    assert math.fsum(r.charged_usd or 0.0 for r in ledger) >= math.fsum(billed.values()) - 1e-12
 
 
 @pytest.mark.xfail(
@@ -259,9 +280,8 @@ def test_every_attempt_cut_off_by_the_kill_names_its_provider_request(rows: Rows
     "them, and the resumed job buys new ones instead of fetching those images",
 )
 def test_nothing_a_killed_job_paid_for_is_thrown_away(run: Run, rows: Rows) -> None:
-    _, ledger, candidates = rows
+    _, _, candidates = rows
     kept = {c.provider_request_id for c in candidates}
-    billed = {str(b["request_id"]) for b in run.billing}
-    paid_by_victims = {str(r.provider_request_id) for r in ledger if r.job_id in run.victim_jobs}
-    interrupted = [r for r in ledger if r.job_id in run.victim_jobs and r.status == "interrupted"]
-    assert not interrupted and (paid_by_victims & billed) <= kept
+    billed_to_victim = {str(b["request_id"]) for b in run.billing if b["provider"] == VICTIM_PROVIDER}
+    assert billed_to_victim  # the premise: the victim bought something
+    assert billed_to_victim <= kept

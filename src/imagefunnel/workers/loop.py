@@ -1,9 +1,9 @@
 """The worker loop: claim a queued job, run it under a renewed lease, release it, repeat.
 
 A :class:`JobWorker` runs up to ``settings.jobs`` jobs at once in its event loop. Each job runs as a
-task while a heartbeat thread renews the job's lease every ``lease_s / 3``; when a renewal is refused
-(the lease expired and another worker took the job) the task is cancelled at once, so two workers
-never buy for the same job for longer than one heartbeat. A worker that dies simply stops renewing:
+task while a thread renews the job's lease every ``lease_s / 3`` (see :mod:`.lease`); when a
+renewal is refused (the lease expired and another worker took the job) the task is cancelled at
+once, so two workers never buy for the same job for longer than one heartbeat. A worker that dies simply stops renewing:
 after ``lease_s`` another worker claims the job and resumes it from the store, where nothing bought
 is bought twice.
 """
@@ -15,12 +15,11 @@ import contextlib
 import logging
 import os
 import socket
-import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from imagefunnel.errors import ImageFunnelError, StoreError
+from imagefunnel.errors import ImageFunnelError
 from imagefunnel.funnel import FunnelObserver, FunnelOutcome
 from imagefunnel.jobs import run_funnel_job
 from imagefunnel.providers.base import Provider
@@ -28,6 +27,7 @@ from imagefunnel.routing.cooldowns import LocalCooldowns, SharedCooldowns
 from imagefunnel.spec import JobSpec
 from imagefunnel.store import BlobStore, Store
 from imagefunnel.store.queue import Claim, JobQueue
+from imagefunnel.workers.lease import LeaseKeeper
 
 __all__ = ["JobWorker", "ProvidersFactory", "WorkerSettings"]
 
@@ -86,15 +86,15 @@ class JobWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and run jobs until ``stop`` is set; jobs still running then are handed back."""
         running: set[asyncio.Task[None]] = set()
+        held: set[LeaseKeeper] = set()
         try:
             while not stop.is_set():
-                claim = None
+                lease = None
                 if len(running) < self.settings.jobs:
-                    claim = await asyncio.to_thread(
-                        self._queue.claim, self.worker_id, lease_s=self.settings.lease_s
-                    )
-                if claim is not None:
-                    task = asyncio.create_task(self._run_claim(claim), name=f"job {claim.job_id}")
+                    lease = await asyncio.to_thread(self._claim)
+                if lease is not None:
+                    held.add(lease)
+                    task = asyncio.create_task(self._run_claim(lease), name=f"job {lease.claim.job_id}")
                     running.add(task)
                     task.add_done_callback(running.discard)
                     continue
@@ -104,33 +104,46 @@ class JobWorker:
             for task in list(running):
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
+            # A task cancelled before it ever ran never stopped its lease: hand those jobs back too.
+            for lease in held:
+                if not lease.stopped:
+                    await asyncio.to_thread(self._hand_back, lease)
 
     async def run_one(self) -> FunnelOutcome | None:
         """Claim one job and run it to its end (None if nothing was queued): for tests and drains."""
-        claim = await asyncio.to_thread(self._queue.claim, self.worker_id, lease_s=self.settings.lease_s)
-        if claim is None:
+        lease = await asyncio.to_thread(self._claim)
+        if lease is None:
             return None
-        await self._run_claim(claim)
+        await self._run_claim(lease)
         return self.finished[-1] if self.finished else None
 
-    async def _run_claim(self, claim: Claim) -> None:
+    def _claim(self) -> LeaseKeeper | None:
+        """Claim a job and start renewing its lease at once, here: the event loop may be busy."""
+        claim = self._queue.claim(self.worker_id, lease_s=self.settings.lease_s)
+        if claim is None:
+            return None
+        lease = LeaseKeeper(self._queue, claim, lease_s=self.settings.lease_s)
+        lease.start()
+        return lease
+
+    def _hand_back(self, lease: LeaseKeeper) -> None:
+        lease.stop()
+        if not lease.lost:
+            self._queue.requeue(lease.claim.job_id, self.worker_id)
+
+    async def _run_claim(self, lease: LeaseKeeper) -> None:
+        claim = lease.claim
         loop = asyncio.get_running_loop()
         job = asyncio.create_task(self._execute(claim))
-        lease = _LeaseKeeper(
-            self._queue,
-            claim,
-            lease_s=self.settings.lease_s,
-            on_lost=lambda: loop.call_soon_threadsafe(job.cancel),
-        )
-        lease.start()
+        lease.on_lost(lambda: loop.call_soon_threadsafe(job.cancel))
         try:
             outcome = await job
         except asyncio.CancelledError:
-            await asyncio.to_thread(lease.stop)
+            # Lost lease: another worker holds the job now. Otherwise this worker is shutting down:
+            # hand the job straight to the next worker, then stop.
+            await asyncio.to_thread(self._hand_back, lease)
             if lease.lost:
-                return  # another worker holds the job now
-            # This worker is shutting down: hand the job straight to the next worker, then stop.
-            await asyncio.to_thread(self._queue.requeue, claim.job_id, self.worker_id)
+                return
             raise
         except ImageFunnelError as exc:
             await asyncio.to_thread(lease.stop)
@@ -159,50 +172,6 @@ class JobWorker:
             executor_url=self._executor_url,
             cooldowns=self.cooldowns,
         )
-
-
-class _LeaseKeeper:
-    """Renews one claim's lease every ``lease_s / 3`` from a thread of its own until stopped.
-
-    A thread, not a task of the event loop: the loop also runs the job (and competes for the GIL
-    with scoring threads), and on a busy machine it can lag for seconds, which must not cost a live
-    worker its job. When a renewal is refused (the lease expired and another worker took the job)
-    it sets ``lost`` and calls ``on_lost`` (which cancels the job) at once; a renewal that fails
-    (the database is unreachable) is retried on the next beat while the lease may still hold.
-    """
-
-    def __init__(
-        self, queue: JobQueue, claim: Claim, *, lease_s: float, on_lost: Callable[[], object]
-    ) -> None:
-        self._queue = queue
-        self._claim = claim
-        self._lease_s = lease_s
-        self._on_lost = on_lost
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease {claim.job_id}", daemon=True)
-        self.lost = False
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop renewing and wait for the thread (a renewal in progress finishes first)."""
-        self._stopped.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        claim = self._claim
-        while not self._stopped.wait(self._lease_s / 3):
-            try:
-                held = self._queue.renew(claim.job_id, claim.worker_id, lease_s=self._lease_s)
-            except StoreError as exc:
-                log.warning("worker %s could not renew job %s: %s", claim.worker_id, claim.job_id, exc)
-                continue
-            if not held and not self._stopped.is_set():
-                log.warning("worker %s lost the lease of job %s", claim.worker_id, claim.job_id)
-                self.lost = True
-                self._on_lost()
-                return
 
 
 def _with_id(settings: WorkerSettings, worker_id: str) -> WorkerSettings:
