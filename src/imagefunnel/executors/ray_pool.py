@@ -2,11 +2,15 @@
 
 ``IMAGEFUNNEL_EXECUTOR=ray`` starts (or joins) a Ray instance on this machine; ``ray://head:10001``
 connects to a cluster through Ray Client (``pip install 'imagefunnel[ray]'`` brings both). The pool
-is ``workers`` actors, each holding one CPU: an actor is a long-lived worker process, so the models a
-scorer loads are loaded once per actor (by :func:`~imagefunnel.executors.processes.worker_scorer`,
-keyed by the job's :class:`ScorerConfig`) and reused for every candidate sent to it. Tasks go to
-the actor with the fewest in flight. Each actor runs one task at a time, so ``workers`` is the
-scoring parallelism.
+is ``workers`` actors (default: one per CPU of the cluster), spread over the cluster's nodes: an
+actor is a long-lived worker process, so the models a scorer loads are loaded once per actor (by
+:func:`~imagefunnel.executors.processes.worker_scorer`, keyed by the job's :class:`ScorerConfig`)
+and reused for every candidate sent to it. Tasks go to the actor with the fewest in flight. Each
+actor runs one task at a time, so ``workers`` is the scoring parallelism.
+
+Actors reserve no CPU in Ray's accounting, like the processes of a local process pool: a job's pool
+never waits for another job's to end (jobs running at once on a small cluster share its cores,
+they do not queue for them).
 
 Ray is joined once per process and left running when a pool shuts down (only the pool's actors are
 killed): joining costs seconds, and the process may run many jobs. On a cluster, the nodes need
@@ -80,7 +84,7 @@ class RayExecutor(Executor):
         if workers < 1:
             raise ValueError("workers must be ≥ 1")
         self._ray = ray
-        remote = ray.remote(num_cpus=1, max_restarts=0)(_Actor)
+        remote = ray.remote(num_cpus=0, max_restarts=0)(_Actor).options(scheduling_strategy="SPREAD")
         self._actors = [remote.remote() for _ in range(workers)]
         self._in_flight = [0] * workers
         self._lock = threading.Lock()
@@ -135,9 +139,5 @@ class RayExecutor(Executor):
 def ray_executor(choice: ExecutorChoice) -> RayExecutor:
     """The pool ``choice`` names: ``choice.workers`` actors, or one per CPU Ray reports (at least 1)."""
     ray = connect_ray(choice.address)
-    cpus = int(ray.cluster_resources().get("CPU", 0))
-    workers = choice.workers or max(1, cpus)
-    if workers > cpus:
-        # An actor holds one CPU: one that cannot be placed would never run the tasks sent to it.
-        raise ExecutorError(f"executor ray: {workers} workers asked for, but the cluster has {cpus} CPUs")
+    workers = choice.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     return RayExecutor(ray, workers=workers)
