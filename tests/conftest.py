@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+
+from imagefunnel.bench.scratch import scratch_database
 
 POSTGRES_URL = os.environ.get(
     "IMAGEFUNNEL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -52,26 +53,10 @@ def postgres_server() -> str:
     return _admin_url()
 
 
-@contextmanager
-def fresh_database(server: str) -> Iterator[str]:
-    """The URL of a new, empty database on ``server``, dropped afterwards (whoever is connected)."""
-    name = f"if_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    try:
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 @pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
-    with fresh_database(postgres_server) as url:
+    with scratch_database(postgres_server) as url:
         yield url
 
 
@@ -86,7 +71,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture(scope="module")
 def postgres_module_url(postgres_server: str) -> Iterator[str]:
     """A fresh PostgreSQL database shared by the tests of one module (one expensive run, many checks)."""
-    with fresh_database(postgres_server) as url:
+    with scratch_database(postgres_server) as url:
         yield url
 
 
