@@ -28,7 +28,7 @@ from imagefunnel.providers.config import build_provider, load_providers_file
 from imagefunnel.spec import JobSpec, load_spec
 from imagefunnel.store import BlobStore, Store
 from imagefunnel.store.queue import JobQueue
-from imagefunnel.workers import JobWorker, ProvidersFactory, WorkerSettings
+from imagefunnel.workers import JobWorker, ProvidersFactory, WorkerSettings, release_dead_local_leases
 from imagefunnel.workers.process import serve_worker
 
 console = Console()
@@ -102,6 +102,10 @@ def worker_cmd(
                 cooldowns=cooldowns,
                 executor_url=executor,
             )
+            # Jobs of a worker of this host that died need not wait for their leases to run out.
+            freed = release_dead_local_leases(opened)
+            if freed:
+                console.print(f"resuming {len(freed)} job(s) of a dead worker of this host", highlight=False)
             console.print(
                 f"worker {worker.worker_id} ready: {jobs} job(s) at once, lease {lease_s:g}s, "
                 f"cooldowns {shared_state.split('@')[-1]}",

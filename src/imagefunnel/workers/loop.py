@@ -3,24 +3,33 @@
 A :class:`JobWorker` runs up to ``settings.jobs`` jobs at once in its event loop. Each job runs as a
 task while a thread renews the job's lease every ``lease_s / 3`` (see :mod:`.lease`); when a
 renewal is refused (the lease expired and another worker took the job) the task is cancelled at
-once, so two workers never buy for the same job for longer than one heartbeat. A worker that dies simply stops renewing:
-after ``lease_s`` another worker claims the job and resumes it from the store, where nothing bought
-is bought twice.
+once, so two workers never buy for the same job for longer than one heartbeat. A worker that dies
+simply stops renewing: after ``lease_s`` another worker claims the job and resumes it from the
+store, where nothing bought is bought twice.
+
+Optional hooks, all generic: ``cancellations`` is asked every ``cancel_poll_s`` whether someone asked for
+the job to stop (the job task is then cancelled, so in-flight provider requests are cancelled where
+the protocol allows, and the job ends ``cancelled`` delivering the best of what had passed);
+``on_end`` hears how each job this worker finished ended; :meth:`JobWorker.wake` cuts an idle
+worker's poll short (a front end that has just queued a job).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 
 from imagefunnel.errors import ImageFunnelError
 from imagefunnel.funnel import FunnelObserver, FunnelOutcome
+from imagefunnel.funnel.selection import Ranked, best_k
 from imagefunnel.jobs import run_funnel_job
 from imagefunnel.providers.base import Provider
 from imagefunnel.routing.cooldowns import LocalCooldowns, SharedCooldowns
@@ -29,13 +38,35 @@ from imagefunnel.store import BlobStore, Store
 from imagefunnel.store.queue import Claim, JobQueue
 from imagefunnel.workers.lease import LeaseKeeper
 
-__all__ = ["JobWorker", "ProvidersFactory", "WorkerSettings"]
+__all__ = ["CancelCheck", "EndHook", "JobEnd", "JobWorker", "ProvidersFactory", "WorkerSettings"]
 
 log = logging.getLogger(__name__)
 
 # Fresh adapters for one job (the worker closes them when the job ends).
 ProvidersFactory = Callable[[JobSpec], Sequence[Provider]]
 ObserverFactory = Callable[[str], FunnelObserver]
+# Has someone asked for this job to stop? Called from a thread (it may query a database).
+CancelCheck = Callable[[str], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class JobEnd:
+    """How a job this worker held ended: delivered | partial | failed | cancelled."""
+
+    job_id: str
+    status: str
+    stop_reason: str
+    delivered_ids: tuple[int, ...]
+
+
+EndHook = Callable[[JobEnd], Awaitable[None]]
+
+
+class _Watch(Enum):
+    """Why the cancel watch stopped: the job ended, or a cancel was asked for."""
+
+    ENDED = "ended"
+    CANCEL = "cancel"
 
 
 def default_worker_id() -> str:
@@ -45,12 +76,14 @@ def default_worker_id() -> str:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerSettings:
     """``jobs``: jobs run at once; ``lease_s``: how long a claim holds without renewal; ``poll_s``: how
-    often an idle worker looks for work."""
+    often an idle worker looks for work; ``cancel_poll_s``: how often a running job's cancel flag is
+    looked at (only with a ``cancellations`` hook)."""
 
     worker_id: str = ""
     jobs: int = 2
     lease_s: float = 30.0
     poll_s: float = 0.5
+    cancel_poll_s: float = 0.5
 
 
 class JobWorker:
@@ -62,6 +95,8 @@ class JobWorker:
         providers: ProvidersFactory,
         settings: WorkerSettings | None = None,
         observers: ObserverFactory | None = None,
+        cancellations: CancelCheck | None = None,
+        on_end: EndHook | None = None,
         cooldowns: SharedCooldowns | None = None,
         executor_url: str | None = None,
     ) -> None:
@@ -73,6 +108,9 @@ class JobWorker:
         self._blobs = blobs
         self._providers = providers
         self._observers = observers
+        self._cancellations = cancellations
+        self._on_end = on_end
+        self._wake = asyncio.Event()
         self.cooldowns = cooldowns if cooldowns is not None else LocalCooldowns()
         self._executor_url = executor_url
         base = settings or WorkerSettings()
@@ -82,6 +120,10 @@ class JobWorker:
     @property
     def worker_id(self) -> str:
         return self.settings.worker_id
+
+    def wake(self) -> None:
+        """Look for work now instead of at the end of the current idle poll (call from its loop)."""
+        self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and run jobs until ``stop`` is set; jobs still running then are handed back."""
@@ -98,8 +140,7 @@ class JobWorker:
                     running.add(task)
                     task.add_done_callback(running.discard)
                     continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self.settings.poll_s)
+                await self._idle(stop)
         finally:
             for task in list(running):
                 task.cancel()
@@ -108,6 +149,15 @@ class JobWorker:
             for lease in held:
                 if not lease.stopped:
                     await asyncio.to_thread(self._hand_back, lease)
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        waits = [asyncio.create_task(stop.wait()), asyncio.create_task(self._wake.wait())]
+        try:
+            await asyncio.wait(waits, timeout=self.settings.poll_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+            self._wake.clear()
 
     async def run_one(self) -> FunnelOutcome | None:
         """Claim one job and run it to its end (None if nothing was queued): for tests and drains."""
@@ -136,26 +186,50 @@ class JobWorker:
         loop = asyncio.get_running_loop()
         job = asyncio.create_task(self._execute(claim))
         lease.on_lost(lambda: loop.call_soon_threadsafe(job.cancel))
+        watch = asyncio.create_task(self._watch_cancel(claim, job))
+        end: JobEnd | None = None
         try:
             outcome = await job
         except asyncio.CancelledError:
-            # Lost lease: another worker holds the job now. Otherwise this worker is shutting down:
-            # hand the job straight to the next worker, then stop.
-            await asyncio.to_thread(self._hand_back, lease)
-            if lease.lost:
-                return
-            raise
+            why = watch.result() if watch.done() and not watch.cancelled() else None
+            if why is not _Watch.CANCEL:
+                # Lost lease: another worker holds the job now. Otherwise this worker is shutting
+                # down: hand the job straight to the next worker, then stop.
+                await asyncio.to_thread(self._hand_back, lease)
+                if lease.lost:
+                    return
+                raise
+            await asyncio.to_thread(lease.stop)
+            end = await asyncio.to_thread(self._finish_cancelled, claim.job_id)
         except ImageFunnelError as exc:
             await asyncio.to_thread(lease.stop)
             # A job that cannot run at all (bad spec, unreadable references) ends as failed, with why;
             # only by its holder, though: a worker that lost the job must not end it for the new one.
             log.warning("job %s failed: %s", claim.job_id, exc)
             await asyncio.to_thread(self._queue.fail, claim.job_id, self.worker_id, reason=str(exc))
+            end = JobEnd(claim.job_id, "failed", str(exc), ())
         else:
             await asyncio.to_thread(lease.stop)
             self.finished.append(outcome)
+            end = JobEnd(outcome.job_id, outcome.status, outcome.stop_reason, outcome.delivered_ids)
+        finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
         # Shielded: a shutdown arriving now must not leave a finished job holding a lease.
         await asyncio.shield(asyncio.to_thread(self._queue.release, claim.job_id, self.worker_id))
+        if self._on_end is not None:
+            await self._on_end(end)
+
+    def _finish_cancelled(self, job_id: str) -> JobEnd:
+        """End a cancelled job, delivering the best of what passed (it was paid for) up to K."""
+        job = self._store.job(job_id)
+        passed = [Ranked(c.id, c.quality) for c in self._store.candidates(job_id) if c.passed]
+        chosen = [r.candidate_id for r in best_k(passed, job.deliver)]
+        self._store.mark_delivered(chosen)
+        reason = f"cancelled on request; delivered {len(chosen)} of {job.deliver} that had passed"
+        self._store.finish_job(job_id, status="cancelled", stop_reason=reason, delivered=len(chosen))
+        return JobEnd(job_id, "cancelled", reason, tuple(chosen))
 
     async def _execute(self, claim: Claim) -> FunnelOutcome:
         spec = JobSpec.model_validate_json(claim.spec_json)
@@ -173,8 +247,19 @@ class JobWorker:
             cooldowns=self.cooldowns,
         )
 
+    async def _watch_cancel(self, claim: Claim, job: asyncio.Task[FunnelOutcome]) -> _Watch:
+        """Until the job ends, ask every ``cancel_poll_s`` whether it should stop; cancel it if so."""
+        if self._cancellations is None:
+            await asyncio.wait([job])
+            return _Watch.ENDED
+        while not job.done():
+            await asyncio.sleep(self.settings.cancel_poll_s)
+            if await asyncio.to_thread(self._cancellations, claim.job_id):
+                log.info("job %s: cancel requested", claim.job_id)
+                job.cancel()
+                return _Watch.CANCEL
+        return _Watch.ENDED
+
 
 def _with_id(settings: WorkerSettings, worker_id: str) -> WorkerSettings:
-    return WorkerSettings(
-        worker_id=worker_id, jobs=settings.jobs, lease_s=settings.lease_s, poll_s=settings.poll_s
-    )
+    return dataclasses.replace(settings, worker_id=worker_id)

@@ -1,0 +1,301 @@
+"""``/v1/evaluations``: score images you bring, and tell us where the scorer was wrong.
+
+A request carries images as ``multipart/form-data`` (``images`` files, optional ``spec`` and
+``use_case`` fields) or as JSON (``{"images": [{"name", "data": base64}], "spec"?, "use_case"?}``).
+Up to ``sync_evaluation_images`` images are scored in the request (200 with every verdict); more are
+queued (202, then poll, and an ``evaluation.completed`` webhook). Feedback (accept/reject per image)
+is stored so that ``imagefunnel evaluations export`` can write it as a labelled set for
+``imagefunnel calibrate``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
+
+from imagefunnel.imaging import DecodedImage
+from imagefunnel.scoring import default_registry
+from imagefunnel.service.deps import RuntimeDep, TenantDep
+from imagefunnel.service.errors import ApiError
+from imagefunnel.service.inputs import decode_upload, parse_json, parse_spec_body, spec_from_data
+from imagefunnel.service.scoring import verdict_json
+from imagefunnel.spec import JobSpec, UseCase
+from imagefunnel.store.evaluations import NewImage, ScoredImageResult
+from imagefunnel.store.service_models import EvaluationRow
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"])
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "spec": {
+                            "type": "string",
+                            "description": "job spec (JSON or YAML) whose thresholds apply",
+                        },
+                        "use_case": {"type": "string", "enum": [u.value for u in UseCase]},
+                    },
+                    "required": ["images"],
+                }
+            },
+            "application/json": {"schema": {"type": "object"}},
+        },
+    }
+}
+
+
+class ImageResult(BaseModel):
+    position: int
+    name: str
+    image: str
+    passed: bool | None
+    result: dict[str, object] | None
+
+
+class EvaluationOut(BaseModel):
+    id: str
+    status: str
+    use_case: str
+    images: int
+    passed: int
+    error: str | None
+    results: list[ImageResult]
+
+
+class FeedbackItem(BaseModel):
+    image: int = Field(ge=0, description="the image's position in the evaluation")
+    verdict: Literal["accept", "reject"]
+    dimensions: list[str] = Field(default_factory=list, max_length=64, description="what a reject is about")
+    note: str = Field(default="", max_length=2000)
+
+
+class FeedbackIn(BaseModel):
+    items: list[FeedbackItem] = Field(min_length=1, max_length=1000)
+
+
+class FeedbackOut(BaseModel):
+    recorded: int
+
+
+def owned_evaluation(evaluation_id: str, tenant: TenantDep, runtime: RuntimeDep) -> EvaluationRow:
+    row = runtime.evaluations.get(tenant.id, evaluation_id) if len(evaluation_id) <= 64 else None
+    if row is None:
+        raise ApiError(404, "not_found", f"no evaluation {evaluation_id!r}")
+    return row
+
+
+EvaluationDep = Annotated[EvaluationRow, Depends(owned_evaluation)]
+
+
+def _evaluation_out(runtime: RuntimeDep, row: EvaluationRow) -> EvaluationOut:
+    results = [
+        ImageResult(
+            position=i.position,
+            name=i.filename,
+            image=f"/v1/evaluations/{row.id}/images/{i.position}",
+            passed=i.passed,
+            result=json.loads(i.result) if i.result else None,
+        )
+        for i in runtime.evaluations.images(row.id)
+    ]
+    return EvaluationOut(
+        id=row.id,
+        status=row.status,
+        use_case=row.use_case,
+        images=row.images,
+        passed=row.passed,
+        error=row.error,
+        results=results,
+    )
+
+
+def _use_case(value: object, spec: JobSpec | None) -> str:
+    if value in (None, ""):
+        return spec.use_case.value if spec is not None else UseCase.GENERIC.value
+    if value not in {u.value for u in UseCase}:
+        raise ApiError(
+            422, "invalid_use_case", f"use_case must be one of {', '.join(u.value for u in UseCase)}"
+        )
+    return str(value)
+
+
+def _file_name(name: object, position: int) -> str:
+    text = str(name or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return (text or f"image-{position}")[:200]
+
+
+async def _multipart(
+    request: Request, runtime: RuntimeDep
+) -> tuple[list[tuple[str, bytes]], JobSpec | None, object]:
+    s = runtime.settings
+    form = await request.form(
+        max_files=s.max_images_per_evaluation, max_fields=8, max_part_size=s.max_spec_bytes
+    )
+    uploads = [f for f in form.getlist("images") if isinstance(f, UploadFile)]
+    images = []
+    for position, upload in enumerate(uploads):
+        data = await upload.read(s.max_image_bytes + 1)
+        images.append((_file_name(upload.filename, position), data))
+    spec_text = form.get("spec")
+    spec = None
+    if isinstance(spec_text, str) and spec_text.strip():
+        media = "application/json" if spec_text.lstrip().startswith("{") else "application/yaml"
+        spec = parse_spec_body(
+            spec_text.encode(), media, max_bytes=s.max_spec_bytes, max_depth=s.max_json_depth
+        )
+    return images, spec, form.get("use_case")
+
+
+def _json_images(data: object) -> list[tuple[str, bytes]]:
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise ApiError(422, "invalid_request", "images: a list of {name, data (base64)} is required")
+    images = []
+    for position, item in enumerate(data["images"]):
+        if not isinstance(item, dict) or not isinstance(item.get("data"), str):
+            raise ApiError(422, "invalid_request", f"images.{position}.data: base64 image bytes are required")
+        try:
+            raw = base64.b64decode(item["data"], validate=True)
+        except (binascii.Error, ValueError):
+            raise ApiError(422, "invalid_image", f"images.{position}.data: not valid base64") from None
+        images.append((_file_name(item.get("name"), position), raw))
+    return images
+
+
+async def _read_request(
+    request: Request, runtime: RuntimeDep
+) -> tuple[list[tuple[str, bytes]], JobSpec | None, str]:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "multipart/form-data":
+        images, spec, use_case = await _multipart(request, runtime)
+    elif media == "application/json":
+        data = parse_json(await request.body(), max_depth=runtime.settings.max_json_depth)
+        images = _json_images(data)
+        spec_data = data.get("spec") if isinstance(data, dict) else None
+        spec = spec_from_data(spec_data) if spec_data is not None else None
+        use_case = data.get("use_case") if isinstance(data, dict) else None
+    else:
+        raise ApiError(415, "unsupported_media_type", "send multipart/form-data or application/json")
+    if not images:
+        raise ApiError(422, "no_images", "an evaluation needs at least one image")
+    limit = runtime.settings.max_images_per_evaluation
+    if len(images) > limit:
+        raise ApiError(413, "too_many_images", f"{len(images)} images: at most {limit} per evaluation")
+    return images, spec, _use_case(use_case, spec)
+
+
+def _decode_all(runtime: RuntimeDep, images: list[tuple[str, bytes]]) -> list[DecodedImage]:
+    s = runtime.settings
+    return [
+        decode_upload(n, d, max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels) for n, d in images
+    ]
+
+
+def _store_images(
+    runtime: RuntimeDep, images: list[tuple[str, bytes]], decoded: list[DecodedImage]
+) -> list[NewImage]:
+    mime = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
+    return [
+        NewImage(name, runtime.blobs.put(data), mime.get(image.format, "application/octet-stream"))
+        for (name, data), image in zip(images, decoded, strict=True)
+    ]
+
+
+def _score_now(
+    runtime: RuntimeDep, names: list[str], decoded: list[DecodedImage], spec: JobSpec | None, use_case: str
+) -> list[ScoredImageResult]:
+    scorer = runtime.scorers.get(use_case=use_case, spec=spec)
+    results = []
+    for position, (name, image) in enumerate(zip(names, decoded, strict=True)):
+        verdict = scorer.score(image)
+        results.append(ScoredImageResult(position, verdict.passed, verdict_json(name, verdict, scorer)))
+    return results
+
+
+@router.post(
+    "", response_model=EvaluationOut, openapi_extra=_UPLOAD_BODY, responses={202: {"model": EvaluationOut}}
+)
+async def create_evaluation(
+    request: Request, response: Response, tenant: TenantDep, runtime: RuntimeDep
+) -> EvaluationOut:
+    images, spec, use_case = await _read_request(request, runtime)
+    decoded = await asyncio.to_thread(_decode_all, runtime, images)  # refuses bombs before storing
+    stored = await asyncio.to_thread(_store_images, runtime, images, decoded)
+    batch = len(images) > runtime.settings.sync_evaluation_images
+    spec_json = spec.model_dump_json() if spec is not None else None
+    evaluation_id = await asyncio.to_thread(
+        runtime.evaluations.create,
+        tenant.id,
+        use_case=use_case,
+        spec_json=spec_json,
+        images=stored,
+        queued=batch,
+    )
+    response.headers["Location"] = f"/v1/evaluations/{evaluation_id}"
+    if batch:
+        response.status_code = 202
+    else:
+        names = [name for name, _ in images]
+        results = await asyncio.to_thread(_score_now, runtime, names, decoded, spec, use_case)
+        await asyncio.to_thread(runtime.evaluations.record, evaluation_id, results)
+    row = runtime.evaluations.get(tenant.id, evaluation_id)
+    assert row is not None
+    return _evaluation_out(runtime, row)
+
+
+@router.get("", response_model=list[EvaluationOut])
+def list_evaluations(
+    tenant: TenantDep, runtime: RuntimeDep, limit: int = 20, offset: int = 0
+) -> list[EvaluationOut]:
+    rows = runtime.evaluations.page(tenant.id, limit=max(1, min(limit, 100)), offset=max(0, offset))
+    return [_evaluation_out(runtime, r) for r in rows]
+
+
+@router.get("/{evaluation_id}", response_model=EvaluationOut)
+def get_evaluation(evaluation: EvaluationDep, runtime: RuntimeDep) -> EvaluationOut:
+    return _evaluation_out(runtime, evaluation)
+
+
+@router.get("/{evaluation_id}/images/{position}", responses={200: {"content": {"image/png": {}}}})
+def get_evaluation_image(evaluation: EvaluationDep, position: int, runtime: RuntimeDep) -> Response:
+    image = next((i for i in runtime.evaluations.images(evaluation.id) if i.position == position), None)
+    if image is None:
+        raise ApiError(404, "not_found", f"evaluation {evaluation.id!r} has no image {position}")
+    return Response(
+        runtime.blobs.get(image.blob_sha256),
+        media_type=image.content_type,
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
+
+
+@router.post("/{evaluation_id}/feedback", response_model=FeedbackOut)
+def give_feedback(evaluation: EvaluationDep, body: FeedbackIn, runtime: RuntimeDep) -> FeedbackOut:
+    """A person's accept or reject per image (the newest counts), for ``imagefunnel calibrate``."""
+    for item in body.items:
+        unknown = [d for d in item.dimensions if d not in default_registry]
+        if unknown:
+            raise ApiError(422, "unknown_dimension", f"items: unknown dimension {unknown[0]!r}")
+        if item.image >= evaluation.images:
+            raise ApiError(422, "unknown_image", f"items: the evaluation has no image {item.image}")
+    for item in body.items:
+        runtime.evaluations.add_feedback(
+            evaluation.id,
+            position=item.image,
+            accepted=item.verdict == "accept",
+            dimensions=item.dimensions,
+            note=item.note,
+        )
+    return FeedbackOut(recorded=len(body.items))
