@@ -9,39 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from executor_fixtures import DEFECTIVE, PHOTOS
 
 from imagefunnel.errors import ScoringWorkerError
-from imagefunnel.evaluation.variants import encode_jpeg
 from imagefunnel.executors import ExecutorChoice, ScorerConfig, open_executor, run_in, worker_scorer
 from imagefunnel.executors.ray_pool import RayExecutor, ray_executor
 from imagefunnel.funnel.engine import score_candidate
-from imagefunnel.market import defects
-from imagefunnel.market.images import AssetLibrary
 
 pytestmark = pytest.mark.slow
-
-PHOTOS = ("obama_2.jpg", "obama_3.jpg")  # the same person as the reference photo, obama_1
-
-
-@pytest.fixture(scope="module")
-def images() -> dict[str, bytes]:
-    library = AssetLibrary()
-    out = {name: encode_jpeg(library.image(name), 92) for name in PHOTOS}
-    out["someone_else"] = encode_jpeg(library.image("luispedro.jpg"), 92)
-    out["text"] = encode_jpeg(defects.text_overlay(library.image("obama_3.jpg")), 92)
-    out["blurred"] = encode_jpeg(defects.blur(library.image("obama_2.jpg")), 92)
-    out["truncated"] = defects.truncate(out["obama_2.jpg"])
-    return out
-
-
-@pytest.fixture(scope="module")
-def config() -> ScorerConfig:
-    # The headshot cascade with a reference photo, every dimension measured: the whole model set.
-    return ScorerConfig(
-        use_case="headshot",
-        score_all=True,
-        references=(encode_jpeg(AssetLibrary().image("obama_1.jpg"), 92),),
-    )
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +39,7 @@ def test_ray_workers_give_the_same_verdicts_and_hashes_as_in_process_scoring(
     assert remote == local
     verdicts = {name: result[0] for name, result in zip(images, local, strict=True)}
     assert all(verdicts[name].passed for name in PHOTOS)
-    assert not any(verdicts[name].passed for name in ("someone_else", "text", "blurred", "truncated"))
+    assert not any(verdicts[name].passed for name in DEFECTIVE)
 
 
 def test_the_work_is_spread_over_every_actor_in_other_processes(pool: RayExecutor) -> None:
