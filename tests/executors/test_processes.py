@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
-from executor_fixtures import DEFECTIVE, PHOTOS
+from executor_fixtures import DEFECTIVE, PHOTOS, same_verdicts_as_in_process
 
 from imagefunnel.executors import (
     ExecutorChoice,
@@ -18,7 +18,6 @@ from imagefunnel.executors import (
     process_executor,
     run_in,
     warm_up,
-    worker_scorer,
 )
 from imagefunnel.funnel.engine import score_candidate
 
@@ -34,18 +33,10 @@ def pool(config: ScorerConfig) -> Iterator[ProcessPoolExecutor]:
 def test_process_workers_give_the_same_verdicts_and_hashes_as_in_process_scoring(
     pool: ProcessPoolExecutor, config: ScorerConfig, images: dict[str, bytes]
 ) -> None:
-    async def score_all() -> list[object]:
-        return list(
-            await asyncio.gather(*(run_in(pool, score_candidate, config, d) for d in images.values()))
-        )
-
-    remote = asyncio.run(score_all())
-    local = [score_candidate(worker_scorer(config), data) for data in images.values()]
-    assert remote == local
-    by_name = dict(zip(images, local, strict=True))
-    assert all(by_name[name][0].passed for name in PHOTOS)  # type: ignore[index]
-    assert not any(by_name[name][0].passed for name in DEFECTIVE)  # type: ignore[index]
-    assert by_name["truncated"][1] is None and by_name["obama_2.jpg"][1] is not None  # type: ignore[index]
+    by_name = same_verdicts_as_in_process(pool, config, images)
+    assert all(by_name[name][0].passed for name in PHOTOS)
+    assert not any(by_name[name][0].passed for name in DEFECTIVE)
+    assert by_name["truncated"][1] is None and by_name["obama_2.jpg"][1] is not None
 
 
 def test_the_workers_are_other_processes(pool: ProcessPoolExecutor) -> None:

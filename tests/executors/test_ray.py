@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from executor_fixtures import DEFECTIVE, PHOTOS
+from executor_fixtures import DEFECTIVE, PHOTOS, same_verdicts_as_in_process
 
 from imagefunnel.errors import ScoringWorkerError
-from imagefunnel.executors import ExecutorChoice, ScorerConfig, open_executor, run_in, worker_scorer
+from imagefunnel.executors import ExecutorChoice, ScorerConfig, open_executor, run_in
 from imagefunnel.executors.ray_pool import RayExecutor, ray_executor
 from imagefunnel.funnel.engine import score_candidate
 
@@ -29,17 +29,9 @@ def pool(ray_local: object) -> Iterator[RayExecutor]:
 def test_ray_workers_give_the_same_verdicts_and_hashes_as_in_process_scoring(
     pool: RayExecutor, config: ScorerConfig, images: dict[str, bytes]
 ) -> None:
-    async def score_all() -> list[object]:
-        return list(
-            await asyncio.gather(*(run_in(pool, score_candidate, config, d) for d in images.values()))
-        )
-
-    remote = asyncio.run(score_all())
-    local = [score_candidate(worker_scorer(config), data) for data in images.values()]
-    assert remote == local
-    verdicts = {name: result[0] for name, result in zip(images, local, strict=True)}
-    assert all(verdicts[name].passed for name in PHOTOS)
-    assert not any(verdicts[name].passed for name in DEFECTIVE)
+    by_name = same_verdicts_as_in_process(pool, config, images)
+    assert all(by_name[name][0].passed for name in PHOTOS)
+    assert not any(by_name[name][0].passed for name in DEFECTIVE)
 
 
 def test_the_work_is_spread_over_every_actor_in_other_processes(pool: RayExecutor) -> None:
