@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,faces,ocr,bench]'
+	$(BIN)/pip install -q -e '.[test,faces,ocr,bench,ray,redis]'
 	$(BIN)/pip install -q --no-deps mediapipe==0.10.21  # its deps are the 'faces' extra (see pyproject)
 	$(BIN)/pip install -q --no-deps rapidocr-onnxruntime==1.4.4 nudenet==3.4.2  # deps: the 'ocr' extra
 	touch $(STAMP)

@@ -17,6 +17,7 @@ from imagefunnel.errors import (
     ProviderUnavailable,
     RateLimited,
     ScoringWorkerError,
+    SharedStateError,
     SpecError,
     StoreError,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "Scorer",
     "ScoringContext",
     "ScoringWorkerError",
+    "SharedStateError",
     "SpecError",
     "Store",
     "StoreError",

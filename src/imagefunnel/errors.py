@@ -16,8 +16,9 @@ raised ``from`` the original, so the funnel, router and CLI only ever handle our
     ├── NoProviderAvailable       every capable provider failed or was excluded
     ├── BudgetExceeded            the next request would overspend the job budget
     ├── StoreError                the job store is unusable or inconsistent
-    └── ExecutorError             an executor URL that cannot be used, or a broken pool
-        └── ScoringWorkerError    a scoring worker process died or could not build its scorer
+    ├── ExecutorError             an executor URL that cannot be used, or a broken pool
+    │   └── ScoringWorkerError    a scoring worker process died or could not build its scorer
+    └── SharedStateError          a shared-state URL (cooldowns across workers) that cannot be used
 """
 
 from __future__ import annotations
@@ -96,3 +97,7 @@ class ExecutorError(ImageFunnelError):
 
 class ScoringWorkerError(ExecutorError):
     """A scoring worker process died or could not start (its scorer raised while being built)."""
+
+
+class SharedStateError(ImageFunnelError):
+    """A shared-state URL (``memory://``, ``redis://``) that cannot be used."""

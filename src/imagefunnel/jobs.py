@@ -8,12 +8,14 @@ Every front end (the CLI, the service's workers, benchmarks) runs a job through
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 
 from imagefunnel.executors import DEFAULT_EXECUTOR_URL, ScorerConfig, open_executor, parse_executor_url
 from imagefunnel.funnel import Funnel, FunnelObserver, FunnelOutcome
 from imagefunnel.providers.base import Provider
-from imagefunnel.routing import Router
+from imagefunnel.routing import HealthTracker, Router
+from imagefunnel.routing.cooldowns import SharedCooldowns
 from imagefunnel.routing.passrates import PassRateBook
 from imagefunnel.scoring import Scorer
 from imagefunnel.scoring.jobcontext import job_context
@@ -45,21 +47,24 @@ async def run_funnel_job(
     job_id: str | None = None,
     resume_job_id: str | None = None,
     executor_url: str | None = None,
+    cooldowns: SharedCooldowns | None = None,
 ) -> FunnelOutcome:
     """Run ``spec`` as job ``job_id`` (a new id if None), or carry on the stored job
     ``resume_job_id``; close the providers either way.
 
     ``executor_url`` says where candidates are scored (default: ``IMAGEFUNNEL_EXECUTOR``, else a
-    thread pool): ``local://threads`` or ``local://processes?workers=N``.
+    thread pool): ``local://threads``, ``local://processes?workers=N``, ``ray`` or ``ray://head:10001``.
+    ``cooldowns``: provider cooldowns shared with other jobs and workers (None: this job's own).
     """
     try:
         scorer = build_scorer(spec)
         # Pass rates learned from verdicts persist in the store, shared across jobs and restarts.
         pass_rates = PassRateBook(persistence=SqlPassRates(store.engine))
-        router = Router(providers, ledger=store, pass_rates=pass_rates)
+        health = HealthTracker(clock=time.monotonic, shared=cooldowns) if cooldowns else None
+        router = Router(providers, ledger=store, pass_rates=pass_rates, health=health)
         url = executor_url or os.environ.get("IMAGEFUNNEL_EXECUTOR", DEFAULT_EXECUTOR_URL)
         choice = parse_executor_url(url)
-        config = ScorerConfig.from_spec(spec) if choice.kind == "processes" else None
+        config = ScorerConfig.from_spec(spec) if choice.needs_config else None
         with open_executor(choice, config or ScorerConfig()) as executor:
             funnel = Funnel(
                 router=router,

@@ -19,6 +19,11 @@ from imagefunnel.spec import JobSpec
         ("local://threads?workers=3", ExecutorChoice(workers=3)),
         ("local://processes", ExecutorChoice(kind="processes")),
         ("local://processes?workers=2&start=forkserver", ExecutorChoice("processes", 2, "forkserver")),
+        ("ray", ExecutorChoice(kind="ray")),
+        ("ray?workers=2", ExecutorChoice(kind="ray", workers=2)),
+        ("ray://head:10001", ExecutorChoice(kind="ray", address="ray://head:10001")),
+        ("ray://10.0.0.5", ExecutorChoice(kind="ray", address="ray://10.0.0.5:10001")),
+        ("ray://head:20001?workers=8", ExecutorChoice(kind="ray", workers=8, address="ray://head:20001")),
     ],
 )
 def test_executor_urls_are_parsed(url: str, choice: ExecutorChoice) -> None:
@@ -28,8 +33,13 @@ def test_executor_urls_are_parsed(url: str, choice: ExecutorChoice) -> None:
 @pytest.mark.parametrize(
     ("url", "why"),
     [
-        ("ray://head:10001", "expected local://"),
         ("local://gpus", "expected local://"),
+        ("rayy", "expected local://"),
+        ("ray://", "expected ray://host:port"),
+        ("ray://head:port", "port must be a number"),
+        ("ray://head:10001/path", "expected ray://host:port"),
+        ("ray?workers=0", "workers must be"),
+        ("ray?start=spawn", "unknown option start"),
         ("local://processes?workers=0", "workers must be"),
         ("local://processes?workers=two", "workers must be"),
         ("local://processes?start=fork", "start must be spawn or forkserver"),

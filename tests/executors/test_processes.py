@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
+from executor_fixtures import DEFECTIVE, PHOTOS, same_verdicts_as_in_process
 
-from imagefunnel.evaluation.variants import encode_jpeg
 from imagefunnel.executors import (
     ExecutorChoice,
     ScorerConfig,
@@ -18,33 +18,8 @@ from imagefunnel.executors import (
     process_executor,
     run_in,
     warm_up,
-    worker_scorer,
 )
 from imagefunnel.funnel.engine import score_candidate
-from imagefunnel.market import defects
-from imagefunnel.market.images import AssetLibrary
-
-PHOTOS = ("obama_2.jpg", "obama_3.jpg")  # the same person as the reference photo, obama_1
-
-
-@pytest.fixture(scope="module")
-def images() -> dict[str, bytes]:
-    library = AssetLibrary()
-    out = {name: encode_jpeg(library.image(name), 92) for name in PHOTOS}
-    out["someone_else"] = encode_jpeg(library.image("luispedro.jpg"), 92)
-    out["text"] = encode_jpeg(defects.text_overlay(library.image("obama_3.jpg")), 92)
-    out["truncated"] = defects.truncate(out["obama_2.jpg"])
-    return out
-
-
-@pytest.fixture(scope="module")
-def config() -> ScorerConfig:
-    # The headshot cascade with a reference photo, every dimension measured: the whole model set.
-    return ScorerConfig(
-        use_case="headshot",
-        score_all=True,
-        references=(encode_jpeg(AssetLibrary().image("obama_1.jpg"), 92),),
-    )
 
 
 @pytest.fixture(scope="module")
@@ -58,18 +33,10 @@ def pool(config: ScorerConfig) -> Iterator[ProcessPoolExecutor]:
 def test_process_workers_give_the_same_verdicts_and_hashes_as_in_process_scoring(
     pool: ProcessPoolExecutor, config: ScorerConfig, images: dict[str, bytes]
 ) -> None:
-    async def score_all() -> list[object]:
-        return list(
-            await asyncio.gather(*(run_in(pool, score_candidate, config, d) for d in images.values()))
-        )
-
-    remote = asyncio.run(score_all())
-    local = [score_candidate(worker_scorer(config), data) for data in images.values()]
-    assert remote == local
-    by_name = dict(zip(images, local, strict=True))
-    assert all(by_name[name][0].passed for name in PHOTOS)  # type: ignore[index]
-    assert not any(by_name[name][0].passed for name in ("someone_else", "text", "truncated"))  # type: ignore[index]
-    assert by_name["truncated"][1] is None and by_name["obama_2.jpg"][1] is not None  # type: ignore[index]
+    by_name = same_verdicts_as_in_process(pool, config, images)
+    assert all(by_name[name][0].passed for name in PHOTOS)
+    assert not any(by_name[name][0].passed for name in DEFECTIVE)
+    assert by_name["truncated"][1] is None and by_name["obama_2.jpg"][1] is not None
 
 
 def test_the_workers_are_other_processes(pool: ProcessPoolExecutor) -> None:

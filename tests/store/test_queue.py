@@ -130,3 +130,31 @@ def test_start_job_runs_a_queued_job_and_refuses_an_ended_one(store: Store) -> N
     store.finish_job(job_id, status="failed", stop_reason="x", delivered=0)
     with pytest.raises(StoreError, match="already ended"):
         store.start_job(job_id=job_id, name="x", spec_json="{}", deliver=1)
+
+
+def test_only_the_holder_can_fail_a_job(store: Store) -> None:
+    queue = JobQueue(store)
+    (job_id,) = _enqueue(queue, 1)
+    now = utcnow()
+    queue.claim("w1", lease_s=10, now=now)
+    queue.claim("w2", lease_s=10, now=now + timedelta(seconds=11))  # w1's lease ran out: w2 has it
+    assert not queue.fail(job_id, "w1", reason="w1 gave up")
+    assert store.job(job_id).status == "running"
+    assert queue.fail(job_id, "w2", reason="spec cannot run")
+    row = store.job(job_id)
+    assert (row.status, row.stop_reason) == ("failed", "spec cannot run")
+
+
+def test_unfinished_counts_what_workers_hold_or_may_claim(store: Store) -> None:
+    queue = JobQueue(store)
+    first, second, third = _enqueue(queue, 3)
+    store.start_job(job_id="cli-job", name="n", spec_json="{}", deliver=1)  # no lease: not a worker's
+    assert queue.unfinished() == 3
+    queue.claim("w1", lease_s=10)
+    assert queue.unfinished() == 3  # one held, two queued
+    store.finish_job(first, status="delivered", stop_reason="done", delivered=1)
+    queue.release(first, "w1")
+    assert queue.unfinished() == 2
+    for job_id in (second, third):
+        store.finish_job(job_id, status="failed", stop_reason="x", delivered=0)
+    assert queue.unfinished() == 0

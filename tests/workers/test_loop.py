@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import update
 
 from imagefunnel.cli.demo import market_providers
-from imagefunnel.market.scenario import Scenario
 from imagefunnel.market.server import MarketServer
 from imagefunnel.spec import JobSpec
 from imagefunnel.store import BlobStore, Store
@@ -20,27 +19,6 @@ from imagefunnel.store.queue import JobQueue
 from imagefunnel.workers import JobWorker, WorkerSettings
 
 MODEL = "fal-ai/flux/dev"
-
-
-@pytest.fixture(scope="module")
-def market() -> Iterator[MarketServer]:
-    scenario = Scenario.model_validate(
-        {
-            "name": "workers",
-            "seed": 5,
-            "providers": [
-                {
-                    "name": "clean",
-                    "protocol": "fal",
-                    "models": [MODEL],
-                    "processing_s": [0.01, 0.02],
-                    "price_usd_per_mp": 0.02,
-                }
-            ],
-        }
-    )
-    with MarketServer(scenario) as server:
-        yield server
 
 
 @pytest.fixture

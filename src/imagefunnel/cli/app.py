@@ -12,8 +12,10 @@ from rich.console import Console
 from imagefunnel.cli.bench import bench_app
 from imagefunnel.cli.cutout import cutout_cmd
 from imagefunnel.cli.eval import calibrate_cmd, devset_cmd, eval_cmd
+from imagefunnel.cli.market_serve import market_app
 from imagefunnel.cli.providers import providers_app
 from imagefunnel.cli.serve import bench_service_cmd, evaluations_app, keys_app, serve_cmd
+from imagefunnel.cli.worker import submit_cmd, worker_cmd
 from imagefunnel.cli.workflows import workflows_app
 from imagefunnel.errors import ImageFunnelError
 
@@ -30,6 +32,10 @@ app.command("devset")(devset_cmd)
 app.command("eval")(eval_cmd)
 app.command("calibrate")(calibrate_cmd)
 app.command("cutout")(cutout_cmd)
+# Scale-out: workers sharing one store, the jobs they run, one emulated market for all of them.
+app.command("worker")(worker_cmd)
+app.command("submit")(submit_cmd)
+app.add_typer(market_app, name="market")
 app.command("serve")(serve_cmd)
 app.add_typer(keys_app, name="keys")
 app.add_typer(evaluations_app, name="evaluations")

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from imagefunnel.cli.cutout import bench_bg_removal_cmd
 from imagefunnel.cli.eval import bench_scoring_cmd
+from imagefunnel.cli.scaleout_bench import load_cmd, ray_scaling_cmd
 
 if TYPE_CHECKING:
     from imagefunnel.bench.routing import RoutingReport
@@ -129,3 +130,6 @@ def _print(report: RoutingReport) -> None:
 
 bench_app.command("scoring")(bench_scoring_cmd)  # scoring throughput and dev-set quality (cli/eval.py)
 bench_app.command("bg-removal")(bench_bg_removal_cmd)  # self-hosted vs API vs routed (cli/cutout.py)
+
+bench_app.command("load")(load_cmd)  # workers sharing one PostgreSQL under load (cli/scaleout_bench.py)
+bench_app.command("ray-scaling")(ray_scaling_cmd)  # scoring throughput on Ray next to threads

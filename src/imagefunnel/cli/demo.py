@@ -50,11 +50,16 @@ def market_providers(market: MarketServer, model: str) -> list[Provider]:
 
 
 def _market_provider(market: MarketServer, profile: ProviderProfile, model: str) -> Provider:
+    return build_provider(market_provider_config(market, profile, model), api_key=DEMO_API_KEY)
+
+
+def market_provider_config(market: MarketServer, profile: ProviderProfile, model: str) -> ProviderConfig:
+    """The providers-file entry a user would write for one hosted provider of the market."""
     base = market.base_url(profile.name)
     # OpenAI-style adapters take the API root with its version, as the official clients do.
     url = f"{base}/v1" if profile.protocol in ("openai", "together") else base
     fal = profile.protocol == "fal"
-    config = ProviderConfig(
+    return ProviderConfig(
         name=profile.name,
         protocol=profile.protocol,
         base_url=url,
@@ -65,18 +70,22 @@ def _market_provider(market: MarketServer, profile: ProviderProfile, model: str)
         price=None if fal else _list_price(profile),
         reference_endpoint=_FAL_REFERENCE_ENDPOINT.format(model=model) if fal else None,
     )
-    return build_provider(config, api_key=DEMO_API_KEY)
 
 
-def _box_provider(market: MarketServer, box: SelfHostedBox, model: str) -> Provider:
-    # What the box's owner configures (its checkpoint, its measured speed), as a providers file
-    # would; the $/hour is the spot price in force, which a cloud's spot-price API tells the owner
-    # (a providers file can only give a fixed list price) and which the emulated box reports.
-    settings = ComfyUISettings(
+def box_settings(box: SelfHostedBox) -> ComfyUISettings:
+    """What the box's owner configures (its checkpoint, its measured speed, its list $/hour)."""
+    return ComfyUISettings(
         usd_per_hour=box.price_at(0.0),
         checkpoint=box.checkpoints[0],
         seconds_per_step=box.seconds_per_step,
     )
+
+
+def _box_provider(market: MarketServer, box: SelfHostedBox, model: str) -> Provider:
+    # As a providers file would configure it, but the $/hour is the spot price in force, which a
+    # cloud's spot-price API tells the owner (a providers file can only give a fixed list price)
+    # and which the emulated box reports.
+    settings = box_settings(box)
     return ComfyUIProvider(
         name=box.name,
         base_url=market.base_url(box.name),

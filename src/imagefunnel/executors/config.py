@@ -1,9 +1,10 @@
 """What an executor is chosen by: a small URL, and the picklable recipe of a job's scorer.
 
 ``local://threads`` (the default) scores on a thread pool in this process; ``local://processes``
-scores in a pool of worker processes (``?workers=2&start=spawn|forkserver``). A process worker cannot
-receive the job's :class:`Scorer` (it holds loaded models), so it receives a :class:`ScorerConfig`
-instead and builds its own scorer from it, once.
+scores in a pool of worker processes (``?workers=2&start=spawn|forkserver``); ``ray`` scores on a
+local Ray instance and ``ray://head:10001`` on a Ray cluster (``?workers=N`` scoring actors). A
+process or Ray worker cannot receive the job's :class:`Scorer` (it holds loaded models), so it
+receives a :class:`ScorerConfig` instead and builds its own scorer from it, once.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from imagefunnel.spec import CreativeBrief, JobSpec, Rule
 
 __all__ = ["ExecutorChoice", "ExecutorError", "ScorerConfig", "ScoringWorkerError", "parse_executor_url"]
 
-Kind = Literal["threads", "processes"]
+Kind = Literal["threads", "processes", "ray"]
 StartMethod = Literal["spawn", "forkserver"]
 DEFAULT_EXECUTOR_URL = "local://threads"
 
@@ -29,15 +30,29 @@ DEFAULT_EXECUTOR_URL = "local://threads"
 @dataclass(frozen=True, slots=True)
 class ExecutorChoice:
     kind: Kind = "threads"
-    workers: int | None = None  # None: one per core, at most 4
+    workers: int | None = None  # None: one per core, at most 4 (Ray: one per CPU of the cluster)
     start_method: StartMethod = "spawn"
+    # Ray only: the cluster's Ray Client address (``ray://head:10001``); None starts a local instance.
+    address: str | None = None
+
+    @property
+    def needs_config(self) -> bool:
+        """Whether the workers score in other processes, from a :class:`ScorerConfig`."""
+        return self.kind != "threads"
 
 
 def parse_executor_url(url: str) -> ExecutorChoice:
-    """``local://threads`` or ``local://processes?workers=N&start=spawn``; ExecutorError says why not."""
-    parts = urlsplit(url.strip())
+    """``local://threads``, ``local://processes?workers=N&start=spawn``, ``ray[?workers=N]`` or
+    ``ray://host:port[?workers=N]``; ExecutorError says why not."""
+    text = url.strip()
+    if text == "ray" or text.startswith(("ray?", "ray://")):
+        return _parse_ray(text, url)
+    parts = urlsplit(text)
     if parts.scheme != "local" or parts.netloc not in ("threads", "processes") or parts.path not in ("", "/"):
-        raise ExecutorError(f"executor {url!r}: expected local://threads or local://processes[?workers=N]")
+        raise ExecutorError(
+            f"executor {url!r}: expected local://threads, local://processes[?workers=N], "
+            "ray or ray://host:port"
+        )
     query = parse_qs(parts.query, keep_blank_values=True)
     unknown = sorted(set(query) - {"workers", "start"})
     if unknown:
@@ -53,6 +68,29 @@ def parse_executor_url(url: str) -> ExecutorChoice:
     kind: Kind = "threads" if parts.netloc == "threads" else "processes"
     method: StartMethod = "spawn" if start == "spawn" else "forkserver"
     return ExecutorChoice(kind=kind, workers=int(workers) if workers else None, start_method=method)
+
+
+def _parse_ray(text: str, url: str) -> ExecutorChoice:
+    address, _, query_text = text.partition("?")
+    query = parse_qs(query_text, keep_blank_values=True)
+    unknown = sorted(set(query) - {"workers"})
+    if unknown:
+        raise ExecutorError(f"executor {url!r}: unknown option {', '.join(unknown)} (known: workers)")
+    if address != "ray":
+        parts = urlsplit(address)
+        if not parts.hostname or parts.path not in ("", "/"):
+            raise ExecutorError(f"executor {url!r}: expected ray://host:port (a Ray Client address)")
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise ExecutorError(f"executor {url!r}: the port must be a number") from exc
+        address = f"ray://{parts.hostname}:{port or 10001}"  # 10001: Ray Client's default port
+    workers = _one(query, "workers", url)
+    if workers is not None and not (workers.isdigit() and 1 <= int(workers) <= 256):
+        raise ExecutorError(f"executor {url!r}: workers must be a whole number from 1 to 256")
+    return ExecutorChoice(
+        kind="ray", workers=int(workers) if workers else None, address=None if address == "ray" else address
+    )
 
 
 def _one(query: dict[str, list[str]], name: str, url: str) -> str | None:

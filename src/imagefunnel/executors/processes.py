@@ -70,6 +70,10 @@ def open_executor(choice: ExecutorChoice, config: ScorerConfig) -> Executor:
     """The executor ``choice`` names; ``config`` is only used by process workers."""
     if choice.kind == "threads":
         return local_executor(choice.workers)
+    if choice.kind == "ray":
+        from imagefunnel.executors.ray_pool import ray_executor  # Ray is an optional extra
+
+        return ray_executor(choice)
     return process_executor(config, workers=choice.workers, start_method=choice.start_method)
 
 

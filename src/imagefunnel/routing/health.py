@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from imagefunnel.errors import ProviderError
 from imagefunnel.providers.base import Provider
 from imagefunnel.routing.breaker import BreakerSettings, BreakerState, CircuitBreaker
+from imagefunnel.routing.cooldowns import SharedCooldowns
 from imagefunnel.routing.latency import LatencyStats
 
 __all__ = ["HealthProber", "HealthTracker", "HealthView", "ProviderHealthState"]
@@ -52,7 +53,11 @@ class HealthView:
 
 
 class HealthTracker:
-    """Health of every (provider, model) the router has used; a tripped breaker is not routed to."""
+    """Health of every (provider, model) the router has used; a tripped breaker is not routed to.
+
+    ``shared``: cooldowns this tracker publishes (Retry-After, a trip) and honours from other
+    routers (other jobs, other workers); see :mod:`imagefunnel.routing.cooldowns`.
+    """
 
     def __init__(
         self,
@@ -61,8 +66,10 @@ class HealthTracker:
         breaker: BreakerSettings | None = None,
         latency_alpha: float = 0.2,
         error_alpha: float = 0.1,
+        shared: SharedCooldowns | None = None,
     ) -> None:
         self._clock = clock
+        self._shared = shared
         self._settings = breaker or BreakerSettings()
         self._latency_alpha = latency_alpha
         self._error_alpha = error_alpha
@@ -82,10 +89,13 @@ class HealthTracker:
         return found
 
     def available(self, provider: str, model: str) -> bool:
-        return self.state(provider, model).breaker.allows()
+        if not self.state(provider, model).breaker.allows():
+            return False
+        return self._shared is None or self._shared.remaining_s(provider, model) <= 0.0
 
     def cooldown_remaining_s(self, provider: str, model: str) -> float:
-        return self.state(provider, model).breaker.open_remaining_s()
+        local = self.state(provider, model).breaker.open_remaining_s()
+        return max(local, self._shared.remaining_s(provider, model)) if self._shared else local
 
     def view(self, provider: str, model: str) -> HealthView:
         st = self.state(provider, model)
@@ -131,6 +141,7 @@ class HealthTracker:
             st.breaker.hold(retry_after_s)
         else:
             st.breaker.record(False)
+        self._publish(provider, model, st)
 
     def record_probe(self, provider: str, ok: bool) -> None:
         """An active probe of ``provider`` (probes are per provider: they apply to all its models)."""
@@ -138,6 +149,12 @@ class HealthTracker:
             st = self._states[(provider, model)]
             st.probe_ok = ok
             st.breaker.probe(ok)
+            self._publish(provider, model, st)
+
+    def _publish(self, provider: str, model: str, st: ProviderHealthState) -> None:
+        """Tell the other routers that (provider, model) is cooling, if its breaker is open."""
+        if self._shared is not None and st.breaker.state is BreakerState.OPEN:
+            self._shared.hold(provider, model, st.breaker.open_remaining_s())
 
 
 class HealthProber:

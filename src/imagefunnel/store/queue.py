@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from imagefunnel.store.models import JobRow, utcnow
 from imagefunnel.store.repository import Store
@@ -91,6 +91,17 @@ class JobQueue:
                     )
         return None
 
+    def unfinished(self) -> int:
+        """Jobs a worker holds or may claim: queued, or running under a lease (held or expired).
+
+        A job run directly (the CLI, no lease) is not counted: no worker will ever claim it.
+        """
+        pending = or_(
+            JobRow.status == QUEUED, and_(JobRow.status == RUNNING, JobRow.lease_owner.is_not(None))
+        )
+        with self._store.session() as s:
+            return int(s.scalar(select(func.count()).select_from(JobRow).where(pending)) or 0)
+
     def renew(self, job_id: str, worker_id: str, *, lease_s: float, now: datetime | None = None) -> bool:
         """Extend the lease; False if this worker no longer holds the job (it must stop)."""
         now = now or utcnow()
@@ -115,6 +126,16 @@ class JobQueue:
                 .where(JobRow.id == job_id, JobRow.lease_owner == worker_id)
                 .values(lease_owner=None, lease_expires_at=None)
             )
+
+    def fail(self, job_id: str, worker_id: str, *, reason: str) -> bool:
+        """End a job this worker holds as failed (it cannot run at all); False if it holds it no more."""
+        with self._store.session() as s:
+            result = s.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.lease_owner == worker_id, JobRow.status == RUNNING)
+                .values(status="failed", stop_reason=reason, delivered=0, finished_at=utcnow())
+            )
+            return getattr(result, "rowcount", 0) == 1
 
     def requeue(self, job_id: str, worker_id: str) -> None:
         """Hand a job this worker holds back to the queue at once (a clean shutdown mid-job)."""

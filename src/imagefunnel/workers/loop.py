@@ -1,13 +1,13 @@
 """The worker loop: claim a queued job, run it under a renewed lease, release it, repeat.
 
 A :class:`JobWorker` runs up to ``settings.jobs`` jobs at once in its event loop. Each job runs as a
-task next to a heartbeat that renews the job's lease every ``lease_s / 3``; when a renewal is refused
-(the lease expired and another worker took the job) the task is cancelled at once, so two workers
-never buy for the same job for longer than one heartbeat. A worker that dies simply stops renewing:
-after ``lease_s`` another worker claims the job and resumes it from the store, where nothing bought
-is bought twice.
+task while a thread renews the job's lease every ``lease_s / 3`` (see :mod:`.lease`); when a
+renewal is refused (the lease expired and another worker took the job) the task is cancelled at
+once, so two workers never buy for the same job for longer than one heartbeat. A worker that dies
+simply stops renewing: after ``lease_s`` another worker claims the job and resumes it from the
+store, where nothing bought is bought twice.
 
-Optional hooks, all generic: ``cancellations`` is asked on every heartbeat whether someone asked for
+Optional hooks, all generic: ``cancellations`` is asked every ``cancel_poll_s`` whether someone asked for
 the job to stop (the job task is then cancelled, so in-flight provider requests are cancelled where
 the protocol allows, and the job ends ``cancelled`` delivering the best of what had passed);
 ``on_end`` hears how each job this worker finished ended; :meth:`JobWorker.wake` cuts an idle
@@ -32,9 +32,11 @@ from imagefunnel.funnel import FunnelObserver, FunnelOutcome
 from imagefunnel.funnel.selection import Ranked, best_k
 from imagefunnel.jobs import run_funnel_job
 from imagefunnel.providers.base import Provider
+from imagefunnel.routing.cooldowns import LocalCooldowns, SharedCooldowns
 from imagefunnel.spec import JobSpec
 from imagefunnel.store import BlobStore, Store
 from imagefunnel.store.queue import Claim, JobQueue
+from imagefunnel.workers.lease import LeaseKeeper
 
 __all__ = ["CancelCheck", "EndHook", "JobEnd", "JobWorker", "ProvidersFactory", "WorkerSettings"]
 
@@ -60,11 +62,10 @@ class JobEnd:
 EndHook = Callable[[JobEnd], Awaitable[None]]
 
 
-class _Beat(Enum):
-    """Why a heartbeat stopped: the job ended, the lease was lost, or the job was cancelled."""
+class _Watch(Enum):
+    """Why the cancel watch stopped: the job ended, or a cancel was asked for."""
 
     ENDED = "ended"
-    LOST = "lost"
     CANCEL = "cancel"
 
 
@@ -96,7 +97,12 @@ class JobWorker:
         observers: ObserverFactory | None = None,
         cancellations: CancelCheck | None = None,
         on_end: EndHook | None = None,
+        cooldowns: SharedCooldowns | None = None,
+        executor_url: str | None = None,
     ) -> None:
+        """``cooldowns``: provider cooldowns shared by this worker's jobs (default: in this process;
+        a Redis one shares them with every worker); ``executor_url``: where jobs score (default:
+        ``IMAGEFUNNEL_EXECUTOR``, else threads)."""
         self._store = store
         self._queue = JobQueue(store)
         self._blobs = blobs
@@ -105,6 +111,8 @@ class JobWorker:
         self._cancellations = cancellations
         self._on_end = on_end
         self._wake = asyncio.Event()
+        self.cooldowns = cooldowns if cooldowns is not None else LocalCooldowns()
+        self._executor_url = executor_url
         base = settings or WorkerSettings()
         self.settings = base if base.worker_id else _with_id(base, default_worker_id())
         self.finished: list[FunnelOutcome] = []
@@ -120,15 +128,15 @@ class JobWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and run jobs until ``stop`` is set; jobs still running then are handed back."""
         running: set[asyncio.Task[None]] = set()
+        held: set[LeaseKeeper] = set()
         try:
             while not stop.is_set():
-                claim = None
+                lease = None
                 if len(running) < self.settings.jobs:
-                    claim = await asyncio.to_thread(
-                        self._queue.claim, self.worker_id, lease_s=self.settings.lease_s
-                    )
-                if claim is not None:
-                    task = asyncio.create_task(self._run_claim(claim), name=f"job {claim.job_id}")
+                    lease = await asyncio.to_thread(self._claim)
+                if lease is not None:
+                    held.add(lease)
+                    task = asyncio.create_task(self._run_claim(lease), name=f"job {lease.claim.job_id}")
                     running.add(task)
                     task.add_done_callback(running.discard)
                     continue
@@ -137,6 +145,10 @@ class JobWorker:
             for task in list(running):
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
+            # A task cancelled before it ever ran never stopped its lease: hand those jobs back too.
+            for lease in held:
+                if not lease.stopped:
+                    await asyncio.to_thread(self._hand_back, lease)
 
     async def _idle(self, stop: asyncio.Event) -> None:
         waits = [asyncio.create_task(stop.wait()), asyncio.create_task(self._wake.wait())]
@@ -149,41 +161,61 @@ class JobWorker:
 
     async def run_one(self) -> FunnelOutcome | None:
         """Claim one job and run it to its end (None if nothing was queued): for tests and drains."""
-        claim = await asyncio.to_thread(self._queue.claim, self.worker_id, lease_s=self.settings.lease_s)
-        if claim is None:
+        lease = await asyncio.to_thread(self._claim)
+        if lease is None:
             return None
-        await self._run_claim(claim)
+        await self._run_claim(lease)
         return self.finished[-1] if self.finished else None
 
-    async def _run_claim(self, claim: Claim) -> None:
+    def _claim(self) -> LeaseKeeper | None:
+        """Claim a job and start renewing its lease at once, here: the event loop may be busy."""
+        claim = self._queue.claim(self.worker_id, lease_s=self.settings.lease_s)
+        if claim is None:
+            return None
+        lease = LeaseKeeper(self._queue, claim, lease_s=self.settings.lease_s)
+        lease.start()
+        return lease
+
+    def _hand_back(self, lease: LeaseKeeper) -> None:
+        lease.stop()
+        if not lease.lost:
+            self._queue.requeue(lease.claim.job_id, self.worker_id)
+
+    async def _run_claim(self, lease: LeaseKeeper) -> None:
+        claim = lease.claim
+        loop = asyncio.get_running_loop()
         job = asyncio.create_task(self._execute(claim))
-        beat = asyncio.create_task(self._heartbeat(claim, job))
+        lease.on_lost(lambda: loop.call_soon_threadsafe(job.cancel))
+        watch = asyncio.create_task(self._watch_cancel(claim, job))
         end: JobEnd | None = None
         try:
             outcome = await job
         except asyncio.CancelledError:
-            why = beat.result() if beat.done() and not beat.cancelled() else None
-            if why is _Beat.LOST:
-                return  # the lease was lost: another worker holds the job now
-            if why is not _Beat.CANCEL:
-                # This worker is shutting down: hand the job straight to the next worker, then stop.
-                await asyncio.to_thread(self._queue.requeue, claim.job_id, self.worker_id)
+            why = watch.result() if watch.done() and not watch.cancelled() else None
+            if why is not _Watch.CANCEL:
+                # Lost lease: another worker holds the job now. Otherwise this worker is shutting
+                # down: hand the job straight to the next worker, then stop.
+                await asyncio.to_thread(self._hand_back, lease)
+                if lease.lost:
+                    return
                 raise
+            await asyncio.to_thread(lease.stop)
             end = await asyncio.to_thread(self._finish_cancelled, claim.job_id)
         except ImageFunnelError as exc:
-            # A job that cannot run at all (bad spec, unreadable references) ends as failed, with why.
+            await asyncio.to_thread(lease.stop)
+            # A job that cannot run at all (bad spec, unreadable references) ends as failed, with why;
+            # only by its holder, though: a worker that lost the job must not end it for the new one.
             log.warning("job %s failed: %s", claim.job_id, exc)
-            await asyncio.to_thread(
-                self._store.finish_job, claim.job_id, status="failed", stop_reason=str(exc), delivered=0
-            )
+            await asyncio.to_thread(self._queue.fail, claim.job_id, self.worker_id, reason=str(exc))
             end = JobEnd(claim.job_id, "failed", str(exc), ())
         else:
+            await asyncio.to_thread(lease.stop)
             self.finished.append(outcome)
             end = JobEnd(outcome.job_id, outcome.status, outcome.stop_reason, outcome.delivered_ids)
         finally:
-            beat.cancel()
+            watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await beat
+                await watch
         # Shielded: a shutdown arriving now must not leave a finished job holding a lease.
         await asyncio.shield(asyncio.to_thread(self._queue.release, claim.job_id, self.worker_id))
         if self._on_end is not None:
@@ -211,32 +243,22 @@ class JobWorker:
             observer=observer,
             job_id=None if claim.resumed else claim.job_id,
             resume_job_id=claim.job_id if claim.resumed else None,
+            executor_url=self._executor_url,
+            cooldowns=self.cooldowns,
         )
 
-    async def _heartbeat(self, claim: Claim, job: asyncio.Task[FunnelOutcome]) -> _Beat:
-        """Renew the lease until the job ends; cancel the job if the lease is lost or a cancel was
-        asked for (looked at every ``cancel_poll_s``), and say which."""
-        renew_every = self.settings.lease_s / 3
-        step = min(renew_every, self.settings.cancel_poll_s) if self._cancellations else renew_every
-        since_renewal = 0.0
+    async def _watch_cancel(self, claim: Claim, job: asyncio.Task[FunnelOutcome]) -> _Watch:
+        """Until the job ends, ask every ``cancel_poll_s`` whether it should stop; cancel it if so."""
+        if self._cancellations is None:
+            await asyncio.wait([job])
+            return _Watch.ENDED
         while not job.done():
-            await asyncio.sleep(step)
-            since_renewal += step
-            if self._cancellations is not None and await asyncio.to_thread(self._cancellations, claim.job_id):
+            await asyncio.sleep(self.settings.cancel_poll_s)
+            if await asyncio.to_thread(self._cancellations, claim.job_id):
                 log.info("job %s: cancel requested", claim.job_id)
                 job.cancel()
-                return _Beat.CANCEL
-            if since_renewal + 1e-9 < renew_every:
-                continue
-            since_renewal = 0.0
-            held = await asyncio.to_thread(
-                self._queue.renew, claim.job_id, self.worker_id, lease_s=self.settings.lease_s
-            )
-            if not held:
-                log.warning("worker %s lost the lease of job %s", self.worker_id, claim.job_id)
-                job.cancel()
-                return _Beat.LOST
-        return _Beat.ENDED
+                return _Watch.CANCEL
+        return _Watch.ENDED
 
 
 def _with_id(settings: WorkerSettings, worker_id: str) -> WorkerSettings:

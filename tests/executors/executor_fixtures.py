@@ -1,0 +1,30 @@
+"""What the executor tests share: the names of the images they score, and the check that an
+executor's verdicts are in-process scoring's (the image fixtures are in this folder's conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Executor
+
+from imagefunnel.executors import ScorerConfig, run_in, worker_scorer
+from imagefunnel.funnel.engine import score_candidate
+from imagefunnel.scoring import Verdict
+
+PHOTOS = ("obama_2.jpg", "obama_3.jpg")  # the same person as the reference photo, obama_1
+DEFECTIVE = ("someone_else", "text", "blurred", "truncated")
+
+
+def same_verdicts_as_in_process(
+    executor: Executor, config: ScorerConfig, images: dict[str, bytes]
+) -> dict[str, tuple[Verdict, str | None]]:
+    """Score ``images`` on ``executor`` and here, assert both agree; (verdict, hash) by image name."""
+
+    async def score_all() -> list[tuple[Verdict, str | None]]:
+        return list(
+            await asyncio.gather(*(run_in(executor, score_candidate, config, d) for d in images.values()))
+        )
+
+    remote = asyncio.run(score_all())
+    local = [score_candidate(worker_scorer(config), data) for data in images.values()]
+    assert remote == local
+    return dict(zip(images, local, strict=True))
