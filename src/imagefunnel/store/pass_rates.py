@@ -3,6 +3,8 @@
 ``SqlPassRates(store.engine)`` implements :class:`imagefunnel.routing.PassRatePersistence`; the
 table comes with Alembic revision ``0002``. Writes are upserts of the whole posterior (last writer
 wins between processes: two workers lose at most each other's latest verdicts, never the prior).
+The upsert is one ``INSERT ... ON CONFLICT DO UPDATE`` statement: a select-then-insert (``merge``)
+lets two workers that learn the same key's first verdict at once both insert, and one fails.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Iterable
 
 import stamina
 from sqlalchemy import Float, String, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
@@ -38,6 +41,7 @@ class SqlPassRates:
 
     def __init__(self, engine: Engine) -> None:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
     def load_pass_rates(self) -> Iterable[PassRate]:
         try:
@@ -60,14 +64,23 @@ class SqlPassRates:
     @stamina.retry(on=OperationalError, attempts=3, wait_initial=0.02, wait_max=0.2)
     def _upsert(self, rate: PassRate) -> None:
         key = rate.key
+        values = {
+            "provider": key.provider,
+            "model": key.model,
+            "use_case": key.use_case,
+            "alpha": rate.alpha,
+            "beta": rate.beta,
+            "updated_at": rate.updated_at,
+        }
         with self._sessions.begin() as session:
-            session.merge(
-                PassRateRow(
-                    provider=key.provider,
-                    model=key.model,
-                    use_case=key.use_case,
-                    alpha=rate.alpha,
-                    beta=rate.beta,
-                    updated_at=rate.updated_at,
+            statement = self._insert(PassRateRow).values(**values)
+            session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["provider", "model", "use_case"],
+                    set_={
+                        "alpha": statement.excluded.alpha,
+                        "beta": statement.excluded.beta,
+                        "updated_at": statement.excluded.updated_at,
+                    },
                 )
             )
