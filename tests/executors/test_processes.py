@@ -40,9 +40,10 @@ def test_process_workers_give_the_same_verdicts_and_hashes_as_in_process_scoring
 
 
 def test_the_workers_are_other_processes(pool: ProcessPoolExecutor) -> None:
-    assert warm_up(pool, workers=2) >= 0.0
+    warm_up(pool, workers=2)
+    assert len(pool._processes) == 2  # one ping per worker starts every process
     pids = {pool.submit(os.getpid).result() for _ in range(4)}
-    assert os.getpid() not in pids
+    assert pids <= set(pool._processes) and os.getpid() not in pids
 
 
 def test_a_scorer_that_cannot_be_built_in_the_worker_is_a_typed_error_not_a_hang(

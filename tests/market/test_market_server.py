@@ -13,14 +13,14 @@ from imagefunnel.providers.base import GenerationRequest
 from imagefunnel.providers.fal import FalProvider
 
 
-def test_starts_fast_and_stops_without_leaking_threads() -> None:
+def test_answers_as_soon_as_started_and_stops_without_leaking_threads() -> None:
     before = set(threading.enumerate())
-    started = time.monotonic()
     server = MarketServer("steady", time_factor=0.1)
     server.start()
-    assert time.monotonic() - started < 1.0
     auth = {"Authorization": "Key k"}
+    # No wait between start() and the first request: start() returns once the server listens.
     handle = httpx.post(f"{server.base_url('premium')}/fal-ai/flux/dev", json={"prompt": "x"}, headers=auth)
+    assert handle.status_code == 200
     time.sleep(0.05)  # 0.1-0.2 scenario seconds of processing at time_factor 0.1
     result = httpx.get(handle.json()["response_url"], headers=auth).json()
     assert httpx.get(result["images"][0]["url"]).status_code == 200  # rendered on a pool thread

@@ -249,6 +249,16 @@ async def test_owned_client_is_closed(market: MarketServer) -> None:
     provider = FalProvider(name="clean", base_url=market.base_url("clean"), api_key="k", model=MODEL)
     assert (await provider.capabilities()).models == frozenset({MODEL})
     await provider.aclose()
+    assert provider._client.is_closed
+
+
+async def test_a_client_passed_in_is_left_open_for_its_owner(market: MarketServer) -> None:
+    async with httpx.AsyncClient() as client:
+        provider = FalProvider(
+            name="clean", base_url=market.base_url("clean"), api_key="k", model=MODEL, client=client
+        )
+        await provider.aclose()
+        assert not client.is_closed
 
 
 def test_official_fal_client_speaks_to_the_market(

@@ -314,3 +314,4 @@ async def test_owned_client_is_closed(market: MarketServer) -> None:
     )
     assert (await provider.health()).ok
     await provider.aclose()
+    assert provider._client.is_closed

@@ -23,7 +23,7 @@ class DemoRun:
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     """A real small job against the emulated market: the report is rendered from real results."""
     out = tmp_path_factory.mktemp("demo")
-    spec = demo_spec().model_copy(update={"deliver": 4, "max_candidates": 20, "seed": 11})
+    spec = demo_spec().model_copy(update={"deliver": 4, "max_candidates": 20, "seed": 13})
     with MarketServer("demo") as market:
         outputs = run_job(
             spec, market_providers(market, spec.model), out_dir=out, console=Console(quiet=True)

@@ -24,10 +24,10 @@ def test_report_renders_thumbnails_scores_and_reasons(demo_run, chromium: str, t
         rows = page.locator("#providers tr").count() - 1
         assert rows == len(result.providers)
         rejected = [c for c in result.candidates if not c.passed]
-        if rejected:
-            card = page.locator(f'[data-candidate="{rejected[0].id}"]')
-            assert rejected[0].failed[0] in card.inner_text()
-            card.locator("summary").click()
-            assert card.locator("td.f").count() >= 1, "the failing dimension is marked FAIL"
+        assert rejected, "seed 13 gives rejected candidates: the reject cards are checked"
+        card = page.locator(f'[data-candidate="{rejected[0].id}"]')
+        assert rejected[0].failed[0] in card.inner_text()
+        card.locator("summary").click()
+        assert card.locator("td.f").count() >= 1, "the failing dimension is marked FAIL"
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         browser.close()
