@@ -22,6 +22,7 @@ from imagefunnel.providers.comfyui import ComfyUIProvider
 from imagefunnel.providers.comfyui_settings import ComfyUISettings
 from imagefunnel.providers.config import PriceConfig, ProviderConfig, build_provider, load_providers_file
 from imagefunnel.spec import JobSpec, load_spec, parse_spec
+from imagefunnel.spec.offer import check_offer
 
 DEMO_API_KEY = "demo-key"  # the emulated market checks that a key is sent, not which one
 # fal's endpoint that takes a subject photo (``image_url``) next to a FLUX text-to-image endpoint.
@@ -47,6 +48,13 @@ def market_providers(market: MarketServer, model: str) -> list[Provider]:
         _box_provider(market, box, model) for box in market.scenario.comfyui_boxes if model in box.models
     ]
     return hosted + boxes
+
+
+def market_offer(market: MarketServer) -> dict[str, set[str]]:
+    """Every provider and self-hosted box of the market's scenario, with the models each serves."""
+    offer = {profile.name: set(profile.models) for profile in market.scenario.providers}
+    offer.update({box.name: set(box.models) for box in market.scenario.comfyui_boxes})
+    return offer
 
 
 def _market_provider(market: MarketServer, profile: ProviderProfile, model: str) -> Provider:
@@ -186,6 +194,7 @@ def run_demo(
         f"[bold]imagefunnel demo[/]: {spec.deliver} headshots{subject} from the emulated market '{scenario}'"
     )
     with _market(scenario) as market:
+        check_offer(spec, market_offer(market))
         outputs = run_job(spec, market_providers(market, spec.model), out_dir=out_dir, console=console)
         catch = defect_catch(outputs.result, market)
     _print_outputs(console, outputs)
@@ -197,9 +206,12 @@ def run_spec(
 ) -> None:
     spec = load_spec(spec_path)
     if providers_path is not None:
-        providers = [build_provider(cfg) for cfg in load_providers_file(providers_path).providers]
+        configs = load_providers_file(providers_path).providers
+        check_offer(spec, {cfg.name: set(cfg.models) for cfg in configs})
+        providers = [build_provider(cfg) for cfg in configs]
         _print_outputs(console, run_job(spec, providers, out_dir=out_dir, console=console))
         return
     with _market(scenario) as market:
+        check_offer(spec, market_offer(market))
         outputs = run_job(spec, market_providers(market, spec.model), out_dir=out_dir, console=console)
     _print_outputs(console, outputs)
