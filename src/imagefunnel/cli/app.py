@@ -11,6 +11,7 @@ from rich.console import Console
 
 from imagefunnel.cli.bench import bench_app
 from imagefunnel.cli.cutout import cutout_cmd
+from imagefunnel.cli.dimensions import dimensions_cmd
 from imagefunnel.cli.eval import calibrate_cmd, devset_cmd, eval_cmd
 from imagefunnel.cli.market_serve import market_app
 from imagefunnel.cli.providers import providers_app
@@ -32,6 +33,7 @@ app.command("devset")(devset_cmd)
 app.command("eval")(eval_cmd)
 app.command("calibrate")(calibrate_cmd)
 app.command("cutout")(cutout_cmd)
+app.command("dimensions")(dimensions_cmd)
 # Scale-out: workers sharing one store, the jobs they run, one emulated market for all of them.
 app.command("worker")(worker_cmd)
 app.command("submit")(submit_cmd)
