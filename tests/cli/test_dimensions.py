@@ -39,3 +39,10 @@ def test_the_table_shows_tier_direction_threshold_and_a_line_on_what_it_measures
     line = next(row for row in done.stdout.splitlines() if row.startswith("│ face_margin "))
     assert "lower is better" in line or "higher is better" in line
     assert "headshot" in line
+
+
+def test_flags_read_as_flags_in_help() -> None:
+    done = dimensions("--help")
+    assert done.returncode == 0
+    line = next(row for row in done.stdout.splitlines() if "--json" in row)
+    assert "<bool>" not in line and "BOOLEAN" not in line  # a flag takes no value
