@@ -13,6 +13,7 @@ from rich.console import Console
 
 from imagefunnel.cli.runner import RunOutputs, run_job
 from imagefunnel.cli.summary import print_summary
+from imagefunnel.delivery import DELIVERED_DIR
 from imagefunnel.funnel import JobResult
 from imagefunnel.funnel.result import CandidateResult
 from imagefunnel.market.scenario import ProviderProfile, SelfHostedBox
@@ -176,7 +177,13 @@ def _market(scenario: str) -> Iterator[MarketServer]:
 
 def _print_outputs(console: Console, outputs: RunOutputs) -> None:
     print_summary(console, outputs.result, wall_s=outputs.wall_s)
-    console.print(f"report: {outputs.report}\nresults: {outputs.results_json}")
+    delivered = outputs.results_json.parent / DELIVERED_DIR
+    console.print(
+        f"delivered: {delivered}/ ({outputs.result.delivered} images, best first)\n"
+        f"report: {outputs.report}\nresults: {outputs.results_json}",
+        markup=False,
+        highlight=False,
+    )
 
 
 def run_demo(

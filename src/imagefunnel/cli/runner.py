@@ -11,6 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from imagefunnel.cli.progress import RichObserver
+from imagefunnel.delivery import write_delivery
 from imagefunnel.funnel import JobResult, load_result
 from imagefunnel.jobs import run_funnel_job
 from imagefunnel.providers.base import Provider
@@ -76,7 +77,7 @@ def run_job(
     try:
         job_id = asyncio.run(_run(spec, providers, store, blobs, console, resume_job_id))
         wall = time.perf_counter() - started
-        result = load_result(store, blobs, job_id)
+        result = write_delivery(load_result(store, blobs, job_id), blobs, out_dir)
     finally:
         store.close()
     results_json = out_dir / "results.json"

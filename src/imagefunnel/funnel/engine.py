@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from imagefunnel.errors import BudgetExceeded, ImageError, NoProviderAvailable, SpecError
 from imagefunnel.executors import ScorerConfig, run_in, worker_scorer
 from imagefunnel.funnel.events import CandidateScored, FunnelObserver, RequestFailed, WaveStarted
+from imagefunnel.funnel.requests import prompt_for, seed_for
 from imagefunnel.funnel.selection import Ranked, best_k, find_duplicate, perceptual_hash, quality
 from imagefunnel.imaging import decode_image
 from imagefunnel.providers.base import Generation, GenerationRequest
@@ -39,6 +40,7 @@ class _JobState:
     hashes: list[tuple[int, str]] = field(default_factory=list)
     generated: int = 0
     requested: int = 0
+    refused: int = 0  # requests the budget refused before buying: they do not count against the cap
     failed_requests: int = 0
     last_provider_error: str | None = None
     stop_reason: str | None = None
@@ -177,12 +179,13 @@ class Funnel:
         if self._clock() >= state.deadline:
             state.stop_reason = f"deadline of {spec.deadline_s:.0f}s reached"
             return 0
-        left = spec.candidate_cap - state.requested
+        left = spec.candidate_cap - (state.requested - state.refused)
         if left <= 0:
             state.stop_reason = f"candidate cap of {spec.candidate_cap} reached"
             return 0
-        if state.budget.last_refusal is not None:
-            state.stop_reason = state.budget.last_refusal
+        refusal = state.budget.last_refusal
+        if state.budget.refusal_stands():
+            state.stop_reason = refusal or ""
             return 0
         needed = spec.deliver - len(state.passed)
         wanted = math.ceil(needed / max(state.pass_rate_estimate(), 0.05) * WAVE_SAFETY)
@@ -200,10 +203,10 @@ class Funnel:
         return GenerationRequest(
             request_id=f"{state.job_id[:12]}-{n:05d}",
             model=spec.model,
-            prompt=spec.prompts[n % len(spec.prompts)] if spec.prompts else "",  # none: bg removal
+            prompt=prompt_for(spec, n),
             width=spec.size.width,
             height=spec.size.height,
-            seed=spec.seed * 1_000_003 + n,
+            seed=seed_for(spec, n),
             reference_images=state.references,
         )
 
@@ -225,6 +228,7 @@ class Funnel:
             try:
                 generation = await self._router.generate(request, ctx)
             except BudgetExceeded:
+                state.refused += 1
                 return  # recorded on the guard; the wave loop stops with its reason
             except NoProviderAvailable as exc:
                 state.failed_requests += 1

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel
 
+from imagefunnel.funnel.requests import prompt_for, request_number, seed_for
+from imagefunnel.spec import JobSpec
 from imagefunnel.store import BlobStore, Store
 
 
@@ -29,9 +33,14 @@ class CandidateResult(BaseModel):
     charged_usd: float
     latency_s: float
     blob_sha256: str
-    image_path: str
+    image_path: str  # where the image is; relative to results.json in a job's output folder
     failed: list[str]
     dimensions: list[DimensionResult]
+    # What was asked and paid for: from the spec and the ledger's succeeded attempt.
+    prompt: str = ""
+    seed: int | None = None
+    model: str = ""
+    quoted_usd: float = 0.0
 
 
 class ProviderSummary(BaseModel):
@@ -99,10 +108,17 @@ def _provider_summaries(
     return sorted(rows.values(), key=lambda s: s.provider)
 
 
+def _asked(spec: JobSpec, request_id: str) -> dict[str, Any]:
+    n = request_number(request_id)
+    return {} if n is None else {"prompt": prompt_for(spec, n), "seed": seed_for(spec, n)}
+
+
 def load_result(store: Store, blobs: BlobStore, job_id: str) -> JobResult:
     job = store.job(job_id)
+    spec = JobSpec.model_validate_json(job.spec_json)
     rows = store.candidates(job_id)
     scores = store.scores([row.id for row in rows])
+    bought = {e.request_id: e for e in store.ledger(job_id) if e.status == "succeeded"}
     candidates = [
         CandidateResult(
             id=row.id,
@@ -119,6 +135,9 @@ def load_result(store: Store, blobs: BlobStore, job_id: str) -> JobResult:
             blob_sha256=row.blob_sha256,
             image_path=str(blobs.path(row.blob_sha256)),
             failed=[s.reason for s in scores[row.id] if not s.passed],
+            **_asked(spec, row.request_id),
+            model=bought[row.request_id].model if row.request_id in bought else spec.model,
+            quoted_usd=bought[row.request_id].quoted_usd if row.request_id in bought else 0.0,
             dimensions=[
                 DimensionResult(
                     dimension=s.dimension,

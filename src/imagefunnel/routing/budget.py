@@ -19,6 +19,7 @@ class BudgetGuard:
     settled_usd: float = 0.0
     reserved_usd: float = 0.0
     last_refusal: str | None = None
+    last_refused_usd: float = 0.0
 
     @property
     def committed_usd(self) -> float:
@@ -28,11 +29,24 @@ class BudgetGuard:
     def remaining_usd(self) -> float:
         return max(0.0, self.limit_usd - self.committed_usd)
 
-    def reserve(self, usd: float) -> None:
+    def reserve(self, usd: float, *, what: str = "next request quoted") -> None:
         if self.committed_usd + usd > self.limit_usd + 1e-12:
-            self.last_refusal = f"budget ${self.limit_usd:.4f}: ${self.committed_usd:.4f} committed, next request quoted ${usd:.4f}"
+            self.last_refusal = (
+                f"budget ${self.limit_usd:.4f}: ${self.committed_usd:.4f} committed, {what} ${usd:.4f}"
+            )
+            self.last_refused_usd = usd
             raise BudgetExceeded(self.last_refusal)
         self.reserved_usd += usd
+
+    def refusal_stands(self) -> bool:
+        """Whether the last refusal still holds. A request refused while others held reservations
+        (a worst case held for a time-billed box) may fit once they settled below their holds."""
+        if self.last_refusal is None:
+            return False
+        if self.remaining_usd + 1e-12 >= self.last_refused_usd:
+            self.last_refusal = None
+            return False
+        return True
 
     def settle(self, reserved_usd: float, charged_usd: float) -> None:
         self.reserved_usd = max(0.0, self.reserved_usd - reserved_usd)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from imagefunnel.errors import BadOutput, BudgetExceeded, ProviderError, ProviderTimeout, RateLimited
-from imagefunnel.providers.base import Generation, GenerationRequest, Provider
+from imagefunnel.providers.base import Generation, GenerationRequest, PriceUnit, Provider, Quote
 from imagefunnel.routing.budget import BudgetGuard
 from imagefunnel.routing.health import HealthTracker
 from imagefunnel.routing.ledger import AttemptLedger, SpendBook
@@ -145,14 +146,15 @@ class Dispatcher:
         """One call to one provider, with every bookkeeping step; raises ``ProviderError``."""
         option = att.option
         quote = option.priced.quote
+        timeout_s, hold, what = _held(quote, att.timeout_s, att.budgets)
         reserved: list[BudgetGuard] = []
         try:
             for guard in att.budgets:
-                guard.reserve(quote.usd)  # raises BudgetExceeded before anything is bought
+                guard.reserve(hold, what=what)  # raises BudgetExceeded before anything is bought
                 reserved.append(guard)
         except BudgetExceeded:
             for guard in reserved:
-                guard.settle(quote.usd, 0.0)
+                guard.settle(hold, 0.0)
             raise
         self._health.on_dispatch(option.provider, option.model)
         number = next(att.numbers)
@@ -160,7 +162,7 @@ class Dispatcher:
         started = self._clock()
         charged = quote.usd  # what is assumed spent if we never hear back (cancelled mid-flight)
         try:
-            async with asyncio.timeout(att.timeout_s):
+            async with asyncio.timeout(timeout_s):
                 generation = await self._providers[option.provider].generate(att.request)
             charged = generation.charged_usd
         except asyncio.CancelledError:
@@ -174,7 +176,7 @@ class Dispatcher:
             )
             raise
         except (ProviderError, TimeoutError) as exc:
-            error = _as_provider_error(exc, option.provider, att.timeout_s)
+            error = _as_provider_error(exc, option.provider, timeout_s)
             charged = error.charged_usd
             self._failed(att, number, error, started)
             if error is exc:
@@ -182,7 +184,7 @@ class Dispatcher:
             raise error from exc
         finally:
             for guard in reserved:
-                guard.settle(quote.usd, charged)
+                guard.settle(hold, charged)
         self._health.record_success(option.provider, self._clock() - started, model=option.model)
         self._prices.observe_charge(quote, charged)
         self._end(
@@ -263,6 +265,36 @@ class Dispatcher:
 def _affordable(att: Attempt) -> bool:
     usd = att.option.priced.quote.usd
     return all(guard.remaining_usd >= usd for guard in att.budgets)
+
+
+# A time-billed request cut off at its timeout is billed until the provider stops it (ComfyUI
+# interrupts at the next node boundary, Replicate at its next poll): held on top of the timeout.
+STOP_GRACE = 0.25
+# The longest run a GPU-second attempt is allowed, in multiples of the quote's expected run.
+BILLED_TAIL = 4.0
+
+
+def _held(quote: Quote, timeout_s: float, budgets: tuple[BudgetGuard, ...]) -> tuple[float, float, str]:
+    """(timeout, amount held on the budgets, what the hold is called) for one attempt.
+
+    A per-image or per-megapixel price is known before dispatch: the quote is held. A GPU-second
+    price is not: a slow box, a cold start or a long run bills more seconds than the quote assumed
+    (the demo box charged 3x its quote). So the worst case is held, the rate times the attempt's
+    timeout plus the time the provider takes to stop. The timeout is shortened to at most
+    ``BILLED_TAIL`` expected runs and to what the budget left pays for, as long as that still leaves
+    twice the expected run; a request cut off by it is billed within what was held.
+    """
+    if quote.unit is not PriceUnit.PER_GPU_SECOND or quote.unit_price_usd <= 0:
+        return timeout_s, quote.usd, "next request quoted"
+    rate = quote.unit_price_usd * (1 + STOP_GRACE)
+    expected_s = quote.usd / quote.unit_price_usd
+    left = min((guard.remaining_usd for guard in budgets), default=math.inf)
+    # One attempt never holds more than its run could plausibly bill, so concurrent attempts share
+    # a small budget instead of the first one holding all of it.
+    affordable_s = min(timeout_s, left / rate, BILLED_TAIL * expected_s)
+    if affordable_s < 2 * expected_s:
+        return timeout_s, max(quote.usd, rate * 2 * expected_s), "next request's worst case"
+    return affordable_s, rate * affordable_s, "next request's worst case"
 
 
 def _as_provider_error(exc: ProviderError | TimeoutError, provider: str, timeout_s: float) -> ProviderError:
