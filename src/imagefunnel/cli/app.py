@@ -12,7 +12,9 @@ from rich.console import Console
 from imagefunnel.cli.bench import bench_app
 from imagefunnel.cli.cutout import cutout_cmd
 from imagefunnel.cli.dimensions import dimensions_cmd
+from imagefunnel.cli.errors import print_error
 from imagefunnel.cli.eval import calibrate_cmd, devset_cmd, eval_cmd
+from imagefunnel.cli.exit_codes import ExitCode
 from imagefunnel.cli.market_serve import market_app
 from imagefunnel.cli.providers import providers_app
 from imagefunnel.cli.serve import bench_service_cmd, evaluations_app, keys_app, serve_cmd
@@ -122,5 +124,5 @@ def main() -> None:
     try:
         app()
     except ImageFunnelError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
-        sys.exit(2)
+        print_error(err_console, exc)
+        sys.exit(ExitCode.FAILED)
