@@ -110,3 +110,18 @@ def test_report_section_is_written_and_replaced_in_place(results: dict, tmp_path
     assert text.count("bench:routing:trap:start") == 1
     assert text.index("How it works.") < text.index("| `cost_per_accepted` |") < text.index("## Scoring")
     assert "`imagefunnel bench routing --scenario trap`" in text
+
+
+def test_a_price_spike_on_the_cheapest_provider_is_not_learned_for_good() -> None:
+    """spot's GPU-second price triples for ten minutes; its adapter keeps quoting the list price, so
+    the router learns the spike from charges. It must unlearn it when the spike ends (reproduced:
+    drift that never decays kept spot out for good, 1.18x the hindsight policy's cost)."""
+    labels = ("blur", "noise", "jpeg_blocking", "underexposed", "overexposed", "color_cast")
+    calibration = ScorerCalibration(
+        {CLEAN: 0, **dict.fromkeys(labels, 10)}, {CLEAN: 10, **dict.fromkeys(labels, 10)}, 1024, 1024, 0.0
+    )
+    workload = Workload(jobs=40, deliver=20, interarrival_s=45, model="flux-dev", width=1024, height=1024)
+    setup = SimSetup(load_scenario("price-spike"), workload, calibration, single_provider="mid")
+    mine, oracle = run_policy("cost_per_accepted", setup), run_policy("oracle", setup)
+    assert mine.delivered == oracle.delivered == 40 * 20
+    assert mine.cost_per_delivered < 1.08 * oracle.cost_per_delivered

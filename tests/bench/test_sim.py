@@ -81,3 +81,23 @@ def test_cancelling_follows_the_protocol(protocol: str, billed: int) -> None:
         return len(market.billing())
 
     assert run_virtual(main()) == billed
+
+
+@pytest.mark.parametrize(("protocol", "live"), [("fal", True), ("replicate", False), ("together", False)])
+def test_providers_quote_only_what_their_adapter_can_see(protocol: str, live: bool) -> None:
+    """fal publishes its live price; the other adapters quote the configured list price."""
+    spec = {**FAL, "protocol": protocol, "price_schedule": [{"after_s": 10, "usd": 0.06}]}
+    if protocol == "replicate":
+        spec.pop("price_usd_per_mp")
+        spec.update(models=["black-forest-labs/flux-dev"], pricing={"unit": "gpu_second", "usd": 0.001})
+
+    async def main() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        market = Market(market_of(spec), clock=loop.time)
+        provider = SimProvider(market, "f")
+        before = (await provider.quote(req(0, provider.profile.models[0]))).unit_price_usd
+        await asyncio.sleep(11)
+        return before, (await provider.quote(req(1, provider.profile.models[0]))).unit_price_usd
+
+    before, after = run_virtual(main())
+    assert after == (pytest.approx(0.06) if live else pytest.approx(before))

@@ -92,7 +92,7 @@ class SimProvider:
 
     async def quote(self, request: GenerationRequest) -> Quote:
         self._raise_if_down()
-        unit_price = self.market.unit_price(self.name)
+        unit_price = self.visible_unit_price()
         return Quote(
             provider=self.name,
             model=request.model,
@@ -100,6 +100,14 @@ class SimProvider:
             unit=price_unit(self.profile),
             unit_price_usd=unit_price,
         )
+
+    def visible_unit_price(self) -> float:
+        """The unit price this provider's real adapter can see: fal publishes its live price; for
+        the others the user configures the list price (the scenario's opening one) and the router
+        learns the live price from charges, so the simulation must not tell it more."""
+        if self.profile.protocol == "fal":
+            return self.market.unit_price(self.name)
+        return self.profile.price_at(0.0)
 
     async def health(self) -> Health:
         down = self.profile.outage_at(self.market.now_s())
