@@ -12,7 +12,8 @@ raised ``from`` the original, so the funnel, router and CLI only ever handle our
     │   ├── RateLimited           HTTP 429; carries Retry-After
     │   ├── ProviderTimeout       no answer within the allotted time
     │   ├── ProviderUnavailable   5xx, connection refused, outage, failed request
-    │   └── BadOutput             an answer that is not a usable image (black, truncated, garbage)
+    │   ├── BadOutput             an answer that is not a usable image (black, truncated, garbage)
+    │   └── NotAdmitted           the provider went into cooldown between decision and send (nothing sent)
     ├── NoProviderAvailable       every capable provider failed or was excluded
     ├── BudgetExceeded            the next request would overspend the job budget
     ├── StoreError                the job store is unusable or inconsistent
@@ -77,6 +78,11 @@ class ProviderUnavailable(ProviderError):
 
 class BadOutput(ProviderError):
     """The provider answered, but not with a usable image."""
+
+
+class NotAdmitted(ProviderError):
+    """Nothing was sent: the provider's breaker opened (a 429's Retry-After, a failure streak) after
+    the router chose it and before the request went out. The router decides again."""
 
 
 class NoProviderAvailable(ImageFunnelError):

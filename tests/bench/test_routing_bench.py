@@ -125,3 +125,19 @@ def test_a_price_spike_on_the_cheapest_provider_is_not_learned_for_good() -> Non
     mine, oracle = run_policy("cost_per_accepted", setup), run_policy("oracle", setup)
     assert mine.delivered == oracle.delivered == 40 * 20
     assert mine.cost_per_delivered < 1.08 * oracle.cost_per_delivered
+
+
+def test_hedged_requests_wait_for_the_retry_after_of_a_429() -> None:
+    """A hedged primary starts as its own task; decisions made before a 429 opened the breaker must
+    not go out after it (reproduced: 74 requests reached the market inside a Retry-After)."""
+    labels = ("blur", "noise", "overexposed", "underexposed")
+    calibration = ScorerCalibration(
+        {CLEAN: 0, **dict.fromkeys(labels, 10)}, {CLEAN: 10, **dict.fromkeys(labels, 10)}, 1024, 1024, 0.0
+    )
+    workload = Workload(jobs=20, deliver=20, interarrival_s=10, model="flux-dev", width=1024, height=1024)
+    setup = SimSetup(load_scenario("rate-storm"), workload, calibration, single_provider="cheap")
+    hedged = run_policy("cost_per_accepted+hedge", setup)
+    assert hedged.hedges > 0
+    assert hedged.spend_by_provider.get("cheap", 0) > 0  # it is used, within its rate limit
+    assert hedged.before_retry_after == 0
+    assert hedged.failed_pct == 0

@@ -144,6 +144,19 @@ def test_rate_limit_refills_with_scenario_time(library: AssetLibrary) -> None:
     assert m.stats()["p"].rate_limited == 1
 
 
+def test_requests_inside_a_retry_after_are_counted(library: AssetLibrary) -> None:
+    clock = Clock()
+    m = market(library, clock, rate_limit_per_s=1.0)
+    m.submit("p", MODEL, ImageInput("a", 512, 512, 1))
+    limited = m.submit("p", MODEL, ImageInput("a", 512, 512, 2))
+    assert isinstance(limited, Rejection) and limited.retry_after_s == pytest.approx(1.0)
+    clock.t = 0.4
+    m.submit("p", MODEL, ImageInput("a", 512, 512, 3))  # told to wait until 1.0
+    clock.t = 1.0
+    assert isinstance(m.submit("p", MODEL, ImageInput("a", 512, 512, 4)), Job)  # on time
+    assert m.stats()["p"].before_retry_after == 1
+
+
 def test_outage_window(library: AssetLibrary) -> None:
     clock = Clock()
     m = market(library, clock, outages=[{"start_s": 5, "end_s": 8}])

@@ -204,6 +204,7 @@ def run_litellm(strategy: str, setup: SimSetup, *, timeout_s: float = 60.0) -> P
         billed_requests=result.billed_requests,
         spend_by_provider=result.spend_by_provider,
         wall_s=time.perf_counter() - started,
+        before_retry_after=result.before_retry_after,
     )
 
 
@@ -240,4 +241,5 @@ async def _run(strategy: str, setup: SimSetup, timeout_s: float) -> PolicyResult
         spend_usd=math.fsum(record.usd for record in billing),
         billed_requests=len(billing),
         spend_by_provider=dict(by_provider),
+        before_retry_after=sum(stats.before_retry_after for stats in market.stats().values()),
     )

@@ -48,6 +48,8 @@ def targets(report: RoutingReport) -> list[Target]:
     mine = report.result(_DEFAULT)
     if mine is not None:
         out.append(Target("failed requests (%)", "≤ 0.5 %", mine.failed_pct, mine.failed_pct <= 0.5))
+        early = mine.before_retry_after
+        out.append(Target("requests sent before a 429's Retry-After", "0", early, early == 0))
     if report.decisions is not None:
         p99_ms = report.decisions.p99_us / 1000
         out.append(Target("router decision p99 (ms), 1,000 in flight", "< 1 ms", p99_ms, p99_ms < 1.0))
@@ -59,7 +61,8 @@ def _row(result: PolicyResult, report: RoutingReport) -> str:
     return (
         f"| `{result.name}` | ${result.cost_per_delivered:.4f} | {single:.3f} | {oracle:.3f} "
         f"| {result.failed_pct:.2f} | {result.job_seconds(50):.0f} | {result.job_seconds(99):.0f} "
-        f"| {result.candidates_per_delivered:.2f} | {result.delivered:,} | ${result.spend_usd:,.2f} |"
+        f"| {result.candidates_per_delivered:.2f} | {result.delivered:,} | ${result.spend_usd:,.2f} "
+        f"| {result.before_retry_after:,} |"
     )
 
 
@@ -86,8 +89,8 @@ def markdown(report: RoutingReport) -> str:
         f"${d.cheapest_usd_per_mp:.4f}/MP.",
         "",
         "| policy | $/delivered | × single | × oracle | failed req % | job p50 s | job p99 s "
-        "| candidates/delivered | delivered | spend |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| candidates/delivered | delivered | spend | sent before Retry-After |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *(_row(r, report) for r in (*report.policies, *report.litellm)),
         "",
         "Where the money went: "

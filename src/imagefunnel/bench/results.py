@@ -33,6 +33,8 @@ class PolicyResult:
     ledger_usd: float | None = None  # what the router's own ledger says it spent (None: no ledger)
     hedges: int = 0
     wall_s: float = 0.0
+    # Requests the market received before a Retry-After it had announced had run out.
+    before_retry_after: int = 0
 
     @property
     def delivered(self) -> int:

@@ -170,6 +170,7 @@ async def _run(name: str, setup: SimSetup) -> PolicyResult:
         spend_usd=math.fsum(record.usd for record in billing),
         billed_requests=len(billing),
         spend_by_provider=dict(by_provider),
+        before_retry_after=sum(stats.before_retry_after for stats in market.stats().values()),
         ledger_usd=router.spend.charged_usd,
         hedges=router.hedges,
     )

@@ -102,6 +102,7 @@ def _print(report: RoutingReport) -> None:
         "p50 s",
         "p99 s",
         "cand/deliv",
+        "early",
     ):
         table.add_column(column, justify="left" if column == "policy" else "right")
     for r in (*report.policies, *report.litellm):
@@ -114,6 +115,7 @@ def _print(report: RoutingReport) -> None:
             f"{r.job_seconds(50):.0f}",
             f"{r.job_seconds(99):.0f}",
             f"{r.candidates_per_delivered:.2f}",
+            f"{r.before_retry_after}",
         )
     console.print(table)
     d = report.dispersion

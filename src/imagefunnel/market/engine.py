@@ -67,6 +67,8 @@ class _ProviderState:
         self.rejections: Counter[str] = Counter()
         self.tokens = max(1.0, profile.rate_limit_per_s or 1.0)
         self.tokens_at = 0.0
+        # Scenario time until which the last 429 asked clients to stay away (its Retry-After).
+        self.retry_until = 0.0
 
 
 class Market:
@@ -148,6 +150,9 @@ class Market:
         now = self.now_s()
         subject = self.subject(inp.references) if inp.references else None
         with self._lock:
+            if now < state.retry_until:
+                # A client that honours Retry-After never sends this: the benchmark counts it.
+                state.rejections["before_retry_after"] += 1
             limited = self._take_token(state, now)
             if limited is not None:
                 state.rejections["rate_limited"] += 1
@@ -200,6 +205,7 @@ class Market:
             state.tokens -= 1.0
             return None
         wait_wall_s = (1.0 - state.tokens) / rate * self.time_factor
+        state.retry_until = max(state.retry_until, now + wait_wall_s / self.time_factor)
         return Rejection(429, "Rate limit exceeded", retry_after_s=wait_wall_s)
 
     def subject(self, references: tuple[bytes, ...]) -> str | None:
@@ -346,6 +352,7 @@ class Market:
                 rejected_5xx=rejections["5xx"],
                 rate_limited=rejections["rate_limited"],
                 outage_rejections=rejections["outage"],
+                before_retry_after=rejections["before_retry_after"],
                 billed_usd=math.fsum(billed[name]),
             )
         return out

@@ -106,4 +106,6 @@ class ProviderStats:
     rejected_5xx: int = 0
     rate_limited: int = 0
     outage_rejections: int = 0
+    # Requests that arrived while a 429's Retry-After was still running (a polite client sends none).
+    before_retry_after: int = 0
     billed_usd: float = 0.0

@@ -16,7 +16,14 @@ import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from imagefunnel.errors import BadOutput, BudgetExceeded, ProviderError, ProviderTimeout, RateLimited
+from imagefunnel.errors import (
+    BadOutput,
+    BudgetExceeded,
+    NotAdmitted,
+    ProviderError,
+    ProviderTimeout,
+    RateLimited,
+)
 from imagefunnel.providers.base import Generation, GenerationRequest, PriceUnit, Provider, Quote
 from imagefunnel.routing.budget import BudgetGuard
 from imagefunnel.routing.health import HealthTracker
@@ -146,6 +153,11 @@ class Dispatcher:
         """One call to one provider, with every bookkeeping step; raises ``ProviderError``."""
         option = att.option
         quote = option.priced.quote
+        # Admission is checked and taken (on_dispatch below) with no await in between, at the moment
+        # of sending: a hedged primary starts as its own task, and decisions made before a 429
+        # opened the breaker must not all go out after it.
+        if not self._health.available(option.provider, option.model):
+            raise NotAdmitted("cooling down since it was chosen; nothing sent", provider=option.provider)
         timeout_s, hold, what = _held(quote, att.timeout_s, att.budgets)
         reserved: list[BudgetGuard] = []
         try:

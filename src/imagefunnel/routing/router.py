@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from imagefunnel.errors import NoProviderAvailable, ProviderError
+from imagefunnel.errors import NoProviderAvailable, NotAdmitted, ProviderError
 from imagefunnel.providers.base import Capabilities, Generation, GenerationRequest, Provider, Quote
 from imagefunnel.routing.budget import BudgetGuard
 from imagefunnel.routing.capability import Requirements, exclusion
@@ -145,6 +145,8 @@ class Router:
             attempts = [self._attempt(request, ctx, option, numbers) for option in ranked[:2]]
             generation, failures = await self._dispatcher.run(attempts)
             for name, exc in failures:
+                if isinstance(exc, NotAdmitted):
+                    continue  # not a failure: decide again, it is a cooling option now
                 tried.add(name)
                 errors.append(f"{type(exc).__name__}: {exc}")
             if generation is not None:
