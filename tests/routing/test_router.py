@@ -1,4 +1,5 @@
 import asyncio
+import time
 
 import pytest
 
@@ -166,6 +167,36 @@ async def test_a_tripped_breaker_is_skipped_until_it_half_opens() -> None:
     now[0] = 11.0
     await router.generate(req(4), ctx())
     assert len(bad.calls) == 3, "half-open: one trial request goes through"
+
+
+async def test_one_transient_5xx_does_not_fail_a_request_while_the_others_are_throttled() -> None:
+    calls = [0]
+
+    def flaky(request: GenerationRequest) -> Generation:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise ProviderUnavailable("HTTP 503", provider="flaky")
+        return Generation(request.request_id, "flaky", request.model, b"img", 0.01, 0.01, "f-1")
+
+    throttled = failing("throttled", 0.005, RateLimited, retry_after_s=3600.0)
+    router = cheapest(
+        [throttled, MockProvider(flaky, name="flaky", models=frozenset({"m"}), price_usd=0.01)],
+        ledger=Ledger(),
+    )
+    # throttled (cheapest) answers 429 for an hour, flaky then fails once with a 503.
+    generation = await router.generate(
+        req(0), RouteContext(job_id="j", wave=1, deadline=time.monotonic() + 10)
+    )
+    assert generation.provider == "flaky"
+    assert calls[0] == 2
+    assert len(throttled.calls) == 1
+
+
+async def test_transient_retries_are_bounded() -> None:
+    router = cheapest([failing("a", 0.01)], ledger=Ledger())
+    with pytest.raises(NoProviderAvailable):
+        await router.generate(req(), ctx())
+    assert len(router._providers["a"].calls) == 3  # type: ignore[attr-defined]  # first try + two retries
 
 
 async def test_rate_limit_honours_retry_after() -> None:

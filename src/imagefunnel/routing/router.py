@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from imagefunnel.errors import NoProviderAvailable, NotAdmitted, ProviderError
+from imagefunnel.errors import NoProviderAvailable, NotAdmitted, ProviderError, ProviderUnavailable
 from imagefunnel.providers.base import Capabilities, Generation, GenerationRequest, Provider, Quote
 from imagefunnel.routing.budget import BudgetGuard
 from imagefunnel.routing.capability import Requirements, exclusion
@@ -33,6 +33,11 @@ __all__ = ["AttemptLedger", "RouteContext", "Router"]
 _DEFAULT_TRAITS = ProviderTraits()
 # While every acceptable provider is busy with a half-open trial, look again this often.
 _TRIAL_POLL_S = 0.05
+# A provider that failed a request with a transient error (5xx) is tried again, after this backoff
+# doubled per failure and at most this often, when nothing else is ready: one 503 while the others
+# are throttled must not fail the request.
+_TRANSIENT_BACKOFF_S = 0.25
+_TRANSIENT_RETRIES = 2
 
 
 def _permit_all(_name: str) -> bool:
@@ -128,6 +133,7 @@ class Router:
         """Buy one generation along the policy's order; raise ``NoProviderAvailable`` if every
         acceptable provider failed, and ``BudgetExceeded`` before buying anything over budget."""
         tried: set[str] = set()
+        transient: dict[str, int] = {}  # provider -> transient failures of this request
         errors: list[str] = []
         numbers = itertools.count(1)
         while True:
@@ -136,6 +142,14 @@ class Router:
             await self._prepare(request, ctx, tried)
             ranked, wait = self._decide(request, ctx, tried)
             if not ranked:
+                retry = _transient_retry(transient, tried)
+                if retry is not None and (wait is None or retry[1] < wait):
+                    name, backoff = retry
+                    if self._clock() + backoff >= ctx.deadline:
+                        raise NoProviderAvailable(_why("the job's deadline has passed", errors))
+                    await asyncio.sleep(backoff)
+                    tried.discard(name)
+                    continue
                 if wait is None:
                     raise NoProviderAvailable(_why(f"no provider could generate {request.model}", errors))
                 if self._clock() + wait >= ctx.deadline:
@@ -149,6 +163,8 @@ class Router:
                     continue  # not a failure: decide again, it is a cooling option now
                 tried.add(name)
                 errors.append(f"{type(exc).__name__}: {exc}")
+                if isinstance(exc, ProviderUnavailable):
+                    transient[name] = transient.get(name, 0) + 1
             if generation is not None:
                 return generation
 
@@ -269,6 +285,17 @@ class Router:
 def _latency(view: HealthView, traits: ProviderTraits) -> float:
     latency = view.latency_s
     return traits.expected_latency_s if latency is None or not math.isfinite(latency) else latency
+
+
+def _transient_retry(transient: Mapping[str, int], tried: set[str]) -> tuple[str, float] | None:
+    """The tried provider to give another go after a transient failure, and the backoff before it."""
+    left = [
+        (count, name) for name, count in transient.items() if name in tried and count <= _TRANSIENT_RETRIES
+    ]
+    if not left:
+        return None
+    count, name = min(left)
+    return name, _TRANSIENT_BACKOFF_S * 2 ** (count - 1)
 
 
 def _why(headline: str, errors: list[str]) -> str:
