@@ -45,8 +45,12 @@ def targets(report: RoutingReport) -> list[Target]:
         out.append(
             Target(f"cost per delivered vs LiteLLM's best (`{best.name}`)", "≤ 0.85×", ratio, ratio <= 0.85)
         )
+    bound = report.to_bound(_DEFAULT)
+    out.append(Target("cost per delivered vs the lower bound", "≤ 1.05×", bound, bound <= 1.05))
     mine = report.result(_DEFAULT)
     if mine is not None:
+        drift = mine.ledger_vs_bill_pct
+        out.append(Target("ledger vs the market's billing log (%)", "0 %", drift, abs(drift) < 0.05))
         out.append(Target("failed requests (%)", "≤ 0.5 %", mine.failed_pct, mine.failed_pct <= 0.5))
         early = mine.before_retry_after
         out.append(Target("requests sent before a 429's Retry-After", "0", early, early == 0))
@@ -60,10 +64,15 @@ def _row(result: PolicyResult, report: RoutingReport) -> str:
     single, oracle = report.ratio(result.name, "single"), report.ratio(result.name, "oracle")
     return (
         f"| `{result.name}` | ${result.cost_per_delivered:.4f} | {single:.3f} | {oracle:.3f} "
+        f"| {report.to_bound(result.name):.3f} | {_pct(result.ledger_vs_bill_pct)} "
         f"| {result.failed_pct:.2f} | {result.job_seconds(50):.0f} | {result.job_seconds(99):.0f} "
         f"| {result.candidates_per_delivered:.2f} | {result.delivered:,} | ${result.spend_usd:,.2f} "
         f"| {result.before_retry_after:,} |"
     )
+
+
+def _pct(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:+.2f}"
 
 
 def _spend_split(result: PolicyResult) -> str:
@@ -88,10 +97,15 @@ def markdown(report: RoutingReport) -> str:
         f"lists ${d.single_usd_per_mp:.4f}/MP; the cheapest provider at any moment averages "
         f"${d.cheapest_usd_per_mp:.4f}/MP.",
         "",
-        "| policy | $/delivered | × single | × oracle | failed req % | job p50 s | job p99 s "
-        "| candidates/delivered | delivered | spend | sent before Retry-After |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| policy | $/delivered | × single | × oracle | × bound | ledger vs bill % | failed req % "
+        "| job p50 s | job p99 s | candidates/delivered | delivered | spend | sent before Retry-After |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *(_row(r, report) for r in (*report.policies, *report.litellm)),
+        "",
+        f"Lower bound: ${report.lower_bound_usd:.4f} per delivered image (each job buys every image at the "
+        "lowest list price / true pass rate any provider offers between its arrival and its deadline, with "
+        "no overshoot); `oracle` is the greedy hindsight policy, a baseline that pays overshoot like any "
+        "policy. Ledger vs bill: the router's own books against the market's billing log.",
         "",
         "Where the money went: "
         + "; ".join(f"`{r.name}`: {_spend_split(r)}" for r in (*report.policies, *report.litellm)),

@@ -61,6 +61,13 @@ class PolicyResult:
         return self.spend_usd / self.delivered if self.delivered else math.inf
 
     @property
+    def ledger_vs_bill_pct(self) -> float:
+        """How far the router's own ledger is from the market's billing log, in % (nan: no ledger)."""
+        if self.ledger_usd is None or self.spend_usd <= 0:
+            return math.nan
+        return 100.0 * (self.ledger_usd - self.spend_usd) / self.spend_usd
+
+    @property
     def failed_pct(self) -> float:
         return 100.0 * self.failed_requests / self.dispatched if self.dispatched else 0.0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -98,6 +99,8 @@ def _print(report: RoutingReport) -> None:
         "$/delivered",
         "× single",
         "× oracle",
+        "× bound",
+        "ledger±%",
         "failed %",
         "p50 s",
         "p99 s",
@@ -111,6 +114,8 @@ def _print(report: RoutingReport) -> None:
             f"{r.cost_per_delivered:.4f}",
             f"{report.ratio(r.name, 'single'):.3f}",
             f"{report.ratio(r.name, 'oracle'):.3f}",
+            f"{report.to_bound(r.name):.3f}",
+            "–" if math.isnan(r.ledger_vs_bill_pct) else f"{r.ledger_vs_bill_pct:+.2f}",
             f"{r.failed_pct:.2f}",
             f"{r.job_seconds(50):.0f}",
             f"{r.job_seconds(99):.0f}",
