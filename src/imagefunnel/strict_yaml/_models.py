@@ -150,10 +150,20 @@ def _error_line(error: Mapping[str, Any], model: type[BaseModel], doc: YamlDocum
     return loc, what
 
 
+def _under(loc: Sequence[str | int], parent: Sequence[str | int]) -> bool:
+    return len(loc) > len(parent) and tuple(loc[: len(parent)]) == tuple(parent)
+
+
 def _from_validation(
     exc: ValidationError, model: type[BaseModel], doc: YamlDocument, source: str
 ) -> YamlInputError:
-    errors = exc.errors()
+    every = exc.errors()
+    # A list too short "after validation" only repeats that one of its items failed.
+    errors = [
+        error
+        for error in every
+        if not (error["type"] == "too_short" and any(_under(other["loc"], error["loc"]) for other in every))
+    ] or every
     # A typo is the cause of the "required" error it leaves behind, so unknown fields come first.
     errors.sort(key=lambda error: error["type"] != "extra_forbidden")
     first = errors[0]
