@@ -42,7 +42,9 @@ def test_keys_are_the_text_written() -> None:
 
 
 def test_billion_laughs_is_refused_at_the_first_anchor() -> None:
-    assert refusal(billion_laughs()) == "in.yaml:1:5: YAML anchors (&a0) are not accepted"
+    assert (
+        refusal(billion_laughs()) == "in.yaml:1:5: YAML anchors (&a0) are not accepted: write the value out"
+    )
 
 
 def test_an_alias_alone_is_refused() -> None:
@@ -137,3 +139,12 @@ def test_validate_points_a_nested_missing_field_at_its_mapping() -> None:
 def test_validate_refuses_a_document_that_is_not_a_mapping() -> None:
     with pytest.raises(YamlInputError, match=r"^in\.yaml: a thing must be a YAML mapping of fields$"):
         validate(_Outer, load_yaml("- 1\n", source="in.yaml"), source="in.yaml", what="a thing")
+
+
+def test_the_number_of_values_is_bounded() -> None:
+    assert refusal("a: [1, 2, 3]\n", max_nodes=3) == "in.yaml:1:5: holds more than 3 keys and values"
+
+
+def test_the_wording_is_the_same_whichever_parser_ran_first() -> None:
+    # libyaml reads "[[[[..." far ahead and stops at its own limit; the depth refusal is still ours.
+    assert refusal("a: " + "[" * 2000 + "]" * 2000 + "\n") == "in.yaml:1:23: nests deeper than 20 levels"

@@ -35,7 +35,7 @@ def run(spec: str, *, cwd: Path) -> subprocess.CompletedProcess[str]:
         (
             'a0: &a0 "lol"\n'
             + "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 10)),
-            "error: bad.yaml:1:5: YAML anchors (&a0) are not accepted",
+            "error: bad.yaml:1:5: YAML anchors (&a0) are not accepted: write the value out",
         ),
     ],
 )

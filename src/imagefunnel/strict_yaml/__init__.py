@@ -11,7 +11,7 @@ expands anything: limits are checked on each event before it costs memory. Refus
 * explicit tags (``!!binary``, ``!!python/...``, ``!custom``): values get the core schema's types only;
 * nesting deeper than ``max_depth``, scalars longer than ``max_scalar_chars``, integers with more
   than ``max_int_digits`` digits, and integers YAML 1.1 reads surprisingly (``010`` is octal 8,
-  ``1:30`` is 90);
+  ``1:30`` is 90), and more than ``max_nodes`` keys and values in all;
 * duplicate keys (YAML parsers keep the last one silently) and keys that are not plain scalars.
 
 Mapping keys are kept as the text written (``1:`` and ``on:`` are the keys ``"1"`` and ``"on"``).
@@ -26,6 +26,7 @@ from imagefunnel.strict_yaml._document import (
     MAX_BYTES,
     MAX_DEPTH,
     MAX_INT_DIGITS,
+    MAX_NODES,
     MAX_SCALAR_CHARS,
     Loc,
     Position,
@@ -40,6 +41,7 @@ __all__ = [
     "MAX_BYTES",
     "MAX_DEPTH",
     "MAX_INT_DIGITS",
+    "MAX_NODES",
     "MAX_SCALAR_CHARS",
     "Loc",
     "Position",

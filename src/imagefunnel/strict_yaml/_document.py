@@ -17,6 +17,8 @@ MAX_BYTES = 1_000_000
 MAX_DEPTH = 20
 MAX_SCALAR_CHARS = 10_000
 MAX_INT_DIGITS = 30
+# Keys, values and containers together: a config holds hundreds; this bounds the work on any file.
+MAX_NODES = 50_000
 
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
@@ -24,6 +26,10 @@ _BOOL = "tag:yaml.org,2002:bool"
 _STR = "tag:yaml.org,2002:str"
 # What plain scalars may resolve to; anything else the resolver knows (``<<``, ``=``) stays text.
 _CORE = frozenset({_INT, _FLOAT, _BOOL, _STR, "tag:yaml.org,2002:null", "tag:yaml.org,2002:timestamp"})
+
+
+# libyaml's parser when installed (several times faster); its events are the same classes.
+_FAST_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class YamlInputError(SpecError):
@@ -96,8 +102,12 @@ class _Frame:
 class _Builder:
     """Turns parser events into plain data, checking every limit as each event arrives."""
 
-    def __init__(self, *, source: str, max_depth: int, max_scalar_chars: int, max_int_digits: int) -> None:
+    def __init__(
+        self, *, source: str, max_depth: int, max_scalar_chars: int, max_int_digits: int, max_nodes: int
+    ) -> None:
         self.source = source
+        self.max_nodes = max_nodes
+        self.nodes = 0
         self.max_depth = max_depth
         self.max_scalar_chars = max_scalar_chars
         self.max_int_digits = max_int_digits
@@ -119,15 +129,22 @@ class _Builder:
             if self.documents > 1:
                 raise self.refuse("holds more than one YAML document (a second '---')", event.start_mark)
         elif isinstance(event, yaml.AliasEvent):
-            raise self.refuse(f"YAML aliases (*{event.anchor}) are not accepted", event.start_mark)
+            raise self.refuse(
+                f"YAML aliases (*{event.anchor}) are not accepted: write the value out", event.start_mark
+            )
         elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
             self.stack.pop()
         elif isinstance(event, yaml.NodeEvent):
             self._node(event)
 
     def _node(self, event: yaml.NodeEvent) -> None:
+        self.nodes += 1
+        if self.nodes > self.max_nodes:
+            raise self.refuse(f"holds more than {self.max_nodes} keys and values", event.start_mark)
         if event.anchor is not None:
-            raise self.refuse(f"YAML anchors (&{event.anchor}) are not accepted", event.start_mark)
+            raise self.refuse(
+                f"YAML anchors (&{event.anchor}) are not accepted: write the value out", event.start_mark
+            )
         tag = getattr(event, "tag", None)
         if tag is not None:
             shown = tag.replace("tag:yaml.org,2002:", "!!")
@@ -191,9 +208,10 @@ class _Builder:
             self.booleans.add(path)
         elif tag == _STR:
             self.texts.add(path)
+            return text
         node = yaml.ScalarNode(tag, text, None, None, event.style)
         try:
-            return self.loader.construct_object(node)
+            return self.loader.yaml_constructors[tag](self.loader, node)
         except (ValueError, yaml.YAMLError):
             # The resolver matches by pattern only: 2024-13-45 looks like a date and is none.
             kind = tag.rsplit(":", 1)[-1]
@@ -220,6 +238,7 @@ def load_yaml(
     max_depth: int = MAX_DEPTH,
     max_scalar_chars: int = MAX_SCALAR_CHARS,
     max_int_digits: int = MAX_INT_DIGITS,
+    max_nodes: int = MAX_NODES,
 ) -> YamlDocument:
     """Parse one YAML document strictly; raises :class:`YamlInputError` naming line and column."""
     size = len(text) if isinstance(text, bytes) else len(text.encode("utf-8", "surrogatepass"))
@@ -227,20 +246,42 @@ def load_yaml(
         raise YamlInputError(f"is larger than {max_bytes} bytes", source=source)
     if isinstance(text, bytes):
         text = _decode(text, source=source)
-    builder = _Builder(
-        source=source, max_depth=max_depth, max_scalar_chars=max_scalar_chars, max_int_digits=max_int_digits
-    )
+    limits = {
+        "max_depth": max_depth,
+        "max_scalar_chars": max_scalar_chars,
+        "max_int_digits": max_int_digits,
+        "max_nodes": max_nodes,
+    }
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            builder.feed(event)
-    except yaml.MarkedYAMLError as exc:
-        raise _syntax_error(exc, source=source) from None
-    except yaml.reader.ReaderError as exc:
-        problem = f"holds a character YAML does not allow (#x{exc.character:04x})"
-        raise YamlInputError(problem, source=source, position=_position_of(text, exc.position)) from None
+        return _build(text, _FAST_LOADER, source=source, **limits)
+    except yaml.YAMLError as fast:
+        error = fast
+    if _FAST_LOADER is not yaml.SafeLoader:
+        # libyaml words errors tersely ("did not find expected ','"), differently between versions,
+        # and reads ahead before our depth check sees an event: the pure parser has the last word.
+        try:
+            return _build(text, yaml.SafeLoader, source=source, **limits)
+        except yaml.YAMLError as pure:
+            error = pure
+    raise _parse_error(text, error, source=source) from None
+
+
+def _build(text: str, loader: type[yaml.SafeLoader], *, source: str, **limits: int) -> YamlDocument:
+    builder = _Builder(source=source, **limits)
+    for event in yaml.parse(text, Loader=loader):
+        builder.feed(event)
     return YamlDocument(
         builder.root, builder.positions, frozenset(builder.booleans), frozenset(builder.texts)
     )
+
+
+def _parse_error(text: str, exc: yaml.YAMLError, *, source: str) -> YamlInputError:
+    if isinstance(exc, yaml.reader.ReaderError):
+        problem = f"holds a character YAML does not allow (#x{exc.character:04x})"
+        return YamlInputError(problem, source=source, position=_position_of(text, exc.position))
+    if isinstance(exc, yaml.MarkedYAMLError):
+        return _syntax_error(exc, source=source)
+    return YamlInputError(f"is not valid YAML ({type(exc).__name__})", source=source)
 
 
 def _syntax_error(exc: yaml.MarkedYAMLError, *, source: str) -> YamlInputError:
