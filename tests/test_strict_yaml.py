@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import BaseModel, ConfigDict
 
 from imagefunnel.errors import SpecError
@@ -148,3 +149,12 @@ def test_the_number_of_values_is_bounded() -> None:
 def test_the_wording_is_the_same_whichever_parser_ran_first() -> None:
     # libyaml reads "[[[[..." far ahead and stops at its own limit; the depth refusal is still ours.
     assert refusal("a: " + "[" * 2000 + "]" * 2000 + "\n") == "in.yaml:1:23: nests deeper than 20 levels"
+
+
+@pytest.mark.parametrize(
+    "text", ["a: [1, 2\n", "a: " + "[" * 2000 + "]" * 2000 + "\n", "a: &x 1\n", "a: 1\na: 2\n"]
+)
+def test_without_libyaml_the_refusals_are_the_same(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    with_libyaml = refusal(text)
+    monkeypatch.setattr("imagefunnel.strict_yaml._document._FAST_LOADER", yaml.SafeLoader)
+    assert refusal(text) == with_libyaml
