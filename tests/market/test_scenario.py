@@ -71,25 +71,73 @@ def test_file_path_loads(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("extra", "field"),
+    ("extra", "field", "message"),
     [
-        (", queue_s: [2, 1]}", "providers.0.queue_s"),
-        (", defect_rate: 1.5}", "providers.0.defect_rate"),
-        (", defect_mix: {smudge: 1}}", "providers.0.defect_mix.smudge.[key]"),
-        (", outages: [{start_s: 5, end_s: 1}]}", "providers.0.outages.0"),
-        (", typo_rate: 0.1}", "providers.0.typo_rate"),
+        (
+            ", queue_s: [2, 1]}",
+            "providers[0].queue_s",
+            "3:81: providers[0].queue_s: range [2.0, 1.0] has min > max",
+        ),
+        (", defect_rate: 1.5}", "providers[0].defect_rate", "3:81: providers[0].defect_rate: must be ≤ 1.0"),
+        (
+            ", defect_mix: {smudge: 1}}",
+            "providers[0].defect_mix.smudge",
+            "3:94: providers[0].defect_mix.smudge: is not an accepted key: Input should be 'blur', ",
+        ),
+        (
+            ", outages: [{start_s: 5, end_s: 1}]}",
+            "providers[0].outages[0]",
+            "3:91: providers[0].outages[0]: outage ends (1.0) before it starts (5.0)",
+        ),
+        (
+            ", typo_rate: 0.1}",
+            "providers[0].typo_rate",
+            "3:81: providers[0].typo_rate: is not a known field (did you mean 'defect_rate'?)",
+        ),
+        (
+            ", defect_rate: true}",
+            "providers[0].defect_rate",
+            "3:81: providers[0].defect_rate: must be a number",
+        ),
     ],
 )
-def test_invalid_fields_are_named(tmp_path: Path, extra: str, field: str) -> None:
+def test_invalid_fields_are_named_with_file_line_and_column(
+    tmp_path: Path, extra: str, field: str, message: str
+) -> None:
+    path = write(tmp_path, BASE + extra + "\n")
     with pytest.raises(SpecError) as info:
-        load_scenario(write(tmp_path, BASE + extra + "\n"))
+        load_scenario(path)
     assert info.value.field == field
+    assert str(info.value).startswith(f"{path}:{message}")
+    assert "(+" not in str(info.value)  # the provider list's own "too short" only repeats it
 
 
-def test_yaml_errors_carry_the_line(tmp_path: Path) -> None:
+def test_yaml_errors_are_one_line_with_file_line_and_column(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: t\nproviders: [\n  {a: b\n")
     with pytest.raises(SpecError) as info:
-        load_scenario(write(tmp_path, "name: t\nproviders: [\n  {a: b\n"))
-    assert info.value.line is not None
+        load_scenario(path)
+    assert (
+        str(info.value)
+        == f"{path}:4:1: expected ',' or '}}', but got '<stream end>' (while parsing a flow mapping at 3:3)"
+    )
+    assert info.value.line == 4
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: &n t\n", "1:7: YAML anchors (&n) are not accepted: write the value out"),
+        ("name: t\nname: u\n", "2:1: name: duplicate key (first at 1:1)"),
+        ("name: !!binary dA==\n", "1:7: explicit YAML tags (!!binary) are not accepted"),
+        ("seed: " + "1" * 5000 + "\n", "1:7: an integer has more than 30 digits"),
+        ("name: " + "[" * 1000 + "]" * 1000 + "\n", "1:26: nests deeper than 20 levels"),
+    ],
+)
+def test_hostile_scenario_files_are_refused_with_their_line(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(SpecError) as info:
+        load_scenario(path)
+    assert str(info.value) == f"{path}:{message}"
 
 
 def test_duplicate_and_reserved_names_are_refused(tmp_path: Path) -> None:

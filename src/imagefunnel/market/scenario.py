@@ -16,13 +16,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import (
     AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -33,6 +31,7 @@ from imagefunnel.market.comfyui_box import ComfyUIBox
 from imagefunnel.market.cutout_profile import CutoutApiProfile
 from imagefunnel.market.defects import Defect
 from imagefunnel.market.outage import Outage
+from imagefunnel.strict_yaml import load_yaml, validate
 
 __all__ = [
     "Outage",
@@ -221,30 +220,27 @@ def builtin_scenarios() -> list[str]:
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
-    """Load a built-in scenario by name (``"demo"``) or a scenario YAML file by path."""
-    text, origin = _read(name_or_path)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise SpecError(f"{origin}: not valid YAML: {exc}", line=line) from exc
-    try:
-        return Scenario.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise SpecError(f"{origin}: {where}: {first['msg']}", field=where) from exc
+    """Load a built-in scenario by name (``"demo"``) or a scenario YAML file by path.
+
+    Files are read strictly (see :mod:`imagefunnel.strict_yaml`); every error is one line,
+    ``FILE:LINE:COL: field: problem``.
+    """
+    raw, origin = _read(name_or_path)
+    doc = load_yaml(raw, source=origin, max_bytes=_MAX_SCENARIO_BYTES)
+    return validate(Scenario, doc, source=origin, what="a scenario")
 
 
-def _read(name_or_path: str | Path) -> tuple[str, str]:
+def _read(name_or_path: str | Path) -> tuple[bytes, str]:
     path = Path(name_or_path)
     if isinstance(name_or_path, Path) or path.suffix in {".yaml", ".yml"} or len(path.parts) > 1:
         if not path.is_file():
             raise SpecError(f"scenario file not found: {path}")
-        if path.stat().st_size > _MAX_SCENARIO_BYTES:
-            raise SpecError(f"scenario file too large: {path}")
-        return path.read_text(encoding="utf-8"), str(path)
+        try:
+            with path.open("rb") as handle:
+                # One byte past the limit is enough to know the file is too large.
+                return handle.read(_MAX_SCENARIO_BYTES + 1), str(path)
+        except OSError as exc:
+            raise SpecError(f"{path}: cannot read scenario: {exc.strerror or exc}") from exc
     name = str(name_or_path)
     known = builtin_scenarios()
     if name not in known:
@@ -252,4 +248,4 @@ def _read(name_or_path: str | Path) -> tuple[str, str]:
         suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
         raise SpecError(f"unknown scenario {name!r}{suggestion}; built-in: {', '.join(known)}")
     resource = resources.files("imagefunnel.market") / "scenarios" / f"{name}.yaml"
-    return resource.read_text(encoding="utf-8"), f"scenario {name!r}"
+    return resource.read_bytes(), f"scenario {name!r}"

@@ -31,8 +31,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from imagefunnel.errors import SpecError
 from imagefunnel.providers.base import Provider
@@ -44,6 +43,7 @@ from imagefunnel.providers.openai_images import OpenAIImagesProvider
 from imagefunnel.providers.pricing import PerGpuSecond, PerImage, PerMegapixel, PerToken, PriceModel
 from imagefunnel.providers.replicate import ReplicateProvider
 from imagefunnel.providers.together import TogetherProvider
+from imagefunnel.strict_yaml import read_yaml_file, validate
 
 ProtocolName = Literal["fal", "replicate", "openai", "together", "comfyui", "removebg"]
 
@@ -57,6 +57,8 @@ _DEFAULTS: Mapping[str, tuple[str, str]] = {
     "removebg": ("https://api.remove.bg", "REMOVE_BG_API_KEY"),  # background removal (price per image)
 }
 Usd = Annotated[float, Field(gt=0)]
+# A providers file lists a handful of entries; a bigger one is a mistake or hostile.
+_MAX_PROVIDERS_BYTES = 1_000_000
 
 
 class PriceConfig(BaseModel):
@@ -143,15 +145,9 @@ class ProvidersFile(BaseModel):
 
 
 def load_providers_file(path: Path) -> ProvidersFile:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return ProvidersFile.model_validate(data)
-    except (OSError, yaml.YAMLError) as exc:
-        raise SpecError(f"{path}: cannot read providers file: {exc}") from exc
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise SpecError(f"{path}: {field}: {first['msg']}", field=field) from exc
+    """Read a providers file strictly; every error is one line, ``FILE:LINE:COL: field: problem``."""
+    doc = read_yaml_file(path, what="providers file", max_bytes=_MAX_PROVIDERS_BYTES)
+    return validate(ProvidersFile, doc, source=str(path), what="a providers file")
 
 
 def build_provider(config: ProviderConfig, *, api_key: str | None = None) -> Provider:
