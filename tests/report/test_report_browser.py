@@ -14,7 +14,9 @@ from imagefunnel.store import BlobStore
 
 
 @pytest.fixture(scope="module")
-def browser(chromium: str) -> Iterator[Browser]:
+def browser(chromium: str, demo_run, failed_run) -> Iterator[Browser]:  # type: ignore[no-untyped-def]
+    # The jobs run with asyncio.run, which cannot start inside Playwright's running event loop:
+    # they are run (once per session) before the browser starts.
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=chromium,
