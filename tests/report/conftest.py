@@ -9,8 +9,13 @@ import pytest
 from rich.console import Console
 
 from imagefunnel.cli.demo import demo_spec, market_providers
-from imagefunnel.cli.runner import RunOutputs, run_job
+from imagefunnel.cli.runner import RunOutputs, open_store, run_job
+from imagefunnel.errors import ProviderUnavailable
 from imagefunnel.market.server import MarketServer
+from imagefunnel.providers.base import Generation, GenerationRequest
+from imagefunnel.spec import JobSpec
+from imagefunnel.store.models import LedgerRow
+from imagefunnel.testing import MockProvider
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,41 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
             spec, market_providers(market, spec.model), out_dir=out, console=Console(quiet=True)
         )
     return DemoRun(outputs, out)
+
+
+@dataclass(frozen=True)
+class FailedRun:
+    spec: JobSpec
+    outputs: RunOutputs
+    out_dir: Path
+    ledger: list[LedgerRow]
+
+
+def _outage(request: GenerationRequest) -> Generation:
+    raise ProviderUnavailable("503 service unavailable", provider="down-host")
+
+
+@pytest.fixture(scope="session")
+def failed_run(tmp_path_factory: pytest.TempPathFactory) -> FailedRun:
+    """A real job whose only provider fails every request: nothing is delivered."""
+    out = tmp_path_factory.mktemp("failed")
+    spec = JobSpec(
+        name="doomed",
+        use_case="generic",
+        prompts=["a red apple on a table"],
+        model="mock-model",
+        deliver=3,
+        budget_usd=0.5,
+        deadline_s=5,
+    )
+    provider = MockProvider(_outage, name="down-host")
+    outputs = run_job(spec, [provider], out_dir=out, console=Console(quiet=True))
+    store = open_store(out)
+    try:
+        ledger = list(store.ledger(outputs.result.job_id))
+    finally:
+        store.close()
+    return FailedRun(spec, outputs, out, ledger)
 
 
 def chromium_path() -> str | None:
