@@ -67,7 +67,7 @@ def test_invalid_spec_names_field_and_line_without_traceback(tmp_path: Path) -> 
     spec.write_text("name: x\nprompts: [a headshot]\nbudget_usd: 1\ndeliver: -3\n")
     done = imagefunnel("run", str(spec), "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert done.returncode == 2
-    assert "deliver: must be ≥ 1 (line 4)" in done.stderr
+    assert "job.yaml:4:1: deliver: must be ≥ 1" in done.stderr
     assert "Traceback" not in done.stderr
 
 

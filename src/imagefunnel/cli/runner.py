@@ -78,9 +78,10 @@ def run_job(
         job_id = asyncio.run(_run(spec, providers, store, blobs, console, resume_job_id))
         wall = time.perf_counter() - started
         result = write_delivery(load_result(store, blobs, job_id), blobs, out_dir)
+        ledger = store.ledger(job_id)
     finally:
         store.close()
     results_json = out_dir / "results.json"
     results_json.write_text(result.model_dump_json(indent=2), encoding="utf-8")
-    report = write_report(result, blobs, out_dir / "report.html")
+    report = write_report(result, blobs, out_dir / "report.html", spec=spec, ledger=ledger)
     return RunOutputs(result, report, results_json, wall)
