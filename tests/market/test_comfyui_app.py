@@ -1,5 +1,5 @@
-"""The emulated ComfyUI box over real loopback HTTP and websockets, against the recorded protocol
-(``shared/comfyui/PROTOCOL.md``): message order, the history quirk, validation shapes, caching,
+"""The emulated ComfyUI box over real loopback HTTP and websockets, against what a real ComfyUI 0.3.64
+server answered: message order, the history quirk, validation shapes, caching,
 upload, interrupt, queue, faults and the billing log."""
 
 from __future__ import annotations

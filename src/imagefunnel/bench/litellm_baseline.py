@@ -7,7 +7,7 @@ same :class:`~imagefunnel.bench.sim.SimProvider` decisions our router faces, ins
 samples) is moved with the virtual loop by time-machine, so its cooldowns and latency routing see
 the same seconds the market does.
 
-Configuration is what a LiteLLM user would write (see RECIPES.md §4): one model group with every
+Configuration is what a LiteLLM user would write: one model group with every
 provider as a deployment, ``num_retries`` so a failed call is retried on another deployment,
 LiteLLM's default cooldowns, and, for ``cost-based-routing``, each provider's list price at
 configuration time put in ``output_cost_per_token`` (the only price field its ranking reads).
@@ -50,7 +50,7 @@ _DRAIN_S = 3600.0
 
 
 def _import_litellm() -> Any:
-    # Without this LiteLLM spends seconds at import trying to download its cost map (RECIPES.md §4).
+    # Without this LiteLLM spends seconds at import trying to download its cost map.
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
@@ -129,7 +129,7 @@ def _model_list(market: Market, names: list[str], setup: SimSetup) -> list[dict[
                     "model": f"openai/{name}",
                     "api_key": "sk-bench",
                     "api_base": f"http://market/{name}/v1",
-                    # cost-based routing ranks by this only (RECIPES.md §4): the per-image list price.
+                    # cost-based routing ranks by this only: the per-image list price.
                     "output_cost_per_token": list_price,
                 },
                 "model_info": {"id": name, "output_cost_per_image": list_price},

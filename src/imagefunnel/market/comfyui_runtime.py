@@ -1,6 +1,6 @@
 """The running box: a prompt queue, one worker executing prompts one at a time, and the websocket feed.
 
-Message order follows what a real ComfyUI 0.3.64 sent (see ``shared/comfyui/PROTOCOL.md``)::
+Message order follows what a real ComfyUI 0.3.64 sent::
 
     status (queued) · status (picked up) · execution_start · execution_cached ·
     (progress_state · executing · [progress × steps] · [executed] · progress_state) per node ·

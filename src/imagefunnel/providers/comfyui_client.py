@@ -1,6 +1,6 @@
 """A small async client for one ComfyUI server: its HTTP routes and its websocket feed.
 
-Wire facts it relies on (observed on a real 0.3.64 server, ``shared/comfyui/PROTOCOL.md``):
+Wire facts it relies on (observed on a real ComfyUI 0.3.64 server):
 
 * a prompt is done when ``executing`` arrives with ``node: null`` and our ``prompt_id``; history is
   written just before that message, so ``/history/{id}`` is ``{}`` until then (even right after

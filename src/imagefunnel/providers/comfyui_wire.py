@@ -1,7 +1,7 @@
 """ComfyUI's wire records as the adapter reads them: pydantic models of the JSON it answers, the
 frozen results built from them, and one-line reasons for what went wrong.
 
-Every shape here was observed on a real 0.3.64 server (``shared/comfyui/PROTOCOL.md``); fields added
+Every shape here was observed on a real ComfyUI 0.3.64 server; fields added
 by later versions are ignored, and fields older versions lack have defaults.
 """
 
