@@ -124,3 +124,16 @@ def test_providers_check_reports_an_unreachable_server(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "not usable" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
+
+
+NATIVE_LOG_LINES = ("inference_feedback_manager", "XNNPACK delegate", "W0000", "absl::InitializeLog")
+
+
+def test_native_model_logs_never_reach_the_terminal(tmp_path: Path) -> None:
+    photo = str(PORTRAITS / "obama_1.jpg")
+    scored = imagefunnel("score", photo, "--use-case", "headshot", cwd=tmp_path)
+    cut = imagefunnel("cutout", photo, "--out", str(tmp_path / "cut"), cwd=tmp_path)  # other graphs
+    for done in (scored, cut):
+        assert done.returncode == 0, done.stdout + done.stderr
+        for line in NATIVE_LOG_LINES:
+            assert line not in done.stderr + done.stdout

@@ -19,6 +19,7 @@ from imagefunnel.cli import app as cli_app
 from imagefunnel.cli.demo import fresh_demo_state
 from imagefunnel.cli.exit_codes import ExitCode
 from imagefunnel.cli.progress import RichObserver
+from imagefunnel.cli.providers import health_exit_code, hidden_providers
 from imagefunnel.cli.runner import JobSource, open_store
 from imagefunnel.cli.summary import delivered_line, job_exit_code, print_summary
 from imagefunnel.errors import ImageFunnelError
@@ -135,3 +136,18 @@ def test_ctrl_c_prints_the_resume_command_and_that_command_finishes_the_job(tmp_
     assert resumed.returncode in (ExitCode.OK, ExitCode.PARTIAL), resumed.stdout + resumed.stderr
     assert "Traceback" not in resumed.stderr
     assert f"job {job_id}" in resumed.stdout
+
+
+def test_providers_list_says_which_providers_it_hides_and_why() -> None:
+    offer = {"fal-schnell": {"flux-schnell"}, "box": {"sdxl", "flux-dev"}}
+    assert hidden_providers(offer, "sdxl") == ["fal-schnell (serves flux-schnell, not sdxl)"]
+    shown = CliRunner().invoke(cli_app.app, ["providers", "list", "--model", "fal-ai/flux/schnell"])
+    assert shown.exit_code == 0, shown.output
+    assert "hidden: spot-4090 (serves fal-ai/flux/dev, not fal-ai/flux/schnell)" in shown.output
+
+
+def test_providers_health_exits_by_how_many_are_up() -> None:
+    assert health_exit_code([True, True]) == ExitCode.OK
+    assert health_exit_code([True, False]) == ExitCode.PARTIAL
+    assert health_exit_code([False]) == ExitCode.FAILED
+    assert health_exit_code([]) == ExitCode.FAILED
