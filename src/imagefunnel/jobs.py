@@ -48,6 +48,7 @@ async def run_funnel_job(
     resume_job_id: str | None = None,
     executor_url: str | None = None,
     cooldowns: SharedCooldowns | None = None,
+    close_providers: bool = True,
 ) -> FunnelOutcome:
     """Run ``spec`` as job ``job_id`` (a new id if None), or carry on the stored job
     ``resume_job_id``; close the providers either way.
@@ -55,6 +56,8 @@ async def run_funnel_job(
     ``executor_url`` says where candidates are scored (default: ``IMAGEFUNNEL_EXECUTOR``, else a
     thread pool): ``local://threads``, ``local://processes?workers=N``, ``ray`` or ``ray://head:10001``.
     ``cooldowns``: provider cooldowns shared with other jobs and workers (None: this job's own).
+    ``close_providers=False`` leaves closing them to a caller that owns the event loop, so that on
+    cancellation it can first settle every task still using them (shielded submits and quotes).
     """
     try:
         scorer = build_scorer(spec)
@@ -79,5 +82,6 @@ async def run_funnel_job(
                 return await funnel.resume(resume_job_id)
             return await funnel.run(spec, job_id=job_id)
     finally:
-        for provider in providers:
-            await provider.aclose()
+        if close_providers:
+            for provider in providers:
+                await provider.aclose()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -21,6 +22,9 @@ from imagefunnel.cli.serve import bench_service_cmd, evaluations_app, keys_app, 
 from imagefunnel.cli.worker import submit_cmd, worker_cmd
 from imagefunnel.cli.workflows import workflows_app
 from imagefunnel.errors import ImageFunnelError
+
+if TYPE_CHECKING:
+    from imagefunnel.funnel import JobResult
 
 app = typer.Typer(
     name="imagefunnel",
@@ -52,7 +56,32 @@ OutDir = Annotated[
 ]
 
 
-@app.command()
+_JOB_EXITS = (
+    "Exit code 0: all K delivered; 1: partial; 2: failed or invalid input; 130: interrupted (resumable)."
+)
+
+
+def _finish_job(run: Callable[[], JobResult]) -> None:
+    """Run a job command and exit with the code its outcome stands for (see ``ExitCode``)."""
+    from imagefunnel.cli.runner import JobInterrupted
+    from imagefunnel.cli.summary import job_exit_code
+
+    try:
+        result = run()
+    except JobInterrupted as exc:
+        console.print(
+            f"interrupted: job {exc.job_id} stopped; what was bought is kept. resume with: {exc.resume_command}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
+    raise typer.Exit(job_exit_code(result))
+
+
+@app.command(
+    help=f"Run a headshot job end to end against the embedded emulated provider market (no keys, no servers). Each run starts from a fresh store in OUT unless --keep-state. {_JOB_EXITS}"
+)
 def demo(
     out: OutDir = Path("imagefunnel-out"),
     deliver: Annotated[
@@ -60,14 +89,26 @@ def demo(
     ] = None,
     scenario: Annotated[str, typer.Option(help="emulated market scenario")] = "demo",
     seed: Annotated[int | None, typer.Option(help="seed of the job (default from the demo spec)")] = None,
+    keep_state: Annotated[
+        bool,
+        typer.Option(
+            "--keep-state",
+            help="keep the previous demo's store and blobs in OUT (learned pass rates then carry over)",
+        ),
+    ] = False,
 ) -> None:
-    """Run a headshot job end to end against the embedded emulated provider market (no keys, no servers)."""
     from imagefunnel.cli.demo import run_demo
 
-    run_demo(console, out_dir=out, deliver=deliver, scenario=scenario, seed=seed)
+    _finish_job(
+        lambda: run_demo(
+            console, out_dir=out, deliver=deliver, scenario=scenario, seed=seed, keep_state=keep_state
+        )
+    )
 
 
-@app.command()
+@app.command(
+    help=f"Run the job in SPEC against configured providers, or against the emulated market. {_JOB_EXITS}"
+)
 def run(
     spec: Annotated[Path, typer.Argument(help="job spec YAML")],
     providers: Annotated[
@@ -78,16 +119,20 @@ def run(
     ] = "demo",
     out: OutDir = Path("imagefunnel-out"),
 ) -> None:
-    """Run the job in SPEC against configured providers, or against the emulated market."""
     from imagefunnel.cli.demo import run_spec
 
-    run_spec(console, spec_path=spec, providers_path=providers, scenario=market, out_dir=out)
+    _finish_job(
+        lambda: run_spec(console, spec_path=spec, providers_path=providers, scenario=market, out_dir=out)
+    )
 
 
-@app.command()
+@app.command(
+    help=f"Resume a job that stopped mid-way (Ctrl-C, crash, kill): what was bought is kept, nothing is bought twice. {_JOB_EXITS}"
+)
 def resume(
     job_id: Annotated[
-        str, typer.Argument(help="the job to carry on (its id is in results.json and the store)")
+        str,
+        typer.Argument(help="the job to carry on (printed when it started; in results.json and the store)"),
     ],
     out: OutDir = Path("imagefunnel-out"),
     providers: Annotated[
@@ -97,10 +142,11 @@ def resume(
         str, typer.Option(help="emulated market scenario, used when --providers is not given")
     ] = "demo",
 ) -> None:
-    """Resume a job that stopped mid-way (crash, kill): what was bought is kept, nothing is bought twice."""
     from imagefunnel.cli.resume import resume_job
 
-    resume_job(console, job_id=job_id, out_dir=out, providers_path=providers, scenario=market)
+    _finish_job(
+        lambda: resume_job(console, job_id=job_id, out_dir=out, providers_path=providers, scenario=market)
+    )
 
 
 @app.command()

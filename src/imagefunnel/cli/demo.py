@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -11,9 +12,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from imagefunnel.cli.runner import RunOutputs, run_job
+from imagefunnel.cli.runner import BLOBS_DIR, STORE_FILE, JobSource, RunOutputs, open_store, run_job
 from imagefunnel.cli.summary import print_summary
 from imagefunnel.delivery import DELIVERED_DIR
+from imagefunnel.errors import ImageFunnelError
 from imagefunnel.funnel import JobResult
 from imagefunnel.funnel.result import CandidateResult
 from imagefunnel.market.scenario import ProviderProfile, SelfHostedBox
@@ -186,9 +188,45 @@ def _print_outputs(console: Console, outputs: RunOutputs) -> None:
     )
 
 
+# SQLite's own files next to the store, left by a journal or a crash.
+_STORE_SIDECARS = ("-journal", "-wal", "-shm")
+
+
+def fresh_demo_state(out_dir: Path, *, demo_name: str) -> bool:
+    """Remove the store and blobs a previous demo left in ``out_dir``, so that pass rates learned
+    by an earlier run do not steer this one (the same seed gives the same job). Only the files
+    imagefunnel writes there go, and only when every job in that store is a demo job: a folder that
+    holds another job's store is refused rather than wiped. True when something was removed."""
+    db = out_dir / STORE_FILE
+    blobs = out_dir / BLOBS_DIR
+    if not db.exists():
+        return False
+    store = open_store(out_dir)
+    try:
+        others = sorted({job.name for job in store.jobs()} - {demo_name})
+    finally:
+        store.close()
+    if others:
+        raise ImageFunnelError(
+            f"{db} holds jobs other than the demo's ({', '.join(others)}); "
+            "give the demo another --out, or --keep-state to run it on that store"
+        )
+    for path in (db, *(db.with_name(db.name + suffix) for suffix in _STORE_SIDECARS)):
+        path.unlink(missing_ok=True)
+    if blobs.is_dir():
+        shutil.rmtree(blobs)
+    return True
+
+
 def run_demo(
-    console: Console, *, out_dir: Path, deliver: int | None, scenario: str, seed: int | None
-) -> None:
+    console: Console,
+    *,
+    out_dir: Path,
+    deliver: int | None,
+    scenario: str,
+    seed: int | None,
+    keep_state: bool = False,
+) -> JobResult:
     spec = demo_spec()
     updates: dict[str, object] = {}
     if deliver is not None:
@@ -200,25 +238,36 @@ def run_demo(
     console.print(
         f"[bold]imagefunnel demo[/]: {spec.deliver} headshots{subject} from the emulated market '{scenario}'"
     )
+    if not keep_state and fresh_demo_state(out_dir, demo_name=spec.name):
+        console.print(
+            f"fresh store: removed the previous demo's {STORE_FILE} and {BLOBS_DIR}/ in {out_dir} "
+            "(--keep-state keeps them)",
+            markup=False,
+            highlight=False,
+        )
+    source = JobSource(out_dir=out_dir, scenario=scenario)
     with _market(scenario) as market:
         check_offer(spec, market_offer(market))
-        outputs = run_job(spec, market_providers(market, spec.model), out_dir=out_dir, console=console)
+        outputs = run_job(spec, market_providers(market, spec.model), source=source, console=console)
         catch = defect_catch(outputs.result, market)
     _print_outputs(console, outputs)
     console.print(catch.line())
+    return outputs.result
 
 
 def run_spec(
     console: Console, *, spec_path: Path, providers_path: Path | None, scenario: str, out_dir: Path
-) -> None:
+) -> JobResult:
     spec = load_spec(spec_path)
+    source = JobSource(out_dir=out_dir, providers_path=providers_path, scenario=scenario)
     if providers_path is not None:
         configs = load_providers_file(providers_path).providers
         check_offer(spec, {cfg.name: set(cfg.models) for cfg in configs})
         providers = [build_provider(cfg) for cfg in configs]
-        _print_outputs(console, run_job(spec, providers, out_dir=out_dir, console=console))
-        return
-    with _market(scenario) as market:
-        check_offer(spec, market_offer(market))
-        outputs = run_job(spec, market_providers(market, spec.model), out_dir=out_dir, console=console)
+        outputs = run_job(spec, providers, source=source, console=console)
+    else:
+        with _market(scenario) as market:
+            check_offer(spec, market_offer(market))
+            outputs = run_job(spec, market_providers(market, spec.model), source=source, console=console)
     _print_outputs(console, outputs)
+    return outputs.result

@@ -262,7 +262,8 @@ def eval_cmd(
     thresholds: Annotated[Path | None, typer.Option(help="thresholds YAML (as written by calibrate)")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
 ) -> None:
-    """Score a labelled folder; per-dimension recall, precision, false rejects, confusion table."""
+    """Score a labelled folder; per-dimension recall, precision, false rejects, confusion table.
+    Exit code 0: it ran (the numbers are a report, not a verdict); 2: invalid input."""
     from imagefunnel.evaluation import evaluate, load_manifest
     from imagefunnel.evaluation.heldout import fit_clean_quantile, leave_one_person_out
 

@@ -9,7 +9,11 @@ from imagefunnel.funnel import CandidateScored, FunnelObserver, RequestFailed, W
 
 
 class RichObserver(FunnelObserver):
+    """The bar counts passed candidates out of K; it stops at K, since a wave in flight can pass more
+    than were asked for (the best K are delivered; the summary says how many passed)."""
+
     def __init__(self, *, console: Console, deliver: int) -> None:
+        self._deliver = deliver
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -38,7 +42,7 @@ class RichObserver(FunnelObserver):
         verdict = "pass" if event.passed else f"reject: {event.reasons[0] if event.reasons else '?'}"
         self.progress.update(
             self._task,
-            completed=event.passed_total,
+            completed=min(event.passed_total, self._deliver),
             detail=f"{event.generated_total} generated · ${event.spent_usd:.4f} · {event.provider}: {verdict}"[
                 :110
             ],

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,9 @@ from imagefunnel.report import write_report
 from imagefunnel.spec import JobSpec
 from imagefunnel.store import BlobStore, Store
 
+STORE_FILE = "imagefunnel.db"
+BLOBS_DIR = "blobs"
+
 
 @dataclass(frozen=True, slots=True)
 class RunOutputs:
@@ -28,29 +33,80 @@ class RunOutputs:
     wall_s: float
 
 
+@dataclass(frozen=True, slots=True)
+class JobSource:
+    """Where a job's outputs go and where its providers come from, as the command line gave them:
+    exactly what ``imagefunnel resume`` needs to carry the job on."""
+
+    out_dir: Path
+    providers_path: Path | None = None
+    scenario: str = "demo"
+
+    def resume_command(self, job_id: str) -> str:
+        parts = ["imagefunnel", "resume", job_id, "--out", str(self.out_dir)]
+        if self.providers_path is not None:
+            parts += ["--providers", str(self.providers_path)]
+        else:
+            parts += ["--market", self.scenario]
+        return shlex.join(parts)
+
+
+class JobInterrupted(Exception):
+    """Ctrl-C stopped a job mid-way; it stays resumable (not an error of imagefunnel's)."""
+
+    def __init__(self, job_id: str, resume_command: str) -> None:
+        super().__init__(f"job {job_id} interrupted")
+        self.job_id = job_id
+        self.resume_command = resume_command
+
+
+async def _settle_other_tasks() -> None:
+    """Cancel and await every task but this one, so nothing still talks to a provider when its
+    client closes (a shielded submit or quote would otherwise fail or be destroyed pending)."""
+    current = asyncio.current_task()
+    others = [task for task in asyncio.all_tasks() if task is not current]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
+
+
 async def _run(
     spec: JobSpec,
     providers: Sequence[Provider],
     store: Store,
     blobs: BlobStore,
     console: Console,
-    resume_job_id: str | None,
-) -> str:
-    with RichObserver(console=console, deliver=spec.deliver) as observer:
-        outcome = await run_funnel_job(
-            spec,
-            providers,
-            store=store,
-            blobs=blobs,
-            observer=observer,
-            resume_job_id=resume_job_id,
-        )
-    return outcome.job_id
+    *,
+    job_id: str,
+    resume: bool,
+    announce: str | None,
+) -> None:
+    if announce is not None:
+        # Printed once the loop handles Ctrl-C, and with no await before the job is stored: an
+        # interrupt after this line always leaves a job that the printed command can resume.
+        console.print(announce, markup=False, highlight=False, soft_wrap=True)
+    # The CLI owns this event loop, so every other task in it is this job's.
+    try:
+        with RichObserver(console=console, deliver=spec.deliver) as observer:
+            await run_funnel_job(
+                spec,
+                providers,
+                store=store,
+                blobs=blobs,
+                observer=observer,
+                job_id=None if resume else job_id,
+                resume_job_id=job_id if resume else None,
+                close_providers=False,
+            )
+    finally:
+        await _settle_other_tasks()
+        for provider in providers:
+            await provider.aclose()
 
 
 def open_store(out_dir: Path) -> Store:
     out_dir.mkdir(parents=True, exist_ok=True)
-    return Store(f"sqlite:///{out_dir / 'imagefunnel.db'}")
+    return Store(f"sqlite:///{out_dir / STORE_FILE}")
 
 
 def stored_spec(out_dir: Path, job_id: str) -> JobSpec:
@@ -66,16 +122,40 @@ def run_job(
     spec: JobSpec,
     providers: Sequence[Provider],
     *,
-    out_dir: Path,
+    source: JobSource,
     console: Console,
     resume_job_id: str | None = None,
 ) -> RunOutputs:
-    """Run one job (or resume ``resume_job_id``) to completion; write ``report.html``, ``results.json``."""
+    """Run one job (or resume ``resume_job_id``) to completion; write ``report.html``, ``results.json``.
+
+    Raises ``JobInterrupted`` on Ctrl-C, once the in-flight requests are cancelled and the providers
+    closed; the store keeps the job resumable.
+    """
+    out_dir = source.out_dir
+    job_id = resume_job_id or uuid.uuid4().hex
+    command = source.resume_command(job_id)
+    announce = None
+    if resume_job_id is None:  # one line, so that the id and the command can be copied (or parsed)
+        announce = f"job {job_id} started: {spec.deliver} to deliver; resume with: {command}"
     store = open_store(out_dir)
-    blobs = BlobStore(out_dir / "blobs")
+    blobs = BlobStore(out_dir / BLOBS_DIR)
     started = time.perf_counter()
     try:
-        job_id = asyncio.run(_run(spec, providers, store, blobs, console, resume_job_id))
+        try:
+            asyncio.run(
+                _run(
+                    spec,
+                    providers,
+                    store,
+                    blobs,
+                    console,
+                    job_id=job_id,
+                    resume=resume_job_id is not None,
+                    announce=announce,
+                )
+            )
+        except KeyboardInterrupt:
+            raise JobInterrupted(job_id, command) from None
         wall = time.perf_counter() - started
         result = write_delivery(load_result(store, blobs, job_id), blobs, out_dir)
         ledger = store.ledger(job_id)

@@ -5,7 +5,23 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from imagefunnel.cli.exit_codes import ExitCode
 from imagefunnel.funnel import JobResult
+
+_EXIT_CODES = {"delivered": ExitCode.OK, "partial": ExitCode.PARTIAL}
+
+
+def job_exit_code(result: JobResult) -> ExitCode:
+    """0 when all K were delivered, 1 for a partial delivery, 2 for a job that delivered nothing."""
+    return _EXIT_CODES.get(result.status, ExitCode.FAILED)
+
+
+def delivered_line(result: JobResult) -> str:
+    """``delivered 12/12``, or ``passed 15, delivered 12/12`` when more passed than were asked for."""
+    delivered = f"delivered {result.delivered}/{result.asked}"
+    if result.candidates_passed > result.delivered:
+        return f"passed {result.candidates_passed}, {delivered}"
+    return delivered
 
 
 def print_summary(console: Console, result: JobResult, *, wall_s: float) -> None:
@@ -13,7 +29,7 @@ def print_summary(console: Console, result: JobResult, *, wall_s: float) -> None
     console.print(f"[bold {colour}]{result.status.upper()}[/] {result.stop_reason}")
     cpd = f"${result.cost_per_delivered_usd:.4f}" if result.cost_per_delivered_usd is not None else "n/a"
     console.print(
-        f"delivered {result.delivered}/{result.asked} · candidates generated {result.candidates_generated} · "
+        f"{delivered_line(result)} · candidates generated {result.candidates_generated} · "
         f"pass rate {result.pass_rate:.0%} · spent ${result.spent_usd:.4f} · cost per delivered image {cpd} · "
         f"failed attempts {result.failed_attempts} · wall {wall_s:.1f}s"
     )

@@ -35,7 +35,11 @@ class MarketMatter:
         if model is None:
             from mediapipe.python.solutions import selfie_segmentation
 
-            model = selfie_segmentation.SelfieSegmentation(model_selection=1)
+            from imagefunnel.scoring.faces import quiet_native_stderr
+
+            with quiet_native_stderr():  # TFLite and absl log to fd 2 while the graph first runs
+                model = selfie_segmentation.SelfieSegmentation(model_selection=1)
+                model.process(np.zeros((64, 64, 3), dtype=np.uint8))
             self._local.model = model
         return model
 

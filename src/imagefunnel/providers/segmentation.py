@@ -67,8 +67,11 @@ class SelfieCutter:
                 raise LocalWorkerError(
                     f"mediapipe is not installed ({exc}); install imagefunnel[faces]"
                 ) from exc
-            segmenter = selfie_segmentation.SelfieSegmentation(model_selection=self._model_selection)
-            segmenter.process(np.zeros((64, 64, 3), dtype=np.uint8))  # the first run builds the graph
+            from imagefunnel.scoring.faces import quiet_native_stderr
+
+            with quiet_native_stderr():  # TFLite and absl log to fd 2 while the graph is built
+                segmenter = selfie_segmentation.SelfieSegmentation(model_selection=self._model_selection)
+                segmenter.process(np.zeros((64, 64, 3), dtype=np.uint8))  # the first run builds the graph
             self._segmenter = segmenter
 
     def unload(self) -> None:

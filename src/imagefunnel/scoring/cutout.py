@@ -297,7 +297,13 @@ class _SubjectFinder:
                 from mediapipe.python.solutions import face_detection
             except ImportError:
                 return None
-            self._detector = face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
+            from imagefunnel.scoring.faces import quiet_native_stderr
+
+            # TFLite and absl log to fd 2 while a graph first runs: build and warm it up silenced.
+            with quiet_native_stderr():
+                detector = face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
+                detector.process(np.zeros((32, 32, 3), dtype=np.uint8))
+            self._detector = detector
         result = self._detector.process(np.ascontiguousarray(source.rgb))
         boxes = [d.location_data.relative_bounding_box for d in result.detections or ()]
         if not boxes:
