@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from imagefunnel.cli.demo import demo_spec, market_providers
-from imagefunnel.cli.runner import RunOutputs, run_job
+from imagefunnel.cli.runner import JobSource, RunOutputs, run_job
 from imagefunnel.imaging import sniff_format
 from imagefunnel.market.server import MarketServer
 
@@ -20,7 +20,7 @@ def job(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunOutputs, Path]:
     spec = demo_spec().model_copy(update={"deliver": 3, "max_candidates": 20, "seed": 13})
     with MarketServer("demo") as market:
         outputs = run_job(
-            spec, market_providers(market, spec.model), out_dir=out, console=Console(quiet=True)
+            spec, market_providers(market, spec.model), source=JobSource(out), console=Console(quiet=True)
         )
     return outputs, out
 

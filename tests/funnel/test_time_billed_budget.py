@@ -8,7 +8,7 @@ import pytest
 from rich.console import Console
 
 from imagefunnel.cli.demo import demo_spec, market_providers
-from imagefunnel.cli.runner import run_job
+from imagefunnel.cli.runner import JobSource, run_job
 from imagefunnel.market.server import MarketServer
 
 
@@ -18,7 +18,10 @@ def test_a_job_on_the_demo_box_never_spends_more_than_its_budget(budget: float, 
     spec = demo_spec().model_copy(update={"budget_usd": budget, "deliver": 12, "max_candidates": 60})
     with MarketServer("demo") as market:
         outputs = run_job(
-            spec, market_providers(market, spec.model), out_dir=tmp_path, console=Console(quiet=True)
+            spec,
+            market_providers(market, spec.model),
+            source=JobSource(tmp_path),
+            console=Console(quiet=True),
         )
     result = outputs.result
     assert result.spent_usd <= budget + 1e-12

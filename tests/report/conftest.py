@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from imagefunnel.cli.demo import demo_spec, market_providers
-from imagefunnel.cli.runner import RunOutputs, open_store, run_job
+from imagefunnel.cli.runner import JobSource, RunOutputs, open_store, run_job
 from imagefunnel.errors import ProviderUnavailable
 from imagefunnel.market.server import MarketServer
 from imagefunnel.providers.base import Generation, GenerationRequest
@@ -31,7 +31,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     spec = demo_spec().model_copy(update={"deliver": 4, "max_candidates": 20, "seed": 13})
     with MarketServer("demo") as market:
         outputs = run_job(
-            spec, market_providers(market, spec.model), out_dir=out, console=Console(quiet=True)
+            spec, market_providers(market, spec.model), source=JobSource(out), console=Console(quiet=True)
         )
     return DemoRun(outputs, out)
 
@@ -62,7 +62,7 @@ def failed_run(tmp_path_factory: pytest.TempPathFactory) -> FailedRun:
         deadline_s=5,
     )
     provider = MockProvider(_outage, name="down-host")
-    outputs = run_job(spec, [provider], out_dir=out, console=Console(quiet=True))
+    outputs = run_job(spec, [provider], source=JobSource(out), console=Console(quiet=True))
     store = open_store(out)
     try:
         ledger = list(store.ledger(outputs.result.job_id))
