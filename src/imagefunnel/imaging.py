@@ -1,7 +1,8 @@
 """Safe decoding of untrusted image bytes into one RGB array.
 
 Every image imagefunnel looks at (provider outputs, uploads to the evaluations API, reference photos)
-comes through :func:`decode_image`, which treats the bytes as hostile:
+comes through :func:`decode_image`, which treats the bytes as hostile (files a user names are read
+with :func:`read_image_file`, which refuses pipes and devices and bounds the read):
 
 1. refuse anything that is not non-empty ``bytes`` or is over the byte limit;
 2. sniff the magic bytes and accept only PNG, JPEG, WebP and GIF (first frame);
@@ -32,8 +33,18 @@ from numpy.typing import NDArray
 from PIL import Image, ImageOps
 
 from imagefunnel.errors import ImageDecodeError, ImageTooLarge
+from imagefunnel.imagefile import MAX_IMAGE_BYTES, describe_content, read_image_file
 
-__all__ = ["SUPPORTED_FORMATS", "DecodedImage", "decode_image", "fit_long_side", "sniff_format"]
+__all__ = [
+    "MAX_IMAGE_BYTES",
+    "SUPPORTED_FORMATS",
+    "DecodedImage",
+    "decode_image",
+    "describe_content",
+    "fit_long_side",
+    "read_image_file",
+    "sniff_format",
+]
 
 SUPPORTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")
 
@@ -42,10 +53,15 @@ _REFUSED_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"BM", "BMP"),
     (b"II*\x00", "TIFF"),
     (b"MM\x00*", "TIFF"),
-    (b"%PDF", "PDF"),
     (b"<svg", "SVG"),
     (b"<?xml", "XML/SVG"),
 )
+
+# ISO media brands that are still images; the brand is looked up, never echoed (it is file content).
+_ISO_IMAGE_BRANDS = {
+    **dict.fromkeys((b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"), "HEIC"),
+    **dict.fromkeys((b"avif", b"avis"), "AVIF"),
+}
 
 _ORIENTATION_TAG = 0x0112
 # What PIL raises on corrupt input. Fuzzing PIL has produced all of these, not only OSError.
@@ -113,12 +129,16 @@ def sniff_format(data: bytes) -> str:
     if data[:6] in (b"GIF87a", b"GIF89a"):
         return "GIF"
     if data[4:8] == b"ftyp":
-        _refuse(f"{data[8:12].decode('latin-1').strip()} (ISO media: HEIC/AVIF)")
+        brand = data[8:12]
+        if brand in _ISO_IMAGE_BRANDS:
+            _refuse(_ISO_IMAGE_BRANDS[brand])
+        raise ImageDecodeError("not an image (MP4/QuickTime video or other ISO media)")
     head = data[:16].lstrip()
     for magic, name in _REFUSED_MAGIC:
         if head.startswith(magic):
             _refuse(name)
-    raise ImageDecodeError(f"not a recognised image format (first bytes: {data[:8]!r})")
+    # Name what the bytes look like, never the bytes: they may be a password file or an environment.
+    raise ImageDecodeError(f"not an image ({describe_content(data)})")
 
 
 def _refuse(name: str) -> NoReturn:
@@ -284,7 +304,7 @@ def _to_rgb(im: Image.Image) -> tuple[NDArray[np.uint8], NDArray[np.uint8] | Non
 
 
 def decode_image(
-    data: bytes | bytearray | memoryview, *, max_bytes: int = 40_000_000, max_pixels: int = 40_000_000
+    data: bytes | bytearray | memoryview, *, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = 40_000_000
 ) -> DecodedImage:
     """Decode untrusted image bytes into an upright 8-bit RGB :class:`DecodedImage`.
 
