@@ -24,7 +24,7 @@ import stat
 
 from imagefunnel.errors import ImageFileError, ImageTooLarge
 
-__all__ = ["MAX_IMAGE_BYTES", "describe_content", "read_image_file"]
+__all__ = ["MAX_IMAGE_BYTES", "describe_content", "file_kind", "read_image_file"]
 
 MAX_IMAGE_BYTES = 40_000_000
 _CHUNK = 1 << 20
@@ -52,7 +52,8 @@ _TEXT_CONTROL = frozenset(b"\t\n\r\f\x1b")
 _SNIFF_BYTES = 4096
 
 
-def _file_kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What an ``st_mode`` that is not a regular file names: "a directory", "a named pipe (FIFO)"..."""
     if stat.S_ISDIR(mode):
         return "a directory"
     if stat.S_ISFIFO(mode):
@@ -68,7 +69,7 @@ def _file_kind(mode: int) -> str:
 
 def _refuse_unless_regular(mode: int) -> None:
     if not stat.S_ISREG(mode):
-        kind = _file_kind(mode)
+        kind = file_kind(mode)
         raise ImageFileError(f"cannot read: {kind}" if kind.startswith("not") else f"cannot read: is {kind}")
 
 
@@ -147,6 +148,8 @@ def describe_content(data: bytes) -> str:
     for magic, name in _NON_IMAGE_MAGIC:
         if data.startswith(magic):
             return name
+    if data[4:8] == b"ftyp":  # ISO media whose brand is not an image one (imaging checks those first)
+        return "MP4/QuickTime video or other ISO media"
     head = data[:_SNIFF_BYTES]
     if not _looks_like_text(head.removeprefix(codecs.BOM_UTF8)):
         return "unknown binary data"

@@ -42,6 +42,7 @@ __all__ = [
     "decode_image",
     "describe_content",
     "fit_long_side",
+    "looks_like_image",
     "read_image_file",
     "sniff_format",
 ]
@@ -57,7 +58,7 @@ _REFUSED_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"<?xml", "XML/SVG"),
 )
 
-# ISO media brands that are still images; the brand is looked up, never echoed (it is file content).
+# ISO media brands that are still images (other brands are video: see describe_content).
 _ISO_IMAGE_BRANDS = {
     **dict.fromkeys((b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"), "HEIC"),
     **dict.fromkeys((b"avif", b"avis"), "AVIF"),
@@ -118,8 +119,7 @@ class DecodedImage:
         return gray
 
 
-def sniff_format(data: bytes) -> str:
-    """Name the image format from its magic bytes, or raise :class:`ImageDecodeError`."""
+def _supported_format(data: bytes) -> str | None:
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
         return "PNG"
     if data.startswith(b"\xff\xd8\xff"):
@@ -128,15 +128,30 @@ def sniff_format(data: bytes) -> str:
         return "WEBP"
     if data[:6] in (b"GIF87a", b"GIF89a"):
         return "GIF"
+    return None
+
+
+def _unsupported_format(data: bytes) -> str | None:
+    """The name of an image format we recognise only to refuse it precisely."""
     if data[4:8] == b"ftyp":
-        brand = data[8:12]
-        if brand in _ISO_IMAGE_BRANDS:
-            _refuse(_ISO_IMAGE_BRANDS[brand])
-        raise ImageDecodeError("not an image (MP4/QuickTime video or other ISO media)")
+        return _ISO_IMAGE_BRANDS.get(data[8:12])  # looked up, never echoed: the brand is file content
     head = data[:16].lstrip()
-    for magic, name in _REFUSED_MAGIC:
-        if head.startswith(magic):
-            _refuse(name)
+    return next((name for magic, name in _REFUSED_MAGIC if head.startswith(magic)), None)
+
+
+def looks_like_image(data: bytes) -> bool:
+    """Whether ``data`` starts like an image of any format we know, supported or not."""
+    return _supported_format(data) is not None or _unsupported_format(data) is not None
+
+
+def sniff_format(data: bytes) -> str:
+    """Name the image format from its magic bytes, or raise :class:`ImageDecodeError`."""
+    fmt = _supported_format(data)
+    if fmt is not None:
+        return fmt
+    refused = _unsupported_format(data)
+    if refused is not None:
+        _refuse(refused)
     # Name what the bytes look like, never the bytes: they may be a password file or an environment.
     raise ImageDecodeError(f"not an image ({describe_content(data)})")
 
