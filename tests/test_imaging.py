@@ -120,7 +120,7 @@ def test_truncated_pixel_data_with_intact_trailer_is_refused_by_pil() -> None:
 
 def test_garbage_and_empty_and_wrong_types() -> None:
     garbage = np.random.default_rng(42).integers(0, 256, 4096, dtype=np.uint8).tobytes()
-    with pytest.raises(ImageDecodeError, match="not a recognised image format"):
+    with pytest.raises(ImageDecodeError, match=r"^not an image \(unknown binary data\)$"):
         decode_image(garbage)
     with pytest.raises(ImageDecodeError, match=r"empty \(0 bytes\)"):
         decode_image(b"")
@@ -147,12 +147,18 @@ def test_valid_magic_followed_by_garbage_is_refused() -> None:
         (b"BM" + bytes(60), "BMP"),
         (b"II*\x00" + bytes(60), "TIFF"),
         (b"<svg xmlns=...>", "SVG"),
-        (b"%PDF-1.7", "PDF"),
+        (b"\x00\x00\x00\x18ftypheic" + bytes(12), "HEIC"),
+        (b"\x00\x00\x00\x1cftypavif" + bytes(12), "AVIF"),
     ],
 )
 def test_unsupported_formats_are_named(data: bytes, name: str) -> None:
     with pytest.raises(ImageDecodeError, match=f"unsupported image format {name}; supported: PNG, JPEG"):
         sniff_format(data)
+
+
+def test_iso_media_that_is_not_an_image_is_named_without_echoing_its_brand() -> None:
+    with pytest.raises(ImageDecodeError, match=r"^not an image \(MP4/QuickTime video or other ISO media\)$"):
+        sniff_format(b"\x00\x00\x00\x18ftypzzzq" + bytes(12))
 
 
 def test_decompression_bomb_header_is_refused_before_decoding() -> None:

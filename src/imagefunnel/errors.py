@@ -7,7 +7,8 @@ raised ``from`` the original, so the funnel, router and CLI only ever handle our
     ├── SpecError                 a job spec is invalid (names the field and line)
     ├── ImageError                bytes that are not a usable image
     │   ├── ImageDecodeError      corrupt, truncated or of an unsupported type
-    │   └── ImageTooLarge         over the byte or pixel limit (decompression bombs)
+    │   ├── ImageTooLarge         over the byte or pixel limit (decompression bombs)
+    │   └── ImageFileError        a path that is not a readable regular file (missing, FIFO, device)
     ├── ProviderError             a provider could not produce a usable generation
     │   ├── RateLimited           HTTP 429; carries Retry-After
     │   ├── ProviderTimeout       no answer within the allotted time
@@ -48,6 +49,10 @@ class ImageDecodeError(ImageError):
 
 class ImageTooLarge(ImageError):
     """Image over the configured byte or pixel limit (including decompression bombs)."""
+
+
+class ImageFileError(ImageError):
+    """A path that cannot be read as an image file: missing, unreadable, a directory or not a regular file."""
 
 
 class ProviderError(ImageFunnelError):

@@ -1,7 +1,8 @@
 """Safe decoding of untrusted image bytes into one RGB array.
 
 Every image imagefunnel looks at (provider outputs, uploads to the evaluations API, reference photos)
-comes through :func:`decode_image`, which treats the bytes as hostile:
+comes through :func:`decode_image`, which treats the bytes as hostile (files a user names are read
+with :func:`read_image_file`, which refuses pipes and devices and bounds the read):
 
 1. refuse anything that is not non-empty ``bytes`` or is over the byte limit;
 2. sniff the magic bytes and accept only PNG, JPEG, WebP and GIF (first frame);
@@ -32,8 +33,19 @@ from numpy.typing import NDArray
 from PIL import Image, ImageOps
 
 from imagefunnel.errors import ImageDecodeError, ImageTooLarge
+from imagefunnel.imagefile import MAX_IMAGE_BYTES, describe_content, read_image_file
 
-__all__ = ["SUPPORTED_FORMATS", "DecodedImage", "decode_image", "fit_long_side", "sniff_format"]
+__all__ = [
+    "MAX_IMAGE_BYTES",
+    "SUPPORTED_FORMATS",
+    "DecodedImage",
+    "decode_image",
+    "describe_content",
+    "fit_long_side",
+    "looks_like_image",
+    "read_image_file",
+    "sniff_format",
+]
 
 SUPPORTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")
 
@@ -42,10 +54,15 @@ _REFUSED_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"BM", "BMP"),
     (b"II*\x00", "TIFF"),
     (b"MM\x00*", "TIFF"),
-    (b"%PDF", "PDF"),
     (b"<svg", "SVG"),
     (b"<?xml", "XML/SVG"),
 )
+
+# ISO media brands that are still images (other brands are video: see describe_content).
+_ISO_IMAGE_BRANDS = {
+    **dict.fromkeys((b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"), "HEIC"),
+    **dict.fromkeys((b"avif", b"avis"), "AVIF"),
+}
 
 _ORIENTATION_TAG = 0x0112
 # What PIL raises on corrupt input. Fuzzing PIL has produced all of these, not only OSError.
@@ -102,8 +119,7 @@ class DecodedImage:
         return gray
 
 
-def sniff_format(data: bytes) -> str:
-    """Name the image format from its magic bytes, or raise :class:`ImageDecodeError`."""
+def _supported_format(data: bytes) -> str | None:
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
         return "PNG"
     if data.startswith(b"\xff\xd8\xff"):
@@ -112,13 +128,32 @@ def sniff_format(data: bytes) -> str:
         return "WEBP"
     if data[:6] in (b"GIF87a", b"GIF89a"):
         return "GIF"
+    return None
+
+
+def _unsupported_format(data: bytes) -> str | None:
+    """The name of an image format we recognise only to refuse it precisely."""
     if data[4:8] == b"ftyp":
-        _refuse(f"{data[8:12].decode('latin-1').strip()} (ISO media: HEIC/AVIF)")
+        return _ISO_IMAGE_BRANDS.get(data[8:12])  # looked up, never echoed: the brand is file content
     head = data[:16].lstrip()
-    for magic, name in _REFUSED_MAGIC:
-        if head.startswith(magic):
-            _refuse(name)
-    raise ImageDecodeError(f"not a recognised image format (first bytes: {data[:8]!r})")
+    return next((name for magic, name in _REFUSED_MAGIC if head.startswith(magic)), None)
+
+
+def looks_like_image(data: bytes) -> bool:
+    """Whether ``data`` starts like an image of any format we know, supported or not."""
+    return _supported_format(data) is not None or _unsupported_format(data) is not None
+
+
+def sniff_format(data: bytes) -> str:
+    """Name the image format from its magic bytes, or raise :class:`ImageDecodeError`."""
+    fmt = _supported_format(data)
+    if fmt is not None:
+        return fmt
+    refused = _unsupported_format(data)
+    if refused is not None:
+        _refuse(refused)
+    # Name what the bytes look like, never the bytes: they may be a password file or an environment.
+    raise ImageDecodeError(f"not an image ({describe_content(data)})")
 
 
 def _refuse(name: str) -> NoReturn:
@@ -284,7 +319,7 @@ def _to_rgb(im: Image.Image) -> tuple[NDArray[np.uint8], NDArray[np.uint8] | Non
 
 
 def decode_image(
-    data: bytes | bytearray | memoryview, *, max_bytes: int = 40_000_000, max_pixels: int = 40_000_000
+    data: bytes | bytearray | memoryview, *, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = 40_000_000
 ) -> DecodedImage:
     """Decode untrusted image bytes into an upright 8-bit RGB :class:`DecodedImage`.
 

@@ -127,7 +127,7 @@ def test_score_many_mixes_bytes_and_decoded_images(portraits: dict[str, Rgb]) ->
         [as_image(clean), png_bytes(clean), b"not an image", as_image(defects.blur(clean))]
     )
     assert [v.passed for v in verdicts] == [True, True, False, False]
-    assert verdicts[2].reasons[0].startswith("decodable: not a recognised image format")
+    assert verdicts[2].reasons[0].startswith("decodable: not an image (text)")
     assert verdicts[3].failed[0].name == "sharpness"
 
 

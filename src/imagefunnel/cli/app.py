@@ -151,19 +151,40 @@ def resume(
 
 @app.command()
 def score(
-    images: Annotated[list[Path], typer.Argument(help="image files to score")],
+    images: Annotated[
+        list[Path], typer.Argument(help="image files, or folders whose images are scored (sorted)")
+    ],
     spec: Annotated[Path | None, typer.Option(help="job spec whose thresholds and rules apply")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
     use_case: Annotated[
         str | None,
-        typer.Option(help="use case whose tier-2 dimensions apply, e.g. headshot (default: the spec's)"),
+        typer.Option(
+            help="use case whose tier-2 dimensions apply: headshot, product, background_removal, "
+            "ad_creative (default: the spec's; without either only the generic checks run)"
+        ),
     ] = None,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="also score images in subfolders of folders given")
+    ] = False,
 ) -> None:
-    """Score images you bring and print every dimension's verdict. Exit code 1 if any image fails."""
+    """Score images you bring and print every dimension's verdict.
+
+    A folder's files that are not images are skipped with a note. A file that cannot be read is
+    reported and the others are still scored. Exit code: 0 all passed, 1 some failed, 2 invalid
+    input (a file could not be read, nothing was left to score, or a bad spec or use case).
+    """
     from imagefunnel.cli.score import score_images
 
-    all_passed = score_images(console, images=images, spec_path=spec, as_json=json_out, use_case=use_case)
-    raise typer.Exit(0 if all_passed else 1)
+    code = score_images(
+        console,
+        images=images,
+        spec_path=spec,
+        as_json=json_out,
+        use_case=use_case,
+        recursive=recursive,
+        err_console=err_console,
+    )
+    raise typer.Exit(code)
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from imagefunnel.errors import SpecError
+from imagefunnel.errors import ImageError, SpecError
 
 __all__ = ["workflows_app"]
 
@@ -162,6 +162,7 @@ def run_cmd(
     registry: Registry = _DEFAULT_REGISTRY,
 ) -> None:
     """Run a deployed workflow on the least-loaded healthy server; write its images, print its cost."""
+    from imagefunnel.imaging import read_image_file
     from imagefunnel.workflows.manifest import bind_values
     from imagefunnel.workflows.pool import ComfyBox, ComfyPool, WorkflowRun
     from imagefunnel.workflows.registry import WorkflowRegistry
@@ -172,9 +173,10 @@ def run_cmd(
     for key, spec in deployed.manifest.inputs.items():
         if spec.type == "image" and key in given:
             path = Path(str(given[key]))
-            if not path.is_file():
-                raise SpecError(f"{key}: no such image file {path}")
-            images[key] = path.read_bytes()
+            try:
+                images[key] = read_image_file(path)  # refuses pipes and devices, bounds the read
+            except ImageError as exc:
+                raise SpecError(f"{key}: image file {path}: {exc}", field=key) from exc
     values = bind_values(deployed.manifest, given)
     if vary is not None and deployed.manifest.inputs.get(vary, None) is None:
         raise SpecError(f"--vary {vary}: workflow {name} has no such input")

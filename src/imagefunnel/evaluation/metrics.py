@@ -19,9 +19,10 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from imagefunnel.errors import ImageError
 from imagefunnel.evaluation.manifest import DevSetError, DevSetManifest, LabeledImage
 from imagefunnel.evaluation.photos import photo
-from imagefunnel.imaging import DecodedImage
+from imagefunnel.imaging import DecodedImage, read_image_file
 from imagefunnel.scoring import Direction, Scorer, ScoringContext
 
 __all__ = [
@@ -117,9 +118,9 @@ def _references(manifest: DevSetManifest) -> dict[str, DecodedImage]:
 def _score_one(folder: Path, scorer: Scorer, label: LabeledImage, reference: DecodedImage) -> ScoredImage:
     path = folder / label.file
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DevSetError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        data = read_image_file(path)  # a dev set is a user's folder: refuse pipes, bound the read
+    except ImageError as exc:
+        raise DevSetError(f"{path}: {exc}") from exc
     verdict = scorer.score_bytes(data, ScoringContext(references=(reference,)))
     return ScoredImage(label, {s.name: s.value for s in verdict.scores})
 

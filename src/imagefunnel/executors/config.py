@@ -10,14 +10,13 @@ receives a :class:`ScorerConfig` instead and builds its own scorer from it, once
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
 from imagefunnel.errors import ExecutorError, ImageError, ScoringWorkerError, SpecError
 from imagefunnel.imaging import decode_image
 from imagefunnel.scoring import Scorer
-from imagefunnel.scoring.jobcontext import context_from, read_source
+from imagefunnel.scoring.jobcontext import context_from, read_reference, read_source
 from imagefunnel.spec import CreativeBrief, JobSpec, Rule
 
 __all__ = ["ExecutorChoice", "ExecutorError", "ScorerConfig", "ScoringWorkerError", "parse_executor_url"]
@@ -143,7 +142,7 @@ class ScorerConfig:
             use_case=spec.use_case,
             rules=tuple(spec.rules),
             score_all=spec.score_all,
-            references=tuple(_read(path, index) for index, path in enumerate(spec.references)),
+            references=tuple(read_reference(path, index) for index, path in enumerate(spec.references)),
             source=read_source(spec.source),
             brief_json=spec.brief.model_dump_json(),
         )
@@ -169,12 +168,3 @@ class ScorerConfig:
                 use_case=self.use_case or "",
             ),
         )
-
-
-def _read(path: Path, index: int) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise SpecError(
-            f"reference photo {path}: cannot read: {exc.strerror or exc}", field=f"references[{index}]"
-        ) from exc

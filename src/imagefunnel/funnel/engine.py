@@ -11,7 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
-from imagefunnel.errors import BudgetExceeded, ImageError, NoProviderAvailable, SpecError
+from imagefunnel.errors import BudgetExceeded, ImageError, NoProviderAvailable
 from imagefunnel.executors import ScorerConfig, run_in, worker_scorer
 from imagefunnel.funnel.events import CandidateScored, FunnelObserver, RequestFailed, WaveStarted
 from imagefunnel.funnel.requests import prompt_for, seed_for
@@ -21,7 +21,7 @@ from imagefunnel.providers.base import Generation, GenerationRequest
 from imagefunnel.routing import RouteContext, Router
 from imagefunnel.routing.budget import BudgetGuard
 from imagefunnel.scoring import Scorer, Verdict
-from imagefunnel.scoring.jobcontext import read_source
+from imagefunnel.scoring.jobcontext import read_reference, read_source
 from imagefunnel.spec import JobSpec, UseCase
 from imagefunnel.store import BlobStore, CandidateRecord, ScoreRecord, Store
 
@@ -317,8 +317,5 @@ def _reference_bytes(spec: JobSpec) -> tuple[bytes, ...]:
     image-taking models need them with every request (the router then only picks providers that
     can take them). The source comes first: it is what a background remover cuts out."""
     source = read_source(spec.source)
-    try:
-        photos = tuple(path.read_bytes() for path in spec.references)
-    except OSError as exc:
-        raise SpecError(f"reference photo {exc.filename}: cannot read: {exc.strerror or exc}") from exc
+    photos = tuple(read_reference(path, index) for index, path in enumerate(spec.references))
     return ((source,) if source is not None else ()) + photos

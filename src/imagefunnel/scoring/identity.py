@@ -23,10 +23,17 @@ import numpy as np
 from numpy.typing import NDArray
 
 from imagefunnel.errors import ImageError, SpecError
-from imagefunnel.imaging import DecodedImage, decode_image
+from imagefunnel.imaging import DecodedImage, decode_image, read_image_file
 from imagefunnel.scoring.faces import FaceAnalysis, FaceModels, FaceModelsUnavailable
 
-__all__ = ["check_references", "descriptor", "identity_distance", "load_references", "model_dir"]
+__all__ = [
+    "check_references",
+    "descriptor",
+    "identity_distance",
+    "load_references",
+    "model_dir",
+    "read_reference",
+]
 
 Descriptor = NDArray[np.float64]
 
@@ -109,16 +116,22 @@ def descriptor(analysis: FaceAnalysis) -> Descriptor | None:
     return analysis.derived("identity.descriptor", _describe)
 
 
+def read_reference(path: Path, index: int) -> bytes:
+    """The bytes of reference photo ``index``: a pipe or device is refused, never opened (it would
+    hang the job or read forever); SpecError names the photo and the field."""
+    try:
+        return read_image_file(path)
+    except ImageError as exc:
+        raise SpecError(f"reference photo {path}: {exc}", field=f"references[{index}]") from exc
+
+
 def load_references(paths: Sequence[Path]) -> tuple[DecodedImage, ...]:
     """Read and decode a job's reference photos once; SpecError names the one that is unusable."""
     images = []
     for index, path in enumerate(paths):
+        data = read_reference(path, index)
         try:
-            images.append(decode_image(path.read_bytes()))
-        except OSError as exc:
-            raise SpecError(
-                f"reference photo {path}: cannot read: {exc.strerror or exc}", field=f"references[{index}]"
-            ) from exc
+            images.append(decode_image(data))
         except ImageError as exc:
             raise SpecError(f"reference photo {path}: {exc}", field=f"references[{index}]") from exc
     return tuple(images)

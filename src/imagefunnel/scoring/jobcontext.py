@@ -5,25 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 
 from imagefunnel.errors import ImageError, SpecError
-from imagefunnel.imaging import DecodedImage, decode_image
-from imagefunnel.scoring.identity import load_references
+from imagefunnel.imaging import DecodedImage, decode_image, read_image_file
+from imagefunnel.scoring.identity import load_references, read_reference
 from imagefunnel.scoring.registry import ScoringContext
 from imagefunnel.spec import CreativeBrief, JobSpec, UseCase
 
-__all__ = ["TEXT_DIMENSIONS", "context_from", "job_context", "read_source"]
+__all__ = ["TEXT_DIMENSIONS", "context_from", "job_context", "read_reference", "read_source"]
 
 # The visible-text dimensions a brief that asks for text (a product label, a headline) waives.
 TEXT_DIMENSIONS = frozenset({"text_area", "text_chars"})
 
 
 def read_source(path: Path | None) -> bytes | None:
-    """The job's input image bytes; SpecError names the file when it cannot be read."""
+    """The job's input image bytes; SpecError names the file when it cannot be read (or is a pipe,
+    a device or too large: those are refused before a byte is read)."""
     if path is None:
         return None
     try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise SpecError(f"source image {path}: cannot read: {exc.strerror or exc}", field="source") from exc
+        return read_image_file(path)
+    except ImageError as exc:
+        raise SpecError(f"source image {path}: {exc}", field="source") from exc
 
 
 def context_from(

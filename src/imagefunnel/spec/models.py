@@ -7,7 +7,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 # One comparison: ``dimension op number``. Parsed by this pattern, never evaluated as code.
@@ -16,6 +24,17 @@ _RULE = re.compile(
     r"(?P<value>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
 )
 MAX_RULE_ITEMS = 64  # per all/any list; the YAML loader already caps nesting depth
+
+
+def _nameable(path: Path) -> Path:
+    # No file name can hold a NUL byte; without this check the first read fails with a ValueError.
+    if "\x00" in str(path):
+        raise PydanticCustomError("path_nul", "contains a NUL byte (\\0), which no file name can hold")
+    return path
+
+
+# A path to a file the user supplies (reference photos, the input image).
+ImagePath = Annotated[Path, AfterValidator(_nameable)]
 
 
 class UseCase(StrEnum):
@@ -199,8 +218,8 @@ class JobSpec(_Strict):
     deliver: int = Field(ge=1, le=10_000, description="K: how many passing images to deliver")
     max_candidates: int | None = Field(default=None, ge=1, le=100_000, description="hard cap on N")
     concurrency: int = Field(default=8, ge=1, le=256)
-    references: list[Path] = Field(default_factory=list, description="reference photos of the subject")
-    source: Path | None = Field(
+    references: list[ImagePath] = Field(default_factory=list, description="reference photos of the subject")
+    source: ImagePath | None = Field(
         default=None,
         description="background_removal: the photo to cut out; product, ad_creative: a reference "
         "photo of the product (colour fidelity). Sent to providers as the request's input image.",
