@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from imagefunnel.errors import SpecError
+from imagefunnel.spec import load_spec
 
 
 def run(spec: str, *, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -44,3 +48,11 @@ def test_a_bad_spec_is_one_error_line_and_exit_code_2(tmp_path: Path, spec: str,
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines() == [line]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_spec_path_that_is_a_pipe_or_a_device_is_refused_without_reading(tmp_path: Path) -> None:
+    fifo = tmp_path / "job.yaml"
+    os.mkfifo(fifo)
+    for target in (fifo, Path("/dev/zero")):
+        with pytest.raises(SpecError, match=r"cannot read spec: is a (named pipe|character device)"):
+            load_spec(target)

@@ -9,7 +9,8 @@ from typing import Any, cast
 
 import yaml
 
-from imagefunnel.errors import SpecError
+from imagefunnel.errors import ImageFileError, ImageTooLarge, SpecError
+from imagefunnel.imagefile import read_image_file
 
 Loc = tuple[str | int, ...]
 Position = tuple[int, int]
@@ -295,9 +296,12 @@ def _syntax_error(exc: yaml.MarkedYAMLError, *, source: str) -> YamlInputError:
 
 def read_yaml_file(path: Path, *, what: str, max_bytes: int = MAX_BYTES) -> YamlDocument:
     """Read at most ``max_bytes`` (+1, to notice more) of ``path`` and parse it strictly."""
+    # The same guarded read as for images: a FIFO or device named as a spec is refused, never opened.
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(max_bytes + 1)
-    except OSError as exc:
-        raise YamlInputError(f"cannot read {what}: {exc.strerror or exc}", source=str(path)) from exc
+        raw = read_image_file(path, max_bytes=max_bytes)
+    except ImageTooLarge as exc:
+        raise YamlInputError(f"is larger than {max_bytes} bytes", source=str(path)) from exc
+    except ImageFileError as exc:
+        reason = str(exc).removeprefix("cannot read: ")
+        raise YamlInputError(f"cannot read {what}: {reason}", source=str(path)) from exc
     return load_yaml(raw, source=str(path), max_bytes=max_bytes)
