@@ -69,7 +69,7 @@ def test_a_nul_byte_in_a_reference_path_is_a_spec_error(tmp_path: Path) -> None:
     done = imagefunnel("score", "--spec", spec_file(tmp_path, ["a\u0000b.jpg"]), CLEAN, cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        "error: references[0]: contains a NUL byte (\\0), which no file name can hold (line 5)"
+        f"error: {tmp_path / 'job.yaml'}:5:14: references[0]: contains a NUL byte (\\0), which no file name can hold"
     )
 
 
