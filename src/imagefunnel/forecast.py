@@ -34,6 +34,7 @@ __all__ = [
     "JobQuote",
     "ProviderOutlook",
     "ProviderQuote",
+    "chance",
     "forecast",
     "policy_scores",
     "refusal",
@@ -441,15 +442,20 @@ def forecast(
     )
 
 
+def chance(p: float) -> str:
+    """A probability to three places, rounded down: a printed chance never overstates the forecast."""
+    return f"{math.floor(p * 1000 + 1e-9) / 1000:.3f}"
+
+
 def refusal(quote: JobQuote) -> str | None:
     """Why a job with this quote must not start at its confidence, in one line (None: it may start)."""
     if quote.p_deliver >= quote.confidence:
         return None
     head = (
-        f"budget {usd(quote.budget_usd)} reaches P(deliver {quote.deliver})={quote.p_deliver:.2f} "
+        f"budget {usd(quote.budget_usd)} reaches P(deliver {quote.deliver})={chance(quote.p_deliver)} "
         f"< {quote.confidence:g}"
     )
     if quote.needed_budget_usd is not None:
         return f"{head}; a budget of {usd(quote.needed_budget_usd)} reaches it"
     limits = f"the deadline of {quote.deadline_s:g}s and the candidate cap of {quote.candidate_cap}"
-    return f"{head}; no budget reaches it: {limits} allow P={quote.p_deliver_unbounded:.2f}"
+    return f"{head}; no budget reaches it: {limits} allow P={chance(quote.p_deliver_unbounded)}"

@@ -20,7 +20,7 @@ from rich.console import Console
 from imagefunnel.cli.exit_codes import ExitCode
 from imagefunnel.cli.runner import STORE_FILE, open_store
 from imagefunnel.errors import NoProviderAvailable, SpecError
-from imagefunnel.forecast import JobPlan, JobQuote, ProviderOutlook, forecast, refusal, usd
+from imagefunnel.forecast import JobPlan, JobQuote, ProviderOutlook, chance, forecast, refusal, usd
 from imagefunnel.funnel.engine import _reference_bytes
 from imagefunnel.funnel.requests import prompt_for, seed_for
 from imagefunnel.providers.base import GenerationRequest, Provider
@@ -172,7 +172,7 @@ def print_quote(console: Console, quote: JobQuote, *, name: str) -> None:
         f"quote for {name}: deliver {k} within {usd(quote.budget_usd)} and {quote.deadline_s:g}s "
         f"({quote.simulations} simulations, seed {quote.seed}; nothing bought)",
         quote.pass_rates,
-        f"P(deliver {k} within budget and deadline): {quote.p_deliver:.3f}",
+        f"P(deliver {k} within budget and deadline): {chance(quote.p_deliver)}",
         f"spend: expected {usd(quote.expected_spend_usd)}, p50 {usd(quote.spend_p50_usd)}, "
         f"p95 {usd(quote.spend_p95_usd)}",
         f"candidates: expected {quote.expected_candidates:.1f}, p95 {quote.candidates_p95:.0f} "
@@ -184,12 +184,12 @@ def print_quote(console: Console, quote: JobQuote, *, name: str) -> None:
     if quote.needed_budget_usd is not None:
         lines.append(
             f"smallest budget for P >= {quote.confidence:g}: {usd(quote.needed_budget_usd)} "
-            f"(reaches {quote.p_deliver_at_needed:.3f})"
+            f"(reaches {chance(quote.p_deliver_at_needed or 0.0)})"
         )
     else:
         lines.append(
             f"no budget reaches P >= {quote.confidence:g}: the deadline and candidate cap allow "
-            f"P = {quote.p_deliver_unbounded:.3f}"
+            f"P = {chance(quote.p_deliver_unbounded)}"
         )
     lines.append("providers (the router's order, by expected cost per accepted image):")
     lines += [f"  {p.provider}: {p.share:.0%} of requests; {p.why}" for p in quote.providers]
