@@ -18,6 +18,7 @@ from imagefunnel.cli.eval import calibrate_cmd, devset_cmd, eval_cmd
 from imagefunnel.cli.exit_codes import ExitCode
 from imagefunnel.cli.market_serve import market_app
 from imagefunnel.cli.providers import providers_app
+from imagefunnel.cli.quote import quote_cmd
 from imagefunnel.cli.serve import bench_service_cmd, evaluations_app, keys_app, serve_cmd
 from imagefunnel.cli.worker import submit_cmd, worker_cmd
 from imagefunnel.cli.workflows import workflows_app
@@ -40,6 +41,7 @@ app.command("eval")(eval_cmd)
 app.command("calibrate")(calibrate_cmd)
 app.command("cutout")(cutout_cmd)
 app.command("dimensions")(dimensions_cmd)
+app.command("quote")(quote_cmd)
 # Scale-out: workers sharing one store, the jobs they run, one emulated market for all of them.
 app.command("worker")(worker_cmd)
 app.command("submit")(submit_cmd)

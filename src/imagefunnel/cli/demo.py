@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from imagefunnel.cli.quote import market_latencies, require_confidence
 from imagefunnel.cli.runner import BLOBS_DIR, STORE_FILE, JobSource, RunOutputs, open_store, run_job
 from imagefunnel.cli.summary import print_summary
 from imagefunnel.delivery import DELIVERED_DIR
@@ -263,11 +264,16 @@ def run_spec(
     if providers_path is not None:
         configs = load_providers_file(providers_path).providers
         check_offer(spec, {cfg.name: set(cfg.models) for cfg in configs})
+        require_confidence(spec, lambda: [build_provider(cfg) for cfg in configs], out_dir=out_dir)
         providers = [build_provider(cfg) for cfg in configs]
         outputs = run_job(spec, providers, source=source, console=console)
     else:
         with _market(scenario) as market:
             check_offer(spec, market_offer(market))
+            wanted = market_latencies(market)
+            require_confidence(
+                spec, lambda: market_providers(market, spec.model), out_dir=out_dir, latencies=wanted
+            )
             outputs = run_job(spec, market_providers(market, spec.model), source=source, console=console)
     _print_outputs(console, outputs)
     return outputs.result

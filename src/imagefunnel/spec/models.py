@@ -230,6 +230,13 @@ class JobSpec(_Strict):
     score_all: bool = False
     budget_usd: float = Field(gt=0, le=1_000_000)
     deadline_s: float = Field(default=600.0, gt=0, le=7 * 24 * 3600)
+    confidence: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="refuse to start unless the quote delivers all K within budget and deadline "
+        "with at least this probability (e.g. 0.99)",
+    )
     providers: ProviderConstraints = ProviderConstraints()
     seed: int = 0
 

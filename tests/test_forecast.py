@@ -1,0 +1,162 @@
+"""The forecast: the funnel's wave rule and the router's policy as twins, and the quote's promises."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from imagefunnel.errors import SpecError
+from imagefunnel.forecast import (
+    JobPlan,
+    ProviderOutlook,
+    chance,
+    forecast,
+    policy_scores,
+    refusal,
+    wave_sizes,
+)
+from imagefunnel.funnel.engine import Funnel, _JobState
+from imagefunnel.funnel.selection import Ranked
+from imagefunnel.providers.base import PriceUnit, Quote
+from imagefunnel.routing import (
+    BudgetGuard,
+    CostPerAcceptedPolicy,
+    HealthView,
+    Option,
+    PassRate,
+    PassRateKey,
+    PricedQuote,
+    Situation,
+)
+from imagefunnel.routing.breaker import BreakerState
+from imagefunnel.spec import JobSpec, parse_spec
+
+
+def option(name: str, usd: float, p: float, *, latency: float = 2.0, errors: float = 0.0) -> Option:
+    quote = Quote(name, "m", usd, PriceUnit.PER_IMAGE, usd)
+    view = HealthView(BreakerState.CLOSED, errors, latency, None, None, 0, None)
+    rate = PassRate(PassRateKey(name, "m", "headshot"), p, 1.0 - p, 0.0)  # mean exactly p
+    return Option(name, "m", PricedQuote(quote, 0.0, usd), rate, view, latency)
+
+
+def outlook(name: str, usd: float, alpha: float, beta: float, *, learned: bool = False) -> ProviderOutlook:
+    priced = option(name, usd, 0.5)
+    rate = PassRate(PassRateKey(name, "m", "headshot"), alpha, beta, 0.0)
+    real = Option(name, "m", priced.priced, rate, priced.health, 0.5)
+    return ProviderOutlook.from_option(real, time_left_s=600.0, learned=learned, latency_s=0.5)
+
+
+MARKET = [outlook("cheap", 0.001, 4.0, 6.0), outlook("good", 0.004, 9.0, 1.0)]
+
+
+def plan(budget: float = 1.0, *, deliver: int = 12, deadline: float = 600.0, cap: int = 60) -> JobPlan:
+    return JobPlan(deliver=deliver, budget_usd=budget, deadline_s=deadline, candidate_cap=cap, concurrency=4)
+
+
+def test_wave_sizes_are_the_funnels_own_rule() -> None:
+    funnel = Funnel.__new__(Funnel)
+    funnel._clock = lambda: 0.0
+    cases = list(itertools.product([1, 12, 60], [0, 3, 11], [0, 5, 30, 90], [0, 7]))
+    for deliver, passed, generated, requested_extra in cases:
+        if passed > generated or passed >= deliver:
+            continue
+        spec = JobSpec(prompts=["a"], deliver=deliver, budget_usd=1.0, max_candidates=4 * deliver + 40)
+        state = _JobState(job_id="j", spec=spec, budget=BudgetGuard(1.0), deadline=1.0)
+        state.passed = [Ranked(i, 1.0) for i in range(passed)]
+        state.generated = generated
+        state.requested = generated + requested_extra
+        expected = funnel._next_wave_size(state)
+        left = spec.candidate_cap - state.requested
+        if left <= 0:
+            continue
+        ours = wave_sizes(
+            deliver=deliver, passed=np.array([passed]), generated=np.array([generated]), left=np.array([left])
+        )
+        assert int(ours[0]) == expected, (deliver, passed, generated)
+
+
+@pytest.mark.parametrize("time_left", [math.inf, 600.0, 5.0, 1.0, 0.0])
+def test_policy_scores_are_the_routers_cost_per_accepted_image(time_left: float) -> None:
+    options = [option("a", 0.01, 0.9, latency=3.0, errors=0.2), option("b", 0.002, 0.3, latency=0.5)]
+    policy = CostPerAcceptedPolicy(thompson=False)
+    situation = Situation(now=0.0, time_left_s=time_left, use_case="headshot")
+    outlooks = [ProviderOutlook.from_option(o, time_left_s=time_left, learned=True) for o in options]
+    ours = policy_scores(np.array([[0.9, 0.3]]), outlooks, np.array([time_left]))[0]
+    assert ours == pytest.approx([policy.score(o, situation) for o in options])
+
+
+def test_a_quote_is_the_same_for_the_same_seed_and_differs_for_another() -> None:
+    first = forecast(plan(0.02), MARKET, seed=3, simulations=500)
+    assert forecast(plan(0.02), MARKET, seed=3, simulations=500) == first
+    assert forecast(plan(0.02), MARKET, seed=4, simulations=500) != first
+
+
+def test_more_budget_never_delivers_less() -> None:
+    budgets = [0.004, 0.008, 0.016, 0.032, 0.064, 1.0]
+    chances = [forecast(plan(b), MARKET, seed=1, simulations=1000).p_deliver for b in budgets]
+    assert chances == sorted(chances)
+    assert chances[0] < 0.05 < 0.9 < chances[-1]
+
+
+def test_spend_stays_within_the_budget_and_the_stops_add_up() -> None:
+    quote = forecast(plan(0.01), MARKET, seed=2, simulations=500)
+    assert quote.spend_p95_usd <= 0.01 + 1e-9
+    assert quote.expected_spend_usd <= quote.budget_usd + 1e-9
+    assert sum(quote.stops.values()) == pytest.approx(1.0)
+    assert quote.stops["budget"] > 0.5
+
+
+def test_the_needed_budget_reaches_the_confidence_when_quoted_at_it() -> None:
+    quote = forecast(plan(0.01), MARKET, seed=5, confidence=0.9, simulations=1000)
+    assert quote.needed_budget_usd is not None and quote.needed_budget_usd > 0.01
+    assert quote.p_deliver_at_needed is not None and quote.p_deliver_at_needed >= 0.9
+    again = forecast(plan(quote.needed_budget_usd), MARKET, seed=5, confidence=0.9, simulations=1000)
+    assert again.p_deliver >= 0.9
+    assert refusal(again) is None
+
+
+def test_a_budget_too_small_is_refused_with_the_budget_it_needs() -> None:
+    quote = forecast(plan(0.01), MARKET, seed=5, confidence=0.99, simulations=1000)
+    why = refusal(quote)
+    assert why is not None
+    assert why.startswith(f"budget $0.01 reaches P(deliver 12)={chance(quote.p_deliver)} < 0.99")
+    assert f"a budget of ${quote.needed_budget_usd:.4g} reaches it" in why
+
+
+def test_a_deadline_no_budget_can_beat_is_said_so() -> None:
+    slow = plan(10.0, deadline=1.2)  # two rounds of 0.5 s requests: a few candidates at most
+    quote = forecast(slow, MARKET, seed=1, confidence=0.99, simulations=500)
+    assert quote.needed_budget_usd is None
+    assert quote.stops["deadline"] > 0.9
+    why = refusal(quote)
+    assert why is not None and "no budget reaches it: the deadline of 1.2s" in why
+
+
+def test_a_cold_start_says_it_uses_the_prior() -> None:
+    cold = forecast(plan(), [outlook("a", 0.001, 2.0, 1.0)], simulations=200)
+    assert cold.cold_start
+    assert cold.pass_rates == "pass rates: prior Beta(2,1), no jobs learned yet"
+    warm = forecast(plan(), [outlook("a", 0.001, 20.0, 5.0, learned=True)], simulations=200)
+    assert not warm.cold_start and "learned" in warm.pass_rates
+
+
+def test_the_providers_are_ranked_by_cost_per_accepted_image_with_their_share() -> None:
+    quote = forecast(plan(), MARKET, seed=1, simulations=500)
+    assert [p.provider for p in quote.providers] == ["cheap", "good"]  # 0.001/0.4 < 0.004/0.9
+    assert sum(p.share for p in quote.providers) == pytest.approx(1.0)
+    assert quote.providers[0].why.startswith("#1: $0.001 a call / P(pass) 0.40 (prior)")
+
+
+@pytest.mark.parametrize("value", ["0", "1", "1.5", "-0.2"])
+def test_a_confidence_outside_zero_to_one_is_a_spec_error(value: str) -> None:
+    with pytest.raises(SpecError, match="confidence"):
+        parse_spec(f"prompts: [a]\ndeliver: 1\nbudget_usd: 1\nconfidence: {value}\n", source="job.yaml")
+
+
+def test_a_printed_chance_never_overstates_the_forecast() -> None:
+    assert chance(0.9895) == "0.989"
+    assert chance(0.71) == "0.710"
+    assert chance(1.0) == "1.000"
