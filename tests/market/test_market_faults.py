@@ -183,6 +183,13 @@ def test_a_window_leaves_the_requests_it_misses_as_they_were(library: AssetLibra
     )
 
 
+def test_the_profile_names_the_windows_open_at_an_instant() -> None:
+    p = profile(RATE_LIMIT, {**BLACK, "start_s": 15, "end_s": 30})
+    assert [f.kind for f in p.faults_at(12)] == ["rate_limit"]
+    assert [f.kind for f in p.faults_at(15)] == ["rate_limit", "garbage"]
+    assert p.faults_at(30) == ()
+
+
 def test_a_retry_in_the_window_gets_a_fresh_draw(library: AssetLibrary) -> None:
     clock = Clock()
     m = market(library, RATE_LIMIT, clock=clock)

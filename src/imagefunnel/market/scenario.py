@@ -175,6 +175,10 @@ class ProviderProfile(_Frozen):
     def outage_at(self, t_s: float) -> bool:
         return any(outage.covers(t_s) for outage in self.outages)
 
+    def faults_at(self, t_s: float) -> tuple[Fault, ...]:
+        """The fault windows open at scenario time ``t_s`` (what a hindsight policy may know)."""
+        return tuple(fault for fault in self.faults if fault.covers(t_s))
+
 
 class SelfHostedBox(ComfyUIBox):
     """A self-hosted ComfyUI GPU box of the scenario: the box itself, and the job ``models`` it is
