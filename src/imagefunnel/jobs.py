@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from imagefunnel.executors import DEFAULT_EXECUTOR_URL, ScorerConfig, open_executor, parse_executor_url
 from imagefunnel.funnel import Funnel, FunnelObserver, FunnelOutcome
 from imagefunnel.providers.base import Provider
-from imagefunnel.routing import HealthTracker, Router
+from imagefunnel.routing import HealthProber, HealthTracker, Router
 from imagefunnel.routing.cooldowns import SharedCooldowns
 from imagefunnel.routing.passrates import PassRateBook
 from imagefunnel.scoring import Scorer
@@ -23,7 +23,11 @@ from imagefunnel.spec import JobSpec
 from imagefunnel.store import BlobStore, Store
 from imagefunnel.store.pass_rates import SqlPassRates
 
-__all__ = ["build_scorer", "run_funnel_job"]
+__all__ = ["DEFAULT_PROBE_INTERVAL_S", "build_scorer", "run_funnel_job"]
+
+# How often a running job checks each provider's health() besides what its purchases tell: often
+# enough to see an outage begin or end within a wave, cheap (a pricing or model-list call).
+DEFAULT_PROBE_INTERVAL_S = 15.0
 
 
 def build_scorer(spec: JobSpec) -> Scorer:
@@ -49,6 +53,7 @@ async def run_funnel_job(
     executor_url: str | None = None,
     cooldowns: SharedCooldowns | None = None,
     close_providers: bool = True,
+    probe_interval_s: float | None = DEFAULT_PROBE_INTERVAL_S,
 ) -> FunnelOutcome:
     """Run ``spec`` as job ``job_id`` (a new id if None), or carry on the stored job
     ``resume_job_id``; close the providers either way.
@@ -58,13 +63,20 @@ async def run_funnel_job(
     ``cooldowns``: provider cooldowns shared with other jobs and workers (None: this job's own).
     ``close_providers=False`` leaves closing them to a caller that owns the event loop, so that on
     cancellation it can first settle every task still using them (shielded submits and quotes).
+    ``probe_interval_s``: seconds between active health probes of the providers while the job runs
+    (None: passive health only); the prober stops when the job ends, cancelled or not.
     """
+    prober: HealthProber | None = None
     try:
         scorer = build_scorer(spec)
         # Pass rates learned from verdicts persist in the store, shared across jobs and restarts.
         pass_rates = PassRateBook(persistence=SqlPassRates(store.engine))
         health = HealthTracker(clock=time.monotonic, shared=cooldowns) if cooldowns else None
         router = Router(providers, ledger=store, pass_rates=pass_rates, health=health)
+        if probe_interval_s is not None:
+            # A passed probe closes a half-open breaker without risking a paid request on it.
+            prober = HealthProber(providers, router.health, interval_s=probe_interval_s)
+            prober.start()
         url = executor_url or os.environ.get("IMAGEFUNNEL_EXECUTOR", DEFAULT_EXECUTOR_URL)
         choice = parse_executor_url(url)
         config = ScorerConfig.from_spec(spec) if choice.needs_config else None
@@ -82,6 +94,8 @@ async def run_funnel_job(
                 return await funnel.resume(resume_job_id)
             return await funnel.run(spec, job_id=job_id)
     finally:
+        if prober is not None:  # before the providers close: no probe may use a closed client
+            await prober.aclose()
         if close_providers:
             for provider in providers:
                 await provider.aclose()

@@ -7,10 +7,13 @@ and returns an empty image whose truth the benchmark reads from the side channel
 protocol would add is modelled where it changes money or time:
 
 * results are seen at the adapter's next status poll (``poll_interval_s``);
+* refusals are raised as the adapters raise them: a 429 (the steady rate limit or a ``rate_limit``
+  fault window) as ``RateLimited`` with its Retry-After rounded up to whole seconds, a 5xx (steady or
+  a ``server_error`` window) as ``ProviderUnavailable``;
 * an outage makes quotes, submissions and result fetches fail with 503 (a result finished during an
   outage is still billed, as the market bills it);
-* truncated garbage fails decoding in the adapter (``BadOutput``, billed); black garbage is returned
-  and left to the scorer;
+* truncated garbage (``garbage_rate`` or a ``garbage`` window) fails decoding in the adapter
+  (``BadOutput``, billed); black garbage is returned and left to the scorer;
 * a cancelled request is cancelled at the provider as its protocol allows: fal while queued,
   Replicate until done (GPU time so far is billed), OpenAI/Together never (the image is bought).
 """

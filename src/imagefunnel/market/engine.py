@@ -10,7 +10,9 @@ Randomness has two levels, both derived from the scenario seed:
   show): the picture and its defect, so the same request always yields the same image, as a seeded
   diffusion model would;
 * per *attempt* (the n-th time this provider saw that content): latency and injected faults, so a
-  retry of a request that hit a 5xx gets a fresh draw instead of failing forever.
+  retry of a request that hit a 5xx gets a fresh draw instead of failing forever. Timed fault
+  windows (``market.faults``) draw from a stream of their own, so adding a window to a scenario
+  leaves every other draw of its requests as it was.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 
 from imagefunnel.market.billing import BillingRecord, bill
 from imagefunnel.market.defects import Defect
+from imagefunnel.market.faults import FaultHits, GarbageFault, RateLimitFault, draw_faults
 from imagefunnel.market.images import AssetLibrary, Truth, plan_image, render
 from imagefunnel.market.records import (
     ImageInput,
@@ -171,6 +174,13 @@ class Market:
             state.attempts[content] += 1
             n = state.submissions
             state.submissions += 1
+        hits = FaultHits()
+        if profile.faults:
+            fault_rng = derive_rng("fault", self.scenario.seed, provider, *content, attempt)
+            hits = draw_faults(profile.faults, now, fault_rng)
+            refused = self._refuse(state, hits, now, fault_rng)
+            if refused is not None:
+                return refused
         rng = derive_rng("attempt", self.scenario.seed, provider, *content, attempt)
         if rng.random() < profile.error_5xx_rate:
             with self._lock:
@@ -187,12 +197,28 @@ class Market:
             processing_s=float(rng.uniform(*profile.processing_s)),
             unit_price_usd=profile.price_at(now),
             fails=bool(rng.random() < profile.failure_rate),
-            truth=self._plan(profile, model, inp, seed, rng, subject),
+            truth=self._plan(profile, model, inp, seed, rng, subject, hits.garbage),
             deadline_s=None if deadline_s is None else now + deadline_s,
         )
         with self._lock:
             state.jobs[job.id] = job
         return job
+
+    def _refuse(
+        self, state: _ProviderState, hits: FaultHits, now: float, rng: np.random.Generator
+    ) -> Rejection | None:
+        """The 429 or 5xx a fault window answers this request with, if one hit it."""
+        fault = hits.refusal
+        if fault is None:
+            return None
+        with self._lock:
+            if isinstance(fault, RateLimitFault):
+                retry_s = float(rng.uniform(*fault.retry_after_s))
+                state.retry_until = max(state.retry_until, now + retry_s)
+                state.rejections["rate_limited"] += 1
+                return Rejection(429, "Rate limit exceeded", retry_after_s=retry_s * self.time_factor)
+            state.rejections["5xx"] += 1
+        return Rejection(int(rng.choice(_SERVER_ERRORS)), "Internal server error")
 
     def _take_token(self, state: _ProviderState, now: float) -> Rejection | None:
         rate = state.profile.rate_limit_per_s
@@ -229,6 +255,7 @@ class Market:
         seed: int,
         rng: np.random.Generator,
         subject: str | None,
+        garbage: GarbageFault | None = None,
     ) -> Truth:
         parts = (profile.name, model, inp.prompt, inp.width, inp.height, seed)
         content_rng = derive_rng(
@@ -247,8 +274,12 @@ class Market:
             subject=subject,
             identity_drift_rate=profile.identity_drift_rate,
         )
-        if rng.random() < profile.garbage_rate:
+        kind: Defect | None = None
+        if garbage is not None:  # a fault window chose the kind; the steady rate picks either
+            kind = Defect.BLACK if garbage.garbage == "black" else Defect.TRUNCATED
+        elif rng.random() < profile.garbage_rate:
             kind = Defect.BLACK if rng.random() < 0.5 else Defect.TRUNCATED
+        if kind is not None:
             return dataclasses.replace(
                 truth, defect=kind, strength=float(rng.uniform(0.5, 1.0)), garbage=True
             )

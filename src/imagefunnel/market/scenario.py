@@ -3,8 +3,9 @@
 A scenario names the providers the market emulates and how each behaves: what it charges (and how
 its price moves over time), how long requests queue and run, how often outputs carry a labelled
 defect or show the wrong person, and which faults it injects (5xx, failed requests, garbage outputs,
-outages, 429s). Besides hosted APIs it may hold self-hosted ComfyUI GPU boxes (``comfyui_boxes``),
-each served on its own port. All times are *scenario seconds*; the server multiplies them by its
+outages, 429s), steadily or inside timed ``faults`` windows (see ``market.faults``). Besides
+hosted APIs it may hold self-hosted ComfyUI GPU boxes (``comfyui_boxes``), each served on its own
+port. All times are *scenario seconds*; the server multiplies them by its
 ``time_factor`` (by default the scenario's own) to get wall-clock time.
 """
 
@@ -30,10 +31,12 @@ from imagefunnel.errors import SpecError
 from imagefunnel.market.comfyui_box import ComfyUIBox
 from imagefunnel.market.cutout_profile import CutoutApiProfile
 from imagefunnel.market.defects import Defect
+from imagefunnel.market.faults import Fault
 from imagefunnel.market.outage import Outage
 from imagefunnel.strict_yaml import load_yaml, validate
 
 __all__ = [
+    "Fault",
     "Outage",
     "PricePoint",
     "Pricing",
@@ -106,6 +109,8 @@ class ProviderProfile(_Frozen):
     # HTTP 200 + COMPLETED, but the image is black or its bytes are truncated (billed).
     garbage_rate: Rate = 0.0
     outages: tuple[Outage, ...] = ()
+    # Timed windows of 429s, 5xx bursts or garbage outputs on a fraction of requests.
+    faults: tuple[Fault, ...] = ()
     rate_limit_per_s: Annotated[float, Field(gt=0.0)] | None = None
 
     @field_validator("queue_s", "processing_s")
@@ -169,6 +174,10 @@ class ProviderProfile(_Frozen):
 
     def outage_at(self, t_s: float) -> bool:
         return any(outage.covers(t_s) for outage in self.outages)
+
+    def faults_at(self, t_s: float) -> tuple[Fault, ...]:
+        """The fault windows open at scenario time ``t_s`` (what a hindsight policy may know)."""
+        return tuple(fault for fault in self.faults if fault.covers(t_s))
 
 
 class SelfHostedBox(ComfyUIBox):
