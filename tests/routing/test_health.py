@@ -1,6 +1,6 @@
 import pytest
 
-from imagefunnel.providers.base import Generation, GenerationRequest
+from imagefunnel.providers.base import Generation, GenerationRequest, Health
 from imagefunnel.routing import BreakerSettings, BreakerState, HealthProber, HealthTracker
 from imagefunnel.routing.latency import LatencyStats
 from imagefunnel.testing import MockProvider
@@ -65,3 +65,20 @@ async def test_prober_probes_every_provider_and_feeds_the_breakers() -> None:
     down.healthy = True
     await prober.probe_once()
     assert health.view("down", "m").state is BreakerState.CLOSED, "a passed probe closes a half-open breaker"
+
+
+async def test_a_health_check_that_raises_a_bug_marks_the_provider_down_and_does_not_escape() -> None:
+    health = HealthTracker(clock=lambda: 0.0, breaker=BreakerSettings(consecutive_failures=1, open_s=5.0))
+
+    class Broken(MockProvider):
+        async def health(self) -> Health:
+            raise KeyError("an adapter bug")
+
+    def never(req: GenerationRequest) -> Generation:
+        raise AssertionError("probes must not generate")
+
+    health.state("broken", "m")
+    prober = HealthProber([Broken(never, name="broken")], health, interval_s=1.0)
+    await prober.probe_once()
+    assert prober.probes == 1
+    assert health.view("broken", "m").state is BreakerState.OPEN

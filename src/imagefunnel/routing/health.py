@@ -190,6 +190,10 @@ class HealthProber:
             ok = result.ok
         except (TimeoutError, ProviderError):
             ok = False
+        except Exception:
+            # A probe is advice: an adapter bug in health() marks the provider down, it never
+            # escapes into (and hides the result of) the job the prober runs beside.
+            ok = False
         self.probes += 1
         self._health.record_probe(provider.name, ok)
 
