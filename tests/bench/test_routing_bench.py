@@ -75,6 +75,24 @@ def test_oracle_truth_and_verdicts_follow_the_calibration() -> None:
     assert VerdictModel(leaky).calibration.p_pass(Defect.BLUR) == 1.0
 
 
+def test_the_hindsight_knows_garbage_windows() -> None:
+    garbage = {"kind": "garbage", "start_s": 100, "end_s": 200, "fraction": 0.5, "garbage": "truncated"}
+    market = Scenario.model_validate(
+        {
+            "name": "g",
+            "seed": 1,
+            "providers": [
+                {**BASE, "name": "good", "price_usd_per_mp": 0.015, "defect_rate": 0.0, "faults": [garbage]}
+            ],
+        }
+    )
+    hindsight = ScenarioHindsight(market, PERFECT, request=WORKLOAD.request(0, 0))
+    before = hindsight.cost_per_accepted("good", "flux-dev", 50.0)
+    assert before is not None
+    assert hindsight.cost_per_accepted("good", "flux-dev", 150.0) == pytest.approx(2 * before)
+    assert hindsight.cost_per_accepted("good", "flux-dev", 250.0) == pytest.approx(before)
+
+
 def test_calibration_scores_real_rendered_images() -> None:
     calibration = calibrate_scorer([Defect.BLUR], samples=2, width=256, height=256)
     assert calibration.samples == {CLEAN: 2, "blur": 2}

@@ -11,6 +11,7 @@ from __future__ import annotations
 from imagefunnel.bench.sim import expected_usd
 from imagefunnel.bench.verdicts import ScorerCalibration
 from imagefunnel.market.defects import Defect
+from imagefunnel.market.faults import GarbageFault
 from imagefunnel.market.scenario import ProviderProfile, Scenario
 from imagefunnel.providers.base import GenerationRequest
 
@@ -38,6 +39,7 @@ class ScenarioHindsight:
     ) -> None:
         self._profiles = {profile.name: profile for profile in scenario.providers}
         self._pass = {name: true_pass_rate(p, calibration) for name, p in self._profiles.items()}
+        self._black_pass = calibration.p_pass(Defect.BLACK)
         self._request = request
 
     def pass_rate(self, provider: str) -> float:
@@ -49,7 +51,19 @@ class ScenarioHindsight:
         profile = self._profiles.get(provider)
         if profile is None or profile.outage_at(now):
             return None
-        p = self._pass[provider]
+        p = self._pass_at(profile, now)
         if p <= 0:
             return None
         return expected_usd(profile, profile.price_at(now), self._request) / p
+
+    def _pass_at(self, profile: ProviderProfile, now: float) -> float:
+        """The pass rate of a billed output at ``now``: open garbage windows replace that fraction
+        of outputs with black (scored, rarely passing) or truncated (never passing) images. 429 and
+        5xx windows refuse requests for free, so they change availability, not the cost."""
+        clean_share, garbage_pass = 1.0, 0.0
+        for fault in profile.faults_at(now):
+            if isinstance(fault, GarbageFault):
+                if fault.garbage == "black":
+                    garbage_pass += clean_share * fault.fraction * self._black_pass
+                clean_share *= 1.0 - fault.fraction
+        return clean_share * self._pass[profile.name] + garbage_pass
