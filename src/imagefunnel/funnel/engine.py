@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from imagefunnel.errors import BudgetExceeded, ImageError, NoProviderAvailable
 from imagefunnel.executors import ScorerConfig, run_in, worker_scorer
 from imagefunnel.funnel.events import CandidateScored, FunnelObserver, RequestFailed, WaveStarted
-from imagefunnel.funnel.requests import prompt_for, seed_for
+from imagefunnel.funnel.reattach import reattach_in_flight
+from imagefunnel.funnel.requests import prompt_for, request_number, seed_for
 from imagefunnel.funnel.selection import Ranked, best_k, find_duplicate, perceptual_hash, quality
 from imagefunnel.imaging import decode_image
 from imagefunnel.providers.base import Generation, GenerationRequest
@@ -130,8 +131,10 @@ class Funnel:
     async def resume(self, job_id: str) -> FunnelOutcome:
         """Carry on a job that stopped mid-way (a crash, a kill): nothing already bought is bought again.
 
-        Attempts that were in flight when the process died have an unknown outcome; they are closed as
-        ``interrupted`` and counted at their quote, so the budget never under-counts a spend.
+        Attempts in flight when the process died are re-attached where the provider had named them
+        (queue protocols): their images are fetched, charged as the provider bills them, and scored.
+        The rest have an unknown outcome; they are closed (``interrupted`` when named, ``lost`` when
+        not) and counted at their quote, so the budget never under-counts a spend.
         """
         job = self._store.job(job_id)
         if job.status != "running":
@@ -139,15 +142,13 @@ class Funnel:
                 job_id, job.status, job.stop_reason or "", tuple(self._store.delivered_ids(job_id))
             )
         spec = JobSpec.model_validate_json(job.spec_json)
-        self._store.interrupt_in_flight(job_id)
         progress = self._store.progress(job_id)
-        budget = BudgetGuard(spec.budget_usd, settled_usd=self._store.spent_usd(job_id))
         # The deadline is wall-clock from the job's creation: time spent down counts against it.
         remaining = spec.deadline_s - progress.age_s
         state = _JobState(
             job_id=job_id,
             spec=spec,
-            budget=budget,
+            budget=BudgetGuard(spec.budget_usd, settled_usd=self._store.spent_usd(job_id)),
             deadline=self._clock() + remaining,
             references=_reference_bytes(spec),
         )
@@ -155,7 +156,29 @@ class Funnel:
         state.hashes = list(progress.passed_hashes)
         state.generated = progress.candidates
         state.requested = progress.next_request_index
+        await self._reattach(state)
+        self._store.interrupt_in_flight(job_id)
+        state.budget = BudgetGuard(spec.budget_usd, settled_usd=self._store.spent_usd(job_id))
         return await self._drive(state, first_wave=progress.last_wave + 1)
+
+    async def _reattach(self, state: _JobState) -> None:
+        """Fetch and score what the providers made for the attempts the crash cut off."""
+
+        def request_for(request_id: str) -> GenerationRequest | None:
+            n = request_number(request_id)
+            return self._request_n(state, n) if n is not None else None
+
+        fetched = await reattach_in_flight(
+            self._store.in_flight(state.job_id),
+            store=self._store,
+            provider_for=self._router.provider,
+            request_for=request_for,
+            done_requests=frozenset(c.request_id for c in self._store.candidates(state.job_id)),
+            concurrency=state.spec.concurrency,
+            timeout_s=state.deadline - self._clock(),
+        )
+        for item in fetched:
+            await self._score_and_record(state, item.wave, item.request, item.generation)
 
     async def _drive(self, state: _JobState, *, first_wave: int) -> FunnelOutcome:
         spec = state.spec
@@ -198,8 +221,11 @@ class Funnel:
         await asyncio.gather(*(self._one(state, wave, request, gate) for request in requests))
 
     def _request(self, state: _JobState, wave: int, index: int) -> GenerationRequest:
+        return self._request_n(state, state.requested + index)
+
+    def _request_n(self, state: _JobState, n: int) -> GenerationRequest:
+        """The job's ``n``-th request; the same every time, so a resumed job can rebuild it."""
         spec = state.spec
-        n = state.requested + index
         return GenerationRequest(
             request_id=f"{state.job_id[:12]}-{n:05d}",
             model=spec.model,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -93,3 +93,37 @@ class Provider(Protocol):
     async def health(self) -> Health: ...
 
     async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """A request the provider has accepted, named by the provider's own id for it."""
+
+    request_id: str
+    provider: str
+    provider_request_id: str
+
+
+OnSubmitted = Callable[[Submitted], None]
+
+
+@runtime_checkable
+class Reattachable(Protocol):
+    """A provider whose protocol names a request when it accepts it (a queue: fal's request id,
+    Replicate's prediction id, ComfyUI's prompt id), so a request cut off by a crash can be fetched
+    later instead of bought again.
+
+    ``generate`` calls ``on_submitted`` once the provider has accepted the request, before waiting
+    for its result; ``reattach`` follows an accepted request to its end and returns what a
+    ``generate`` would have (the charge is the provider's own). Synchronous protocols (OpenAI
+    images, Together) only name a request in the answer that carries the image: they have nothing
+    to re-attach to, and are not ``Reattachable``.
+    """
+
+    name: str
+
+    async def generate(
+        self, request: GenerationRequest, *, on_submitted: OnSubmitted | None = None
+    ) -> Generation: ...
+
+    async def reattach(self, request: GenerationRequest, provider_request_id: str) -> Generation: ...

@@ -10,6 +10,9 @@ One ``generate``:
    if the websocket drops, poll ``/history/{id}`` instead;
 5. read ``/history/{id}`` and download the output with ``/view``.
 
+A prompt is named at submission (``on_submitted``), so after a crash ``reattach`` polls its history
+instead of queueing it again.
+
 A box does not report its price: ``usd_per_hour`` (a number, or a callable for a spot price) is
 configuration. ``charged_usd`` = GPU seconds (the server's own execution timestamps) x $/hour, so a
 fully cached prompt costs nothing and a failed or interrupted one costs the time it ran.
@@ -41,7 +44,16 @@ from imagefunnel.errors import (
     SpecError,
 )
 from imagefunnel.imaging import decode_image
-from imagefunnel.providers.base import Capabilities, Generation, GenerationRequest, Health, PriceUnit, Quote
+from imagefunnel.providers.base import (
+    Capabilities,
+    Generation,
+    GenerationRequest,
+    Health,
+    OnSubmitted,
+    PriceUnit,
+    Quote,
+    Submitted,
+)
 from imagefunnel.providers.comfyui_check import CheckReport, CheckStep, check_server
 from imagefunnel.providers.comfyui_client import ComfyUIClient
 from imagefunnel.providers.comfyui_settings import ComfyUIEstimate, ComfyUISettings, SamplerSettings
@@ -199,12 +211,14 @@ class ComfyUIProvider:
         if self._owns_client:
             await self._http.aclose()
 
-    async def generate(self, request: GenerationRequest) -> Generation:
+    async def generate(
+        self, request: GenerationRequest, *, on_submitted: OnSubmitted | None = None
+    ) -> Generation:
         started = time.monotonic()
         attempt = _Attempt(price_per_hour=self._price())
         try:
             async with asyncio.timeout(self._timeout_s):
-                result = await self._run(request, attempt)
+                result = await self._run(request, attempt, on_submitted)
                 charged = self._charge(result, attempt)
                 data = await self._output(result, charged)
         except (TimeoutError, ProviderTimeout) as exc:
@@ -215,6 +229,34 @@ class ComfyUIProvider:
         except asyncio.CancelledError:
             await self._abandon(attempt)  # a hedged or abandoned request: stop the GPU work
             raise
+        return await self._generation(request, result, attempt, data, charged, started)
+
+    async def reattach(self, request: GenerationRequest, provider_request_id: str) -> Generation:
+        """Follow a prompt queued earlier (by a process that died) to its end, by polling
+        ``/history/{prompt_id}``; charged from the server's own execution timestamps."""
+        started = time.monotonic()
+        attempt = _Attempt(prompt_id=provider_request_id, submitted=True, price_per_hour=self._price())
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                result = await self._api.wait(None, provider_request_id, attempt.tracker)
+                charged = self._charge(result, attempt)
+                data = await self._output(result, charged)
+        except (TimeoutError, ProviderTimeout) as exc:
+            charged = await self._abandon(attempt)
+            raise ProviderTimeout(
+                f"no result within {self._timeout_s:g} s", provider=self.name, charged_usd=charged
+            ) from exc
+        return await self._generation(request, result, attempt, data, charged, started)
+
+    async def _generation(
+        self,
+        request: GenerationRequest,
+        result: RunResult,
+        attempt: _Attempt,
+        data: bytes,
+        charged: float,
+        started: float,
+    ) -> Generation:
         content_type, width, height = await self._inspect(data, charged)
         self._learn(result)
         return Generation(
@@ -239,7 +281,9 @@ class ComfyUIProvider:
         )
 
     # -- steps ------------------------------------------------------------------------------
-    async def _run(self, request: GenerationRequest, attempt: _Attempt) -> RunResult:
+    async def _run(
+        self, request: GenerationRequest, attempt: _Attempt, on_submitted: OnSubmitted | None
+    ) -> RunResult:
         ws = await self._api.connect(attempt.client_id)
         try:
             image = await self._upload_reference(request) if request.reference_images else None
@@ -251,6 +295,8 @@ class ComfyUIProvider:
             attempt.prompt_id = await self._api.submit(
                 graph, client_id=attempt.client_id, prompt_id=attempt.prompt_id
             )
+            if on_submitted is not None:  # queued: a crash from here on is recoverable
+                on_submitted(Submitted(request.request_id, self.name, attempt.prompt_id))
             result = await self._api.wait(ws, attempt.prompt_id, attempt.tracker)
         finally:
             if ws is not None:

@@ -3,6 +3,8 @@
 Wire facts it relies on:
 
 * ``POST {queue}/{model_id}`` answers ``request_id`` plus ``status_url``/``response_url``/``cancel_url``;
+* those URLs are ``{queue}/{owner}/{alias}/requests/{request_id}[/status|/cancel]``, so a request
+  named at submission can be followed again by its id alone (``reattach``, after a crash);
 * a failed or cancelled request also ends ``COMPLETED``, with ``error``/``error_type`` set;
 * only a request still queued can be cancelled (202), and 5xx failures are not billed;
 * prices come from the platform API, ``GET https://api.fal.ai/v1/models/pricing?endpoint_id=...``
@@ -21,6 +23,7 @@ import io
 import time
 from dataclasses import dataclass
 from typing import Literal, TypeVar
+from urllib.parse import quote as url_quote
 
 import httpx
 from PIL import Image
@@ -28,7 +31,16 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from imagefunnel.errors import BadOutput, ProviderError, ProviderTimeout, ProviderUnavailable, RateLimited
 from imagefunnel.providers._http import retry_after_s
-from imagefunnel.providers.base import Capabilities, Generation, GenerationRequest, Health, PriceUnit, Quote
+from imagefunnel.providers.base import (
+    Capabilities,
+    Generation,
+    GenerationRequest,
+    Health,
+    OnSubmitted,
+    PriceUnit,
+    Quote,
+    Submitted,
+)
 
 __all__ = ["FalProvider"]
 
@@ -173,7 +185,9 @@ class FalProvider:
         if self._owns_client:
             await self._client.aclose()
 
-    async def generate(self, request: GenerationRequest) -> Generation:
+    async def generate(
+        self, request: GenerationRequest, *, on_submitted: OnSubmitted | None = None
+    ) -> Generation:
         started = time.monotonic()
         submit: asyncio.Task[_Handle] | None = None
         try:
@@ -183,10 +197,9 @@ class FalProvider:
                 # it at the provider, instead of leaving a request we would pay for without knowing.
                 submit = asyncio.create_task(self._submit(request))
                 handle = await asyncio.shield(submit)
-                await self._wait(handle)
-                result = await self._result(handle)
-                image, charged = self._first_image(result, price, request)
-                data = await self._download(image.url, charged)
+                if on_submitted is not None:  # named before we wait: a crash from here on is recoverable
+                    on_submitted(Submitted(request.request_id, self.name, handle.request_id))
+                result, data, charged = await self._collect(handle, price, request)
         except (TimeoutError, ProviderTimeout) as exc:
             charged = await self._abandon(submit, request)
             raise ProviderTimeout(
@@ -196,6 +209,51 @@ class FalProvider:
             # A hedged or abandoned request: stop paying for it if it has not started yet.
             await self._abandon(submit, request)
             raise
+        return await self._generation(request, handle, price, result, data, charged, started)
+
+    async def reattach(self, request: GenerationRequest, provider_request_id: str) -> Generation:
+        """Follow a request submitted earlier (by a process that died) to its result. Its status and
+        result URLs are rebuilt from the id the way fal makes them (the app's owner/alias only)."""
+        started = time.monotonic()
+        endpoint = self._reference_endpoint if request.reference_images and self._reference_endpoint else None
+        app_id = "/".join((endpoint or self.model).split("/")[:2])
+        base = str(self._base.join(f"{app_id}/requests/{url_quote(provider_request_id, safe='')}"))
+        handle = _Handle(
+            request_id=provider_request_id,
+            status_url=f"{base}/status",
+            response_url=base,
+            cancel_url=f"{base}/cancel",
+        )
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                price = await self._unit_price()
+                result, data, charged = await self._collect(handle, price, request)
+        except (TimeoutError, ProviderTimeout) as exc:
+            charged = await self._cancel(handle, request)
+            raise ProviderTimeout(
+                f"no result within {self._timeout_s:g} s", provider=self.name, charged_usd=charged
+            ) from exc
+        return await self._generation(request, handle, price, result, data, charged, started)
+
+    async def _collect(
+        self, handle: _Handle, price: _UnitPrice, request: GenerationRequest
+    ) -> tuple[_Result, bytes, float]:
+        """Wait for an accepted request, read its result and download the image."""
+        await self._wait(handle)
+        result = await self._result(handle)
+        image, charged = self._first_image(result, price, request)
+        return result, await self._download(image.url, charged), charged
+
+    async def _generation(
+        self,
+        request: GenerationRequest,
+        handle: _Handle,
+        price: _UnitPrice,
+        result: _Result,
+        data: bytes,
+        charged: float,
+        started: float,
+    ) -> Generation:
         # Decoding is CPU-bound: keep it off the event loop that runs every other request.
         content_type, width, height = await asyncio.to_thread(self._inspect, data, charged)
         return Generation(

@@ -8,6 +8,8 @@ Wire facts it relies on:
   ``aborted`` when a ``Cancel-After`` deadline passes before the prediction started (never billed);
 * a running prediction can be cancelled; hardware-priced models bill ``metrics.predict_time``
   seconds even then, official models bill per output image;
+* ``GET /v1/predictions/{id}`` reads any prediction again, so one named at creation can be followed
+  after a crash (``reattach``);
 * outputs are URLs on ``replicate.delivery`` (or inline ``data:`` URIs in sync mode).
 
 Every create carries ``Cancel-After`` (default: the adapter's timeout plus the time a cancel may take),
@@ -20,12 +22,21 @@ import asyncio
 import math
 import time
 from typing import Literal
+from urllib.parse import quote as url_quote
 
 import httpx
 
 from imagefunnel.errors import BadOutput, ProviderError, ProviderTimeout, ProviderUnavailable, RateLimited
 from imagefunnel.providers import _http
-from imagefunnel.providers.base import Capabilities, Generation, GenerationRequest, Health, Quote
+from imagefunnel.providers.base import (
+    Capabilities,
+    Generation,
+    GenerationRequest,
+    Health,
+    OnSubmitted,
+    Quote,
+    Submitted,
+)
 from imagefunnel.providers.pricing import Observed, PriceModel, quote_for
 
 __all__ = ["ReplicateProvider"]
@@ -129,7 +140,9 @@ class ReplicateProvider:
         if self._owns_client:
             await self._client.aclose()
 
-    async def generate(self, request: GenerationRequest) -> Generation:
+    async def generate(
+        self, request: GenerationRequest, *, on_submitted: OnSubmitted | None = None
+    ) -> Generation:
         started = time.monotonic()
         create: asyncio.Task[_Prediction] | None = None
         try:
@@ -137,10 +150,10 @@ class ReplicateProvider:
                 # Shielded: if we are cancelled mid-create, the create still lands and we can cancel
                 # the prediction, instead of paying for one we no longer know about.
                 create = asyncio.create_task(self._create(request))
-                prediction = await self._wait(await asyncio.shield(create))
-                charged = self._charge(prediction, request)
-                succeeded = prediction.status == "succeeded"
-                data = await self._fetch_output(prediction, charged) if succeeded else b""
+                created = await asyncio.shield(create)
+                if on_submitted is not None:  # named before we wait: a crash from here on is recoverable
+                    on_submitted(Submitted(request.request_id, self.name, created.id))
+                prediction, data, charged = await self._collect(created, request)
         except (TimeoutError, ProviderTimeout) as exc:
             charged = await self._abandon(create, request)
             raise ProviderTimeout(
@@ -150,6 +163,39 @@ class ReplicateProvider:
             # A hedged or abandoned request: stop paying for it.
             await self._abandon(create, request)
             raise
+        return await self._generation(request, prediction, data, charged, started)
+
+    async def reattach(self, request: GenerationRequest, provider_request_id: str) -> Generation:
+        """Follow a prediction created earlier (by a process that died), ``GET /v1/predictions/{id}``,
+        to its end. Its ``Cancel-After`` still bounds what it can cost if it is still running."""
+        started = time.monotonic()
+        url = str(self._base.join(f"v1/predictions/{url_quote(provider_request_id, safe='')}"))
+        found: _Prediction | None = None
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                found = self._checked(self._parse(await self._send("GET", url)), "prediction")
+                prediction, data, charged = await self._collect(found, request)
+        except (TimeoutError, ProviderTimeout) as exc:
+            # Not even read back: assume it runs to the end and is billed like a finished one.
+            charged = await self._cancel(found, request) if found else self._price.quote(request)
+            raise ProviderTimeout(
+                f"no result within {self._timeout_s:g} s", provider=self.name, charged_usd=charged
+            ) from exc
+        return await self._generation(request, prediction, data, charged, started)
+
+    async def _collect(
+        self, created: _Prediction, request: GenerationRequest
+    ) -> tuple[_Prediction, bytes, float]:
+        """Poll an accepted prediction to its end; its output (if it succeeded) and its charge."""
+        prediction = await self._wait(created)
+        charged = self._charge(prediction, request)
+        succeeded = prediction.status == "succeeded"
+        data = await self._fetch_output(prediction, charged) if succeeded else b""
+        return prediction, data, charged
+
+    async def _generation(
+        self, request: GenerationRequest, prediction: _Prediction, data: bytes, charged: float, started: float
+    ) -> Generation:
         self._raise_unless_succeeded(prediction, charged, time.monotonic() - started)
         extra = {} if prediction.predict_time is None else {"predict_time_s": repr(prediction.predict_time)}
         return await _http.finish(
@@ -184,11 +230,13 @@ class ReplicateProvider:
         else:
             url = str(self._base.join(f"v1/models/{self._owner}/{self._model_name}/predictions"))
         headers = {"Cancel-After": _duration(self._cancel_after_s)}
-        prediction = self._parse(await self._send("POST", url, json=body, headers=headers))
+        return self._checked(self._parse(await self._send("POST", url, json=body, headers=headers)), "create")
+
+    def _checked(self, prediction: _Prediction, what: str) -> _Prediction:
         for link in (prediction.urls.get, prediction.urls.cancel):
             # These URLs receive our API token: never follow them off the provider's host.
             if not _http.host_allowed(httpx.URL(link), base=self._base):
-                raise ProviderUnavailable(f"create answered a foreign URL: {link}", provider=self.name)
+                raise ProviderUnavailable(f"{what} answered a foreign URL: {link}", provider=self.name)
         return prediction
 
     async def _wait(self, prediction: _Prediction) -> _Prediction:
@@ -272,6 +320,10 @@ class ReplicateProvider:
             return 0.0
         except ProviderError:
             return 0.0  # the create itself failed: nothing is running
+        return await self._cancel(prediction, request)
+
+    async def _cancel(self, prediction: _Prediction, request: GenerationRequest) -> float:
+        """Cancel a running prediction; returns what it will probably cost."""
         try:
             async with asyncio.timeout(_CANCEL_TIMEOUT_S):
                 cancelled = self._parse(await self._send("POST", prediction.urls.cancel))

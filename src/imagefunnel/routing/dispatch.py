@@ -1,7 +1,8 @@
 """Sending one request: budget, ledger, deadline-aware timeout, health and cost bookkeeping, hedging.
 
 An *attempt* is one call to one provider. It reserves its quote on the job's (and tenant's) budget
-before anything is bought, writes the ledger's intent row, runs under a timeout derived from the
+before anything is bought, writes the ledger's intent row (and the provider's id for the request the
+moment a queue protocol accepts it), runs under a timeout derived from the
 provider's observed tail latency and capped by the job's deadline, and settles everything with the
 provider's own charge. A *hedged* attempt sends a backup to the next-ranked provider once the first
 has run longer than its p95 latency; the first image wins and the loser is cancelled (adapters
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from imagefunnel.errors import (
@@ -24,7 +25,15 @@ from imagefunnel.errors import (
     ProviderTimeout,
     RateLimited,
 )
-from imagefunnel.providers.base import Generation, GenerationRequest, PriceUnit, Provider, Quote
+from imagefunnel.providers.base import (
+    Generation,
+    GenerationRequest,
+    PriceUnit,
+    Provider,
+    Quote,
+    Reattachable,
+    Submitted,
+)
 from imagefunnel.routing.budget import BudgetGuard
 from imagefunnel.routing.health import HealthTracker
 from imagefunnel.routing.ledger import AttemptLedger, SpendBook
@@ -175,7 +184,7 @@ class Dispatcher:
         charged = quote.usd  # what is assumed spent if we never hear back (cancelled mid-flight)
         try:
             async with asyncio.timeout(timeout_s):
-                generation = await self._providers[option.provider].generate(att.request)
+                generation = await self._call(att, number)
             charged = generation.charged_usd
         except asyncio.CancelledError:
             self._end(
@@ -203,6 +212,22 @@ class Dispatcher:
             att, number, "succeeded", charged, started, provider_request_id=generation.provider_request_id
         )
         return generation
+
+    def _call(self, att: Attempt, number: int) -> Awaitable[Generation]:
+        """The provider's ``generate``; a queue protocol names the request to the ledger as soon as
+        it is accepted, so a crash while waiting for the image leaves a request resume can fetch."""
+        provider = self._providers[att.option.provider]
+        if not isinstance(provider, Reattachable):
+            return provider.generate(att.request)
+
+        def submitted(accepted: Submitted) -> None:
+            self._ledger.submitted(
+                request_id=att.request.request_id,
+                attempt=number,
+                provider_request_id=accepted.provider_request_id,
+            )
+
+        return provider.generate(att.request, on_submitted=submitted)
 
     def _failed(self, att: Attempt, number: int, error: ProviderError, started: float) -> None:
         option = att.option

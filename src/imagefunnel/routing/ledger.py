@@ -1,7 +1,8 @@
 """The cost ledger: quote at dispatch, charge at completion, expected-vs-actual by job/provider/day.
 
-:class:`AttemptLedger` is where the router writes each attempt twice (the store implements it and
-makes it durable). :class:`SpendBook` is the router's own in-memory tally of the same numbers, and
+:class:`AttemptLedger` is where the router writes each attempt twice, intent and outcome, and in
+between the provider's id for it as soon as the provider accepts it (the store implements it and
+makes it durable, so a crash never hides a request the provider holds). :class:`SpendBook` is the router's own in-memory tally of the same numbers, and
 :func:`reconcile` turns any attempt rows (the book's, or the store's ``LedgerRow``s) into the
 expected-vs-actual report.
 """
@@ -56,6 +57,10 @@ class AttemptLedger(Protocol):
         error_type: str | None = None,
     ) -> None: ...
 
+    def submitted(self, *, request_id: str, attempt: int, provider_request_id: str) -> None:
+        """The provider accepted the attempt under ``provider_request_id`` (before its result)."""
+        ...
+
 
 class NullLedger:
     """Records nothing (benchmarks that keep their own books)."""
@@ -71,6 +76,9 @@ class NullLedger:
         model: str,
         quoted_usd: float,
     ) -> None:
+        return None
+
+    def submitted(self, *, request_id: str, attempt: int, provider_request_id: str) -> None:
         return None
 
     def end_attempt(

@@ -107,6 +107,10 @@ class Router:
     def provider_names(self) -> list[str]:
         return list(self._providers)
 
+    def provider(self, name: str) -> Provider | None:
+        """The adapter called ``name``, if this router has one (resume re-attaches through it)."""
+        return self._providers.get(name)
+
     @property
     def hedges(self) -> int:
         return self._dispatcher.hedges

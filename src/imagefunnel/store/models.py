@@ -48,7 +48,7 @@ class LedgerRow(Base):
     wave: Mapped[int] = mapped_column(Integer)
     provider: Mapped[str] = mapped_column(String(80))
     model: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(20))  # dispatched|succeeded|failed
+    status: Mapped[str] = mapped_column(String(20))  # dispatched|succeeded|failed|cancelled|interrupted|lost
     quoted_usd: Mapped[float] = mapped_column(Float)
     charged_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -30,6 +30,19 @@ class JobProgress:
 
 
 @dataclass(frozen=True, slots=True)
+class InFlight:
+    """An attempt the ledger holds as dispatched; ``provider_request_id`` once the provider named it."""
+
+    request_id: str
+    attempt: int
+    wave: int
+    provider: str
+    model: str
+    quoted_usd: float
+    provider_request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class ScoreRecord:
     dimension: str
     tier: int
@@ -146,6 +159,17 @@ class Store:
                 )
             )
 
+    def submitted(self, *, request_id: str, attempt: int, provider_request_id: str) -> None:
+        """Name the attempt by the provider's id the moment the provider accepts it, before its
+        result: a crash from then on leaves a request that can be matched with the provider's bill
+        and re-attached on resume."""
+        with self.session() as s:
+            s.execute(
+                update(LedgerRow)
+                .where(LedgerRow.request_id == request_id, LedgerRow.attempt == attempt)
+                .values(provider_request_id=provider_request_id)
+            )
+
     def end_attempt(
         self,
         *,
@@ -158,36 +182,76 @@ class Store:
         error: str | None = None,
         error_type: str | None = None,
     ) -> None:
+        outcome: dict[str, object] = {
+            "status": status,
+            "charged_usd": charged_usd,
+            "latency_s": latency_s,
+            "error": error,
+            "error_type": error_type,
+            "finished_at": utcnow(),
+        }
+        if provider_request_id is not None:  # else keep the id recorded at submission
+            outcome["provider_request_id"] = provider_request_id
         with self.session() as s:
             s.execute(
                 update(LedgerRow)
                 .where(LedgerRow.request_id == request_id, LedgerRow.attempt == attempt)
-                .values(
-                    status=status,
-                    charged_usd=charged_usd,
-                    latency_s=latency_s,
-                    provider_request_id=provider_request_id,
-                    error=error,
-                    error_type=error_type,
-                    finished_at=utcnow(),
-                )
+                .values(**outcome)
             )
 
-    def interrupt_in_flight(self, job_id: str) -> int:
-        """Close attempts whose outcome was lost in a crash, charging them at their quote."""
+    def in_flight(self, job_id: str) -> list[InFlight]:
+        """Attempts of ``job_id`` still ``dispatched``: in flight, or cut off by a crash."""
         with self.session() as s:
-            result = s.execute(
-                update(LedgerRow)
+            rows = s.scalars(
+                select(LedgerRow)
                 .where(LedgerRow.job_id == job_id, LedgerRow.status == "dispatched")
-                .values(
-                    status="interrupted",
-                    charged_usd=LedgerRow.quoted_usd,
-                    error="the process stopped while this request was in flight; outcome unknown",
-                    error_type="Interrupted",
-                    finished_at=utcnow(),
-                )
+                .order_by(LedgerRow.id)
             )
-            return int(getattr(result, "rowcount", 0) or 0)
+            return [
+                InFlight(
+                    request_id=r.request_id,
+                    attempt=r.attempt,
+                    wave=r.wave,
+                    provider=r.provider,
+                    model=r.model,
+                    quoted_usd=r.quoted_usd,
+                    provider_request_id=r.provider_request_id,
+                )
+                for r in rows
+            ]
+
+    def interrupt_in_flight(self, job_id: str) -> int:
+        """Close attempts whose outcome was lost in a crash, charging them at their quote.
+
+        ``interrupted``: the provider had named the request, so it can still be matched with the
+        provider's bill. ``lost``: the crash came before the provider's answer, so whether it ever
+        received the request is unknown (a queue that takes no client-chosen id or idempotency key
+        leaves that window open); its quote is the upper bound charged.
+        """
+        closed = 0
+        with self.session() as s:
+            for named, status, detail in (
+                (True, "interrupted", "outcome unknown"),
+                (False, "lost", "the provider had not yet named it; whether it received it is unknown"),
+            ):
+                has_id = LedgerRow.provider_request_id.is_not(None)
+                result = s.execute(
+                    update(LedgerRow)
+                    .where(
+                        LedgerRow.job_id == job_id,
+                        LedgerRow.status == "dispatched",
+                        has_id if named else LedgerRow.provider_request_id.is_(None),
+                    )
+                    .values(
+                        status=status,
+                        charged_usd=LedgerRow.quoted_usd,
+                        error=f"the process stopped while this request was in flight; {detail}",
+                        error_type="Interrupted",
+                        finished_at=utcnow(),
+                    )
+                )
+                closed += int(getattr(result, "rowcount", 0) or 0)
+        return closed
 
     def progress(self, job_id: str) -> JobProgress:
         job = self.job(job_id)

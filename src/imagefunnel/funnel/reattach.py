@@ -1,0 +1,106 @@
+"""Re-attaching a resumed job to the requests its crashed process left at the providers.
+
+An attempt the ledger still holds as ``dispatched`` was cut off by a crash. When the provider had
+named it (``provider_request_id``, recorded at submission) and speaks a queue protocol, its result is
+fetched instead of bought again: the ledger is settled with the provider's own charge and the image
+comes back to be scored like any other candidate. What cannot be re-attached (no id, a provider this
+process does not have, a synchronous protocol) is left for the store to close at its quote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from imagefunnel.errors import ProviderError
+from imagefunnel.providers.base import Generation, GenerationRequest, Provider, Reattachable
+from imagefunnel.store import InFlight, Store
+
+__all__ = ["Fetched", "reattach_in_flight"]
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """The image of a request bought before the crash, fetched from its provider."""
+
+    request: GenerationRequest
+    wave: int
+    generation: Generation
+
+
+async def reattach_in_flight(
+    in_flight: Sequence[InFlight],
+    *,
+    store: Store,
+    provider_for: Callable[[str], Provider | None],
+    request_for: Callable[[str], GenerationRequest | None],
+    done_requests: frozenset[str],
+    concurrency: int,
+    timeout_s: float,
+) -> list[Fetched]:
+    """Fetch what every re-attachable attempt produced; settle each one fetched (or failed) in the
+    ledger. ``done_requests``: requests that already have a candidate (a second image of one would
+    be thrown away). At most ``timeout_s`` is spent: whatever is not back by then stays in flight."""
+    by_request: dict[str, list[InFlight]] = {}
+    for row in in_flight:
+        if row.provider_request_id and row.request_id not in done_requests:
+            by_request.setdefault(row.request_id, []).append(row)
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(rows: list[InFlight]) -> Fetched | None:
+        async with gate:
+            # A hedged request may have had two attempts out: the first image back is its answer,
+            # the other stays in flight and is closed at its quote.
+            for row in rows:
+                fetched = await _fetch(row, store=store, provider_for=provider_for, request_for=request_for)
+                if fetched is not None:
+                    return fetched
+        return None
+
+    if not by_request or timeout_s <= 0:
+        return []
+    tasks = [asyncio.ensure_future(one(rows)) for rows in by_request.values()]
+    done, pending = await asyncio.wait(tasks, timeout=timeout_s)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    return [fetched for task in done if (fetched := task.result()) is not None]
+
+
+async def _fetch(
+    row: InFlight,
+    *,
+    store: Store,
+    provider_for: Callable[[str], Provider | None],
+    request_for: Callable[[str], GenerationRequest | None],
+) -> Fetched | None:
+    provider = provider_for(row.provider)
+    request = request_for(row.request_id)
+    if not isinstance(provider, Reattachable) or request is None or row.provider_request_id is None:
+        return None
+    started = time.monotonic()
+    try:
+        generation = await provider.reattach(request, row.provider_request_id)
+    except ProviderError as exc:
+        # The provider's own account of how the request ended (failed, cancelled, unknown there).
+        store.end_attempt(
+            request_id=row.request_id,
+            attempt=row.attempt,
+            status="failed",
+            charged_usd=exc.charged_usd,
+            latency_s=time.monotonic() - started,
+            error=f"re-attached after a crash: {exc}",
+            error_type=type(exc).__name__,
+        )
+        return None
+    store.end_attempt(
+        request_id=row.request_id,
+        attempt=row.attempt,
+        status="succeeded",
+        charged_usd=generation.charged_usd,
+        latency_s=generation.latency_s,
+        provider_request_id=generation.provider_request_id,
+    )
+    return Fetched(request, row.wave, generation)
