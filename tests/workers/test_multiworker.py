@@ -236,14 +236,20 @@ def test_no_job_runs_twice_unless_its_worker_died(run: Run, rows: Rows) -> None:
 
 
 def test_the_killed_workers_jobs_finish_on_another_worker(run: Run) -> None:
-    finished_by = {
-        line.split()[1]: name
+    ends = [
+        (line.split()[1], name)
         for name, log in run.logs.items()
         for line in log.splitlines()
         if line.startswith("job ") and " delivered:" in line
-    }
+    ]
+    finished_by = dict(ends)
+    assert len(ends) == len(finished_by)  # no job finished twice
     assert {finished_by[job_id] for job_id in run.victim_jobs} <= {f"w{i}" for i in range(1, WORKERS)}
-    assert sorted(finished_by) == [f"job-{i:02d}" for i in range(JOBS)]  # each finished exactly once
+    # A job the victim finished in its last instant (stored, not yet logged) is not one of its
+    # cut-off jobs; it runs two jobs at a time, so at most two can end that way.
+    unlogged = {f"job-{i:02d}" for i in range(JOBS)} - set(finished_by)
+    assert not unlogged & run.victim_jobs
+    assert len(unlogged) <= 2
 
 
 def test_no_request_is_bought_twice(rows: Rows) -> None:

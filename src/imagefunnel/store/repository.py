@@ -118,11 +118,20 @@ class Store:
                 raise StoreError(f"job {job_id!r} has already ended ({row.status})")
 
     def finish_job(self, job_id: str, *, status: str, stop_reason: str, delivered: int) -> None:
+        """End a job. Its lease ends in the same statement: a worker killed between finishing a
+        job and releasing it must not leave a finished job held by a dead worker."""
         with self.session() as s:
             s.execute(
                 update(JobRow)
                 .where(JobRow.id == job_id)
-                .values(status=status, stop_reason=stop_reason, delivered=delivered, finished_at=utcnow())
+                .values(
+                    status=status,
+                    stop_reason=stop_reason,
+                    delivered=delivered,
+                    finished_at=utcnow(),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
             )
 
     def job(self, job_id: str) -> JobRow:
