@@ -628,3 +628,34 @@ async def test_billing_follows_the_spot_price_per_box(start: Callable[..., Box])
     assert set(after.cached_nodes) == {"4", "5", "6", "7"} and after.gpu_seconds < before.gpu_seconds
     assert [record.box for record in steady.server.billing()] == [steady.server.box.name]
     assert spot.server.usd_per_hour() == 0.5
+
+
+@pytest.mark.parametrize(
+    ("box_config", "steps", "node", "landed_s"),
+    [
+        # Interrupted while the checkpoint loads: the load runs to its end (50 s), then it stops.
+        ({"load_s": 50.0, "node_s": 0.0, "seconds_per_step": 1.0}, 4, "4", 50.0),
+        # Interrupted during the first sampler step: that step finishes (load 0 + one 30 s step).
+        ({"load_s": 0.0, "node_s": 0.0, "seconds_per_step": 30.0}, 4, "3", 30.0),
+    ],
+)
+async def test_interrupt_lands_when_the_running_node_or_step_finishes(
+    start: Callable[..., Box], box_config: dict[str, Any], steps: int, node: str, landed_s: float
+) -> None:
+    box = start(**box_config)
+    async with feed(box.url) as (cid, ws, _), box.http() as http:
+        prompt_id = await submit(http, txt2img_graph(steps=steps), cid)
+        await wait_for(ws, "executing", node=node)
+        await http.post("/interrupt", json={"prompt_id": prompt_id})
+        messages = await collect(ws, prompt_id)
+        history = (await http.get(f"/history/{prompt_id}")).json()[prompt_id]
+
+    stopped = next(m for m in messages if isinstance(m, dict) and m["type"] == "execution_interrupted")
+    assert stopped["data"]["node_id"] == node
+    # The server's own timestamps show the time until the interrupt landed, and the bill is that time.
+    recorded = dict(history["status"]["messages"])
+    assert recorded["execution_interrupted"] == stopped["data"]
+    server_s = (stopped["data"]["timestamp"] - recorded["execution_start"]["timestamp"]) / 1000
+    [record] = box.server.billing()
+    assert record.outcome == "interrupted"
+    assert server_s == record.gpu_seconds == pytest.approx(landed_s)

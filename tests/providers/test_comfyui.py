@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
 import socket
 import ssl
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -21,7 +23,13 @@ from imagefunnel.market.comfyui_app import ComfyUIBox, ComfyUIServer
 from imagefunnel.market.defects import Defect
 from imagefunnel.market.images import AssetLibrary
 from imagefunnel.providers.base import GenerationRequest, PriceUnit, Provider
-from imagefunnel.providers.comfyui import ComfyUIProvider, ComfyUISettings, SamplerSettings, check_server
+from imagefunnel.providers.comfyui import (
+    ComfyUIProvider,
+    ComfyUISettings,
+    SamplerSettings,
+    abandoned_charge,
+    check_server,
+)
 from imagefunnel.providers.comfyui_workflow import Injection, inject, load_workflow, parse_workflow
 
 TIME_FACTOR = 0.01  # 1 scenario second = 10 ms
@@ -263,13 +271,9 @@ async def test_timeout_interrupts_our_running_prompt(
     box = start(hang_rate=1.0)
     with pytest.raises(ProviderTimeout) as info:
         await comfy(box, client, timeout_s=0.5).generate(req(35))
-    assert info.value.charged_usd > 0  # the GPU ran until we gave up
-    for _ in range(100):  # the interrupt lands at the next step
-        if box.billing():
-            break
-        await asyncio.sleep(0.01)
-    [record] = box.billing()
+    [record] = box.billing()  # a hung sampler stops at once when interrupted
     assert record.outcome == "interrupted"
+    assert info.value.charged_usd == pytest.approx(record.usd) and record.usd > 0
     queue = (await client.get(f"{box.url}/queue")).json()
     assert queue == {"queue_running": [], "queue_pending": []}
 
@@ -297,19 +301,114 @@ async def test_cancellation_withdraws_the_prompt(
 ) -> None:
     box = start(hang_rate=1.0)
     task = asyncio.create_task(comfy(box, client).generate(req(37)))
-    for _ in range(300):
-        queue = (await client.get(f"{box.url}/queue")).json()
-        if queue["queue_running"]:
-            break
-        await asyncio.sleep(0.01)
+    await _until_running(box, client)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    for _ in range(100):
-        if box.billing():
-            break
-        await asyncio.sleep(0.01)
     assert [record.outcome for record in box.billing()] == ["interrupted"]
+
+
+# A box whose checkpoint load takes 60 scenario seconds (0.6 s here) and whose sampler is quick: a
+# request given up during the load is interrupted, but the load runs to its end before it stops.
+SLOW_LOAD = {"load_s": 60.0, "node_s": 0.0, "seconds_per_step": 0.5}
+
+
+async def test_timeout_mid_node_is_charged_until_the_interrupt_lands(
+    start: Callable[..., ComfyUIServer], client: httpx.AsyncClient
+) -> None:
+    box = start(**SLOW_LOAD)
+    with pytest.raises(ProviderTimeout) as info:
+        await comfy(box, client, timeout_s=0.3).generate(req(50))
+
+    [record] = box.billing()  # already there: the adapter waited for the server's own record
+    assert record.outcome == "interrupted" and record.gpu_seconds == pytest.approx(60.0)
+    assert round(info.value.charged_usd, 2) == round(record.usd, 2)
+    assert info.value.charged_usd == pytest.approx(record.usd)
+
+
+async def test_cancel_mid_node_is_charged_until_the_interrupt_lands(
+    start: Callable[..., ComfyUIServer], client: httpx.AsyncClient
+) -> None:
+    box = start(**SLOW_LOAD)
+    provider = comfy(box, client)
+    caught: list[asyncio.CancelledError] = []
+
+    async def attempt() -> None:  # as the dispatcher calls it: the cancellation passes through here
+        try:
+            await provider.generate(req(51))
+        except asyncio.CancelledError as exc:
+            caught.append(exc)
+            raise
+
+    task = asyncio.create_task(attempt())
+    await _until_running(box, client)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    [record] = box.billing()
+    assert record.outcome == "interrupted" and record.gpu_seconds == pytest.approx(60.0)
+    [cancelled] = caught
+    assert abandoned_charge(cancelled) == pytest.approx(record.usd)
+    assert abandoned_charge(asyncio.CancelledError()) is None  # nothing known: the caller's bound
+
+
+async def test_unconfirmed_interrupt_charges_the_time_since_submission_and_a_margin(
+    start: Callable[..., ComfyUIServer], client: httpx.AsyncClient
+) -> None:
+    box = start(load_s=300.0, node_s=0.0)  # 3 s before the interrupt can land
+    provider = comfy(box, client, timeout_s=0.3, interrupt_wait_s=0.2)
+    submitted: list[float] = []
+    began = time.monotonic()
+    with pytest.raises(ProviderTimeout) as info:
+        await provider.generate(req(52), on_submitted=lambda _: submitted.append(time.monotonic()))
+    ended = time.monotonic()
+
+    per_second = PRICE / 3600
+    # At least the time since submission (it ran all along, as far as we know), at most that and 25 %.
+    assert info.value.charged_usd >= (began + 0.3 + 0.2 - submitted[0]) * per_second
+    assert info.value.charged_usd <= (ended - began) * 1.25 * per_second
+    assert box.billing() == []  # the server has not finished the node yet
+
+
+async def test_cancelled_twice_then_closed_leaves_no_stray_error(
+    start: Callable[..., ComfyUIServer], client: httpx.AsyncClient
+) -> None:
+    # Ctrl-C: the runner cancels every task (perhaps more than once), then closes the clients.
+    box = start(**SLOW_LOAD)
+    errors: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _loop, context: errors.append(context))
+    provider = ComfyUIProvider(  # owns its HTTP client, as configured providers do
+        name=box.box.name,
+        base_url=box.url,
+        usd_per_hour=PRICE,
+        poll_interval_s=0.01,
+        sampler=SamplerSettings(steps=4),
+    )
+    caught: list[asyncio.CancelledError] = []
+
+    async def attempt() -> None:
+        try:
+            await provider.generate(req(53))
+        except asyncio.CancelledError as exc:
+            caught.append(exc)
+            raise
+
+    task = asyncio.create_task(attempt())
+    await _until_running(box, client)
+    task.cancel()
+    await asyncio.sleep(0.05)  # now waiting for the interrupt to land
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await provider.aclose()
+    gc.collect()
+
+    assert errors == []
+    [record] = box.billing()  # the withdrawal went on after the second cancel, and landed
+    assert record.outcome == "interrupted"
+    charge = abandoned_charge(caught[0])
+    assert charge is not None and charge > 0  # a bound on the time it had run, not nothing
 
 
 async def test_history_is_read_only_after_the_final_executing(
@@ -510,6 +609,14 @@ def test_workflow_errors_are_precise(tmp_path: Any) -> None:
 
 
 # -- helpers ------------------------------------------------------------------------------------
+async def _until_running(box: ComfyUIServer, client: httpx.AsyncClient) -> None:
+    for _ in range(300):
+        if (await client.get(f"{box.url}/queue")).json()["queue_running"]:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the prompt never started")
+
+
 def _closed_port_url() -> str:
     with socket.socket() as sock:  # bind, learn the port, close: nothing listens there now
         sock.bind(("127.0.0.1", 0))

@@ -1,7 +1,8 @@
 """The box's prompt worker: executes queued prompts one at a time and reports as ComfyUI does.
 
-Interrupts land at the next sampler step or node boundary (ComfyUI checks between nodes and in the
-sampler callback). A hung sampler stops advancing but still honours an interrupt, like a long node.
+Interrupts land only at the next sampler step or node boundary (ComfyUI checks between nodes and in
+the sampler's per-step callback): a node that has started runs to its end, and the prompt is billed
+until then. A hung sampler stops advancing but polls for an interrupt, so one lands at once.
 """
 
 from __future__ import annotations
@@ -223,20 +224,15 @@ async def _spend(rt: BoxRuntime, run: Run, node_id: str, spec: NodeSpec, inputs:
 
 
 async def _wait(rt: BoxRuntime, run: Run, node_id: str, seconds: float) -> None:
+    """One unit of GPU work (a node, or one sampler step) runs to its end, interrupted or not:
+    ComfyUI checks for an interrupt only between nodes and in the sampler's per-step callback, so
+    an interrupt lands (and the GPU time it costs ends) when the running unit finishes."""
     if rt.interrupted.is_set():
         raise _Interrupted(node_id)
-    if seconds <= 0:
-        await asyncio.sleep(0)
-        return
-    began = time.monotonic()
-    try:
-        async with asyncio.timeout(seconds * rt.clock.time_factor):
-            await rt.interrupted.wait()
-    except TimeoutError:
-        run.elapsed_s += seconds
-        return
-    run.elapsed_s += min(seconds, (time.monotonic() - began) / rt.clock.time_factor)
-    raise _Interrupted(node_id)
+    await asyncio.sleep(seconds * rt.clock.time_factor if seconds > 0 else 0)
+    run.elapsed_s += seconds
+    if rt.interrupted.is_set():
+        raise _Interrupted(node_id)
 
 
 async def _hang(rt: BoxRuntime, run: Run, node_id: str) -> None:

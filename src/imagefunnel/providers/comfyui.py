@@ -20,6 +20,14 @@ fully cached prompt costs nothing and a failed or interrupted one costs the time
 On timeout or cancellation the prompt is withdrawn: deleted from the queue if it is still pending,
 interrupted (``{prompt_id}``-targeted) only if ``/queue`` shows that *it* is the one running, since
 ``/interrupt`` on older servers stops whatever runs, another client's work included.
+
+An interrupt lands only when the running node (or sampler step) finishes, which can be seconds
+later, and the GPU is busy until then. So a withdrawn prompt is charged from the server's own record
+as well: the adapter waits (at most ``interrupt_wait_s``, shielded from further cancellation) for
+``execution_interrupted`` or success on the websocket or in ``/history``, and charges execution_start
+to that end. Without the record in time it charges an upper bound: the time since submission plus
+``STOP_GRACE`` of it. A cancelled ``generate`` re-raises ``CancelledError`` carrying that charge
+(``abandoned_charge`` reads it), since the caller would otherwise have to guess.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from websockets.asyncio.client import ClientConnection
 
 from imagefunnel.errors import (
     BadOutput,
@@ -61,16 +70,21 @@ from imagefunnel.providers.comfyui_wire import RunResult, Tracker, error_summary
 from imagefunnel.providers.comfyui_workflow import Injection, Workflow, inject, load_workflow
 
 __all__ = [
+    "STOP_GRACE",
     "CheckReport",
     "CheckStep",
     "ComfyUIEstimate",
     "ComfyUIProvider",
     "ComfyUISettings",
     "SamplerSettings",
+    "abandoned_charge",
     "check_server",
 ]
 
-_ABANDON_TIMEOUT_S = 2.0
+# Without the server's record of a withdrawn prompt, the GPU may have run a little past our last
+# look: the bound charged is the time since submission plus this share of it.
+STOP_GRACE = 0.25
+_CHARGE_ATTR = "charged_usd"  # what a re-raised CancelledError carries (the name ProviderError uses)
 _SNIFF = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpg", b"RIFF": "webp", b"GIF8": "gif"}
 _CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 
@@ -82,8 +96,20 @@ class _Attempt:
     client_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     prompt_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     submitted: bool = False
+    submitted_at: float | None = None  # monotonic, just before POST /prompt: no GPU time before it
     price_per_hour: float = 0.0
     tracker: Tracker = field(default_factory=Tracker)
+    ws: ClientConnection | None = None  # kept open past a timeout, to hear the interrupt land
+
+
+def abandoned_charge(exc: BaseException) -> float | None:
+    """What a cancelled ``generate`` charged for its withdrawn prompt (``None``: nothing said)."""
+    value = getattr(exc, _CHARGE_ATTR, None)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _carry(exc: BaseException, charged: float) -> None:
+    setattr(exc, _CHARGE_ATTR, charged)
 
 
 class ComfyUIProvider:
@@ -103,6 +129,7 @@ class ComfyUIProvider:
         timeout_s: float = 300.0,
         poll_interval_s: float = 0.5,
         queue_ttl_s: float = 1.0,
+        interrupt_wait_s: float = 5.0,
         headers: Mapping[str, str] | None = None,
         client: httpx.AsyncClient | None = None,
         max_image_bytes: int = 50_000_000,
@@ -117,6 +144,10 @@ class ComfyUIProvider:
         self._sampler = sampler or SamplerSettings()
         self._timeout_s = timeout_s
         self._queue_ttl_s = queue_ttl_s
+        # How long a withdrawal waits for the server to say where the interrupt landed (a real box
+        # took ~1 s during a long node; a checkpoint load or a large VAE decode can take longer).
+        self._interrupt_wait_s = interrupt_wait_s
+        self._withdrawals: set[asyncio.Task[float]] = set()
         self._owns_client = client is None
         self._http = client or httpx.AsyncClient(timeout=httpx.Timeout(min(30.0, timeout_s)))
         self._api = ComfyUIClient(
@@ -208,6 +239,10 @@ class ComfyUIProvider:
         return Health(ok=True, latency_s=time.monotonic() - started, detail=detail)
 
     async def aclose(self) -> None:
+        # Withdrawals still waiting for their interrupt to land (each bounded) finish first: closing
+        # the client under them would leave a prompt running that nobody stops.
+        if self._withdrawals:
+            await asyncio.wait(set(self._withdrawals))
         if self._owns_client:
             await self._http.aclose()
 
@@ -222,30 +257,39 @@ class ComfyUIProvider:
                 charged = self._charge(result, attempt)
                 data = await self._output(result, charged)
         except (TimeoutError, ProviderTimeout) as exc:
-            charged = await self._abandon(attempt)
+            charged = await self._withdraw(attempt)
             raise ProviderTimeout(
                 f"no result within {self._timeout_s:g} s", provider=self.name, charged_usd=charged
             ) from exc
-        except asyncio.CancelledError:
-            await self._abandon(attempt)  # a hedged or abandoned request: stop the GPU work
+        except asyncio.CancelledError as cancelled:
+            # A hedged or abandoned request: stop the GPU work, and say what it cost.
+            _carry(cancelled, await self._withdraw(attempt))
             raise
+        finally:
+            await _close(attempt)
         return await self._generation(request, result, attempt, data, charged, started)
 
     async def reattach(self, request: GenerationRequest, provider_request_id: str) -> Generation:
         """Follow a prompt queued earlier (by a process that died) to its end, by polling
         ``/history/{prompt_id}``; charged from the server's own execution timestamps."""
         started = time.monotonic()
-        attempt = _Attempt(prompt_id=provider_request_id, submitted=True, price_per_hour=self._price())
+        attempt = _Attempt(
+            prompt_id=provider_request_id,
+            submitted=True,
+            submitted_at=started,  # queued by the dead process, earlier: a bound from here is low
+            price_per_hour=self._price(),
+        )
         try:
             async with asyncio.timeout(self._timeout_s):
                 result = await self._api.wait(None, provider_request_id, attempt.tracker)
                 charged = self._charge(result, attempt)
                 data = await self._output(result, charged)
         except (TimeoutError, ProviderTimeout) as exc:
-            charged = await self._abandon(attempt)
+            charged = await self._withdraw(attempt)
             raise ProviderTimeout(
                 f"no result within {self._timeout_s:g} s", provider=self.name, charged_usd=charged
             ) from exc
+        # Cancelled (Ctrl-C during a resume): the prompt is left to run, for the next resume to find.
         return await self._generation(request, result, attempt, data, charged, started)
 
     async def _generation(
@@ -284,23 +328,23 @@ class ComfyUIProvider:
     async def _run(
         self, request: GenerationRequest, attempt: _Attempt, on_submitted: OnSubmitted | None
     ) -> RunResult:
-        ws = await self._api.connect(attempt.client_id)
+        # The websocket stays open if we are stopped before the end: the withdrawal listens on it
+        # for the interrupt to land; ``generate`` closes it either way.
+        attempt.ws = await self._api.connect(attempt.client_id)
+        image = await self._upload_reference(request) if request.reference_images else None
         try:
-            image = await self._upload_reference(request) if request.reference_images else None
-            try:
-                graph = inject(self._workflow_for(request), self._injection(request, image))
-            except SpecError as exc:
-                raise ProviderUnavailable(str(exc), provider=self.name) from exc
-            attempt.submitted = True  # from here on, a withdrawal must look for our prompt
-            attempt.prompt_id = await self._api.submit(
-                graph, client_id=attempt.client_id, prompt_id=attempt.prompt_id
-            )
-            if on_submitted is not None:  # queued: a crash from here on is recoverable
-                on_submitted(Submitted(request.request_id, self.name, attempt.prompt_id))
-            result = await self._api.wait(ws, attempt.prompt_id, attempt.tracker)
-        finally:
-            if ws is not None:
-                await ws.close()
+            graph = inject(self._workflow_for(request), self._injection(request, image))
+        except SpecError as exc:
+            raise ProviderUnavailable(str(exc), provider=self.name) from exc
+        attempt.submitted = True  # from here on, a withdrawal must look for our prompt
+        attempt.submitted_at = time.monotonic()
+        attempt.prompt_id = await self._api.submit(
+            graph, client_id=attempt.client_id, prompt_id=attempt.prompt_id
+        )
+        if on_submitted is not None:  # queued: a crash from here on is recoverable
+            on_submitted(Submitted(request.request_id, self.name, attempt.prompt_id))
+        result = await self._api.wait(attempt.ws, attempt.prompt_id, attempt.tracker)
+        await _close(attempt)
         return result
 
     def _workflow_for(self, request: GenerationRequest) -> Workflow:
@@ -335,10 +379,7 @@ class ComfyUIProvider:
         return await self._api.upload_image(data, name, subfolder="imagefunnel")
 
     def _charge(self, result: RunResult, attempt: _Attempt) -> float:
-        if attempt.tracker.running_since is not None:
-            attempt.price_per_hour = self._price()  # a spot price in force when our prompt started
-        seconds = result.gpu_seconds or 0.0
-        charged = seconds * attempt.price_per_hour / 3600
+        charged = self._cost(result, attempt)
         if result.status != "success":
             raise ProviderUnavailable(error_summary(result), provider=self.name, charged_usd=charged)
         return charged
@@ -366,6 +407,12 @@ class ComfyUIProvider:
         height, width = decoded.rgb.shape[:2]
         return _CONTENT_TYPES.get(decoded.format, "application/octet-stream"), width, height
 
+    def _cost(self, result: RunResult, attempt: _Attempt) -> float:
+        """GPU seconds by the server's own timestamps x the $/hour in force when our prompt ran."""
+        if attempt.tracker.running_since is not None:
+            attempt.price_per_hour = self._price()  # a spot price in force when our prompt started
+        return (result.gpu_seconds or 0.0) * attempt.price_per_hour / 3600
+
     def _learn(self, result: RunResult) -> None:
         if result.gpu_seconds is None or not result.gpu_seconds or self._sampler.steps <= 0:
             return  # a fully cached prompt is free and instant: it says nothing about a fresh one
@@ -380,24 +427,60 @@ class ComfyUIProvider:
         self._queue_depth = (time.monotonic(), depth)
         return depth
 
-    async def _abandon(self, attempt: _Attempt) -> float:
-        """Withdraw our prompt (delete if pending, interrupt only if it is the one running);
-        returns the GPU time it has probably cost so far."""
+    async def _withdraw(self, attempt: _Attempt) -> float:
+        """Withdraw our prompt and return what it cost, by the server's record when it comes in time.
+
+        The withdrawal runs as its own task, so that a second cancellation (a hedge cut short, Ctrl-C
+        cancelling every task) neither stops the interrupt from being sent nor leaves its errors
+        unretrieved: the caller gets the upper bound, and the task finishes on its own."""
         if not attempt.submitted:
             return 0.0
+        task = asyncio.create_task(self._abandon(attempt))
+        self._withdrawals.add(task)
+        task.add_done_callback(self._withdrawals.discard)
         try:
-            async with asyncio.timeout(_ABANDON_TIMEOUT_S):
-                state = await self._api.queue()
-                if attempt.prompt_id in state.pending:
-                    await self._api.delete(attempt.prompt_id)
-                    state = await self._api.queue()  # it may have started meanwhile
-                if attempt.prompt_id in state.running:
-                    await self._api.interrupt(attempt.prompt_id)
+            return await asyncio.shield(task)
+        except asyncio.CancelledError as again:
+            _carry(again, self._bound(attempt))
+            raise
+
+    async def _abandon(self, attempt: _Attempt) -> float:
+        """Delete our prompt if pending, interrupt it only if it is the one running, then wait for
+        the server to say where the interrupt landed (or that the prompt ended anyway)."""
+        try:
+            async with asyncio.timeout(self._interrupt_wait_s):
+                if not await self._stop(attempt):
+                    return 0.0
+                result = await self._api.wait(attempt.ws, attempt.prompt_id, attempt.tracker)
         except (TimeoutError, ProviderError):
-            pass  # best effort: the ledger reconciles against the box's bill
-        since = attempt.tracker.running_since
+            return self._bound(attempt)  # no record in time: charge what it can have cost so far
+        return self._cost(result, attempt)
+
+    async def _stop(self, attempt: _Attempt) -> bool:
+        """Stop our prompt; ``False`` if it never ran (deleted while pending, or never queued)."""
+        state = await self._api.queue()
+        if attempt.prompt_id in state.pending:
+            await self._api.delete(attempt.prompt_id)
+            state = await self._api.queue()  # it may have started meanwhile
+        if attempt.prompt_id in state.running:
+            await self._api.interrupt(attempt.prompt_id)
+            return True
+        # Neither pending nor running: it ended by itself (its record is in history) or never ran.
+        if attempt.tracker.running_since is not None:
+            return True
+        return await self._api.history(attempt.prompt_id) is not None
+
+    def _bound(self, attempt: _Attempt) -> float:
+        """What the prompt can have cost by now: it cannot have run longer than since submission."""
+        since = attempt.submitted_at
         seconds = time.monotonic() - since if since is not None else 0.0
-        return seconds * attempt.price_per_hour / 3600
+        return seconds * (1 + STOP_GRACE) * attempt.price_per_hour / 3600
+
+
+async def _close(attempt: _Attempt) -> None:
+    ws, attempt.ws = attempt.ws, None
+    if ws is not None:
+        await ws.close()
 
 
 def _workflow(value: str | Path | Workflow) -> Workflow:

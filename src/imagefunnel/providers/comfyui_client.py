@@ -78,6 +78,8 @@ class ComfyUIClient:
     # -- HTTP -------------------------------------------------------------------------------
     async def send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         url = self.url(path)
+        if self._client.is_closed:  # httpx would raise a bare RuntimeError (shutdown, Ctrl-C)
+            raise ProviderUnavailable(f"{method} {url}: the HTTP client is closed", provider=self.provider)
         try:
             response = await self._client.request(method, url, headers=self._headers, **kwargs)
         except httpx.TimeoutException as exc:
