@@ -107,15 +107,6 @@ KNOWN: Mapping[str, str] = {
         for v in ("fallback", "alone")
     },
     **{
-        f"{p}-{fault}-alone": (
-            "the stop reason says 'every capable provider is cooling down past the deadline' (fal's "
-            "outage: 'none is capable and permitted') without the HTTP 5xx/503 that caused it; the "
-            "reason is built in routing.router"
-        )
-        for p in MODELS
-        for fault in ("server_error", "outage")
-    },
-    **{
         f"{p}-hang_past_deadline-alone": (
             "routing.dispatch cuts the request at the job's deadline and records a ProviderTimeout "
             "charged $0, but the provider finishes and bills it (it cannot be cancelled): ledger < bill"

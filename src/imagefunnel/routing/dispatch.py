@@ -186,14 +186,17 @@ class Dispatcher:
             async with asyncio.timeout(timeout_s):
                 generation = await self._call(att, number)
             charged = generation.charged_usd
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
+            # An adapter that knows what the abandoned request cost (ComfyUI reads the server's own
+            # record) says so on the cancellation; otherwise the quote stands as the upper bound.
+            charged = getattr(exc, "charged_usd", charged)
             self._end(
                 att,
                 number,
                 "cancelled",
                 charged,
                 started,
-                error="cancelled (charge is the quote: an upper bound)",
+                error="cancelled (charged what the provider reported, else the quote as an upper bound)",
             )
             raise
         except (ProviderError, TimeoutError) as exc:
@@ -337,4 +340,7 @@ def _held(quote: Quote, timeout_s: float, budgets: tuple[BudgetGuard, ...]) -> t
 def _as_provider_error(exc: ProviderError | TimeoutError, provider: str, timeout_s: float) -> ProviderError:
     if isinstance(exc, ProviderError):
         return exc
-    return ProviderTimeout(f"no result within {timeout_s:.1f}s", provider=provider)
+    # asyncio.timeout raises TimeoutError from the cancellation it delivered to the adapter, which
+    # may carry what the cut-off request was billed (ComfyUI: to the interrupt landing).
+    charged = getattr(exc.__cause__, "charged_usd", 0.0)
+    return ProviderTimeout(f"no result within {timeout_s:.1f}s", provider=provider, charged_usd=charged)

@@ -155,9 +155,19 @@ class Router:
                     tried.discard(name)
                     continue
                 if wait is None:
-                    raise NoProviderAvailable(_why(f"no provider could generate {request.model}", errors))
+                    raise NoProviderAvailable(
+                        _why(
+                            f"no provider could generate {request.model}",
+                            errors or self._last_errors(request),
+                        )
+                    )
                 if self._clock() + wait >= ctx.deadline:
-                    raise NoProviderAvailable("every capable provider is cooling down past the deadline")
+                    raise NoProviderAvailable(
+                        _why(
+                            "every capable provider is cooling down past the deadline",
+                            errors or self._last_errors(request),
+                        )
+                    )
                 await asyncio.sleep(wait)
                 continue
             attempts = [self._attempt(request, ctx, option, numbers) for option in ranked[:2]]
@@ -171,6 +181,16 @@ class Router:
                     transient[name] = transient.get(name, 0) + 1
             if generation is not None:
                 return generation
+
+    def _last_errors(self, request: GenerationRequest) -> list[str]:
+        """What each provider last failed with (a quote or a request), so a stop names its cause."""
+        found = []
+        for name in self._providers:
+            if name in self._caps and request.model in self._caps[name].models:
+                error = self.health.state(name, request.model).last_error
+                if error:
+                    found.append(f"{name} last failed: {error}")
+        return found
 
     # -- deciding ----------------------------------------------------------------------------
     def _candidates(
