@@ -1,0 +1,522 @@
+"""Crash and resume: SIGKILL ``imagefunnel run`` at seeded random points, resume it, check the books.
+
+One ``imagefunnel market serve`` process stands for the providers for the whole benchmark, so its
+billing log (``/_market/billing``) outlives every killed job: it is the providers' side of the bill.
+A baseline job runs uncrashed first; its purchases bound where the kills land. For each kill point
+a fresh job (its own out folder and store) runs in a subprocess, is SIGKILLed once its ledger holds
+``after_purchases`` attempts plus ``delay_s``, and is resumed (``imagefunnel resume``) until it ends.
+The market is then left to finish what is still running, and the part of the billing log that
+appeared during the point is compared with the job's store:
+
+- delivered: the job ends ``delivered`` with K images;
+- candidates lost: provider requests the market billed that the store holds no candidate for (an
+  output the ledger recorded as unusable, a failed attempt, is not a candidate by design);
+- double charges: a provider request billed twice, or one of the job's requests bought (billed)
+  under more than one provider request;
+- ledger vs billing: the job's ledger total minus the billed total, and the provider requests whose
+  ledger charge differs from their bill (or that one side does not know).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import yaml
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from imagefunnel.cli.market_serve import MARKET_KEY_ENV
+from imagefunnel.cli.runner import STORE_FILE
+from imagefunnel.errors import ImageFunnelError
+from imagefunnel.store import Store
+from imagefunnel.store.models import LedgerRow
+
+__all__ = [
+    "CRASH_SCENARIO",
+    "CrashReport",
+    "CrashSettings",
+    "KillPoint",
+    "PointResult",
+    "crash_markdown",
+    "kill_points",
+    "run_crash_bench",
+    "write_block",
+]
+
+MODEL = "fal-ai/flux/dev"
+# Two queue (fal) providers with steady prices: every request is named by the provider the moment
+# it is accepted, so a kill can land before, during or after any stage of a request. Requests take
+# long enough (0.3-1 s) that kills catch several in flight; one in five images fails the scorer.
+CRASH_SCENARIO: dict[str, object] = {
+    "name": "crash",
+    "seed": 11,
+    "providers": [
+        {
+            "name": name,
+            "protocol": "fal",
+            "models": [MODEL],
+            "price_usd_per_mp": price,
+            "processing_s": [0.3, 1.0],
+            "defect_rate": 0.2,
+            "defect_mix": {"noise": 1},
+        }
+        for name, price in (("north", 0.02), ("south", 0.024))
+    ],
+}
+_CENT_EPSILON = 1e-9  # "to the cent and beyond": float sums of the same charges agree to this
+_POLL_S = 0.01
+
+
+@dataclass(frozen=True, slots=True)
+class CrashSettings:
+    kills: int
+    deliver: int
+    seed: int = 0
+    scenario: str | None = None  # a built-in scenario name or YAML path; None: CRASH_SCENARIO
+    concurrency: int = 4
+    max_delay_s: float = 0.5
+    max_resumes: int = 3
+    job_timeout_s: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class KillPoint:
+    """Kill once the job's ledger holds ``after_purchases`` attempts, ``delay_s`` later."""
+
+    index: int
+    after_purchases: int
+    delay_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class PointResult:
+    point: KillPoint | None  # None: the baseline, never killed
+    job_id: str
+    killed: bool  # False: the job ended on its own before the kill point
+    attempts_at_kill: int
+    in_flight_at_kill: int  # ledger attempts dispatched and not settled when the process died
+    resumes: int
+    status: str
+    delivered: int
+    asked: int
+    attempts: int
+    candidates: int
+    billed: int  # provider requests the market billed while this job ran
+    billed_usd: float
+    ledger_usd: float
+    candidates_lost: int
+    double_charges: int
+    mismatched: int
+    closed_at_quote: int  # attempts resume could not re-attach (interrupted or lost)
+    wall_s: float
+
+    @property
+    def ledger_delta_usd(self) -> float:
+        return self.ledger_usd - self.billed_usd
+
+    @property
+    def delivered_all(self) -> bool:
+        return self.status == "delivered" and self.delivered == self.asked
+
+    @property
+    def clean(self) -> bool:
+        return (
+            self.delivered_all
+            and self.candidates_lost == 0
+            and self.double_charges == 0
+            and self.mismatched == 0
+            and abs(self.ledger_delta_usd) <= _CENT_EPSILON
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CrashReport:
+    settings: CrashSettings
+    baseline: PointResult
+    points: tuple[PointResult, ...]
+    command: str = ""
+    finished_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def killed(self) -> int:
+        return sum(p.killed for p in self.points)
+
+    @property
+    def delivered_jobs(self) -> int:
+        return sum(p.delivered_all for p in self.points)
+
+    @property
+    def candidates_lost(self) -> int:
+        return sum(p.candidates_lost for p in self.points)
+
+    @property
+    def double_charges(self) -> int:
+        return sum(p.double_charges for p in self.points)
+
+    @property
+    def mismatched(self) -> int:
+        return sum(p.mismatched for p in self.points)
+
+    @property
+    def ledger_delta_usd(self) -> float:
+        return math.fsum(p.ledger_delta_usd for p in self.points)
+
+
+def kill_points(*, kills: int, purchases: int, max_delay_s: float, seed: int) -> list[KillPoint]:
+    """``kills`` seeded points spread over a job of about ``purchases`` attempts."""
+    rng = random.Random(seed)
+    return [
+        KillPoint(i + 1, rng.randint(1, max(1, purchases)), round(rng.uniform(0.0, max_delay_s), 3))
+        for i in range(kills)
+    ]
+
+
+def job_spec(settings: CrashSettings, *, seed: int) -> dict[str, object]:
+    """The job every point runs (its own seed each): K to deliver, at most 4K candidates."""
+    return {
+        "name": "crash-test",
+        "use_case": "generic",
+        "prompts": ["a product photo of a ceramic mug", "a product photo of a desk lamp"],
+        "model": MODEL,
+        "size": {"width": 256, "height": 256},
+        "deliver": settings.deliver,
+        "max_candidates": 4 * settings.deliver,
+        "concurrency": settings.concurrency,
+        "budget_usd": 10.0,
+        "deadline_s": settings.job_timeout_s,
+        "seed": seed,
+    }
+
+
+# -- processes -------------------------------------------------------------------------------------
+def _env() -> dict[str, str]:
+    return {**os.environ, MARKET_KEY_ENV: "crash-bench", "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
+
+
+def _cli(args: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "imagefunnel", *args], stdout=out, stderr=subprocess.STDOUT, env=_env()
+        )
+
+
+def _wait_for(what: str, check: Callable[[], bool], *, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise ImageFunnelError(f"crash bench: timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@dataclass(frozen=True, slots=True)
+class _Market:
+    url: str
+    providers_file: Path
+
+    def billing(self) -> list[dict[str, object]]:
+        records: list[dict[str, object]] = httpx.get(f"{self.url}/_market/billing", timeout=30).json()
+        return records
+
+    def drained(self) -> bool:
+        stats = httpx.get(f"{self.url}/_market/stats", timeout=30).json()
+        return not any(int(p["queued"]) + int(p["running"]) for p in stats.values())
+
+
+@contextmanager
+def _market(settings: CrashSettings, work: Path) -> Iterator[_Market]:
+    scenario = settings.scenario
+    if scenario is None:
+        scenario_path = work / "market.yaml"
+        scenario_path.write_text(yaml.safe_dump(CRASH_SCENARIO, sort_keys=False), encoding="utf-8")
+        scenario = str(scenario_path)
+    _refuse_boxes(scenario)
+    providers = work / "providers.yaml"
+    log = work / "market.log"
+    args = ["market", "serve", "--scenario", scenario, "--providers-out", str(providers), "--model", MODEL]
+    proc = _cli(args, log)
+    try:
+        url: list[str] = []
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise ImageFunnelError(f"crash bench: the market exited: {log.read_text()[-400:]}")
+            url[:] = re.findall(r"http://127\.0\.0\.1:\d+", log.read_text())[:1]
+            return bool(url) and providers.exists()
+
+        _wait_for("the market to serve", up, timeout_s=120)
+        yield _Market(url[0], providers)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+
+
+def _refuse_boxes(scenario: str) -> None:
+    from imagefunnel.market.scenario import load_scenario
+
+    loaded = load_scenario(scenario)
+    if loaded.comfyui_boxes:
+        raise ImageFunnelError(
+            f"scenario {loaded.name!r} has self-hosted ComfyUI boxes, which bill GPU time outside the "
+            "market's billing log; the crash bench compares the ledger with that log alone"
+        )
+
+
+# -- one job ---------------------------------------------------------------------------------------
+def _reader(db: Path) -> Engine:
+    # Read-only, so that watching the job never writes to (or migrates) the store it is writing.
+    return create_engine(f"sqlite:///file:{db}?mode=ro&uri=true")
+
+
+def _counts(engine: Engine) -> tuple[int, int]:
+    """(attempts, attempts still dispatched) in the store, (0, 0) before it has its tables."""
+    try:
+        with engine.connect() as conn:
+            total = conn.scalar(select(func.count()).select_from(LedgerRow)) or 0
+            dispatched = (
+                conn.scalar(
+                    select(func.count()).select_from(LedgerRow).where(LedgerRow.status == "dispatched")
+                )
+                or 0
+            )
+            return int(total), int(dispatched)
+    except SQLAlchemyError:
+        return 0, 0
+
+
+def _kill_at(proc: subprocess.Popen[bytes], db: Path, point: KillPoint, timeout_s: float) -> bool:
+    """SIGKILL ``proc`` at ``point``; False when it ended on its own first."""
+    deadline = time.monotonic() + timeout_s
+    engine: Engine | None = None
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            if engine is None and db.exists():
+                engine = _reader(db)
+            if engine is not None and _counts(engine)[0] >= point.after_purchases:
+                break
+            time.sleep(_POLL_S)
+        time.sleep(point.delay_s)
+        if proc.poll() is not None:
+            return False
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        return True
+    finally:
+        if engine is not None:
+            engine.dispose()
+
+
+def _job_id(store: Store) -> str:
+    jobs = store.jobs()
+    if len(jobs) != 1:
+        raise ImageFunnelError(f"crash bench: expected one job in the point's store, found {len(jobs)}")
+    return jobs[0].id
+
+
+def run_point(
+    market: _Market, settings: CrashSettings, work: Path, point: KillPoint | None, *, seed: int
+) -> PointResult:
+    """Run one job, kill it at ``point`` (None: never), resume it until it ends, check the books."""
+    name = "baseline" if point is None else f"point-{point.index:02d}"
+    folder = work / name
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = folder / "spec.yaml"
+    spec.write_text(yaml.safe_dump(job_spec(settings, seed=seed), sort_keys=False), encoding="utf-8")
+    out, log = folder / "out", folder / "cli.log"
+    source = ["--out", str(out), "--providers", str(market.providers_file)]
+    billed_before = {str(b["request_id"]) for b in market.billing()}
+    started = time.monotonic()
+    proc = _cli(["run", str(spec), *source], log)
+    killed = False
+    if point is not None:
+        killed = _kill_at(proc, out / STORE_FILE, point, settings.job_timeout_s)
+    proc.wait(timeout=settings.job_timeout_s)
+    store = Store(f"sqlite:///{out / STORE_FILE}")
+    try:
+        job_id = _job_id(store)
+        ledger = store.ledger(job_id)
+        attempts_at_kill = len(ledger) if killed else 0
+        in_flight_at_kill = sum(r.status == "dispatched" for r in ledger) if killed else 0
+        resumes = 0
+        while store.job(job_id).status == "running" and resumes < settings.max_resumes:
+            resumes += 1
+            _cli(["resume", job_id, *source], log).wait(timeout=settings.job_timeout_s)
+        _wait_for("the market to finish the job's requests", market.drained, timeout_s=120)
+        wall = time.monotonic() - started
+        billed = [b for b in market.billing() if str(b["request_id"]) not in billed_before]
+        return _books(
+            store, job_id, billed, point, killed, attempts_at_kill, in_flight_at_kill, resumes, wall
+        )
+    finally:
+        store.close()
+
+
+def _books(
+    store: Store,
+    job_id: str,
+    billed: Sequence[dict[str, object]],
+    point: KillPoint | None,
+    killed: bool,
+    attempts_at_kill: int,
+    in_flight_at_kill: int,
+    resumes: int,
+    wall_s: float,
+) -> PointResult:
+    job = store.job(job_id)
+    ledger = store.ledger(job_id)
+    candidates = store.candidates(job_id)
+    bills = Counter(str(b["request_id"]) for b in billed)
+    bill_usd: dict[str, float] = {}
+    for b in billed:
+        key = str(b["request_id"])
+        bill_usd[key] = bill_usd.get(key, 0.0) + float(str(b["usd"]))
+    charged: dict[str, float] = {}
+    failed: set[str] = set()
+    bought: dict[str, set[str]] = {}  # the job's request -> the provider requests billed for it
+    for row in ledger:
+        pid = row.provider_request_id
+        if pid is None:
+            continue
+        charged[pid] = charged.get(pid, 0.0) + (row.charged_usd or 0.0)
+        if row.status == "failed":
+            failed.add(pid)
+        if pid in bills:
+            bought.setdefault(row.request_id, set()).add(pid)
+    kept = {c.provider_request_id for c in candidates}
+    lost = [pid for pid in bills if pid not in kept and pid not in failed]
+    doubles = sum(n - 1 for n in bills.values()) + sum(len(p) - 1 for p in bought.values())
+    doubles += sum(n - 1 for n in Counter(c.request_id for c in candidates).values())
+    known = set(bills) | set(charged)
+    mismatched = sum(abs(charged.get(pid, 0.0) - bill_usd.get(pid, 0.0)) > _CENT_EPSILON for pid in known)
+    # A charge the ledger holds under no provider id (closed at its quote) has no bill to match.
+    mismatched += sum(1 for r in ledger if r.provider_request_id is None and (r.charged_usd or 0.0) > 0)
+    return PointResult(
+        point=point,
+        job_id=job_id,
+        killed=killed,
+        attempts_at_kill=attempts_at_kill,
+        in_flight_at_kill=in_flight_at_kill,
+        resumes=resumes,
+        status=job.status,
+        delivered=job.delivered,
+        asked=job.deliver,
+        attempts=len(ledger),
+        candidates=len(candidates),
+        billed=len(bills),
+        billed_usd=math.fsum(bill_usd.values()),
+        ledger_usd=math.fsum(r.charged_usd or 0.0 for r in ledger),
+        candidates_lost=len(lost),
+        double_charges=doubles,
+        mismatched=mismatched,
+        closed_at_quote=sum(r.status in ("interrupted", "lost") for r in ledger),
+        wall_s=wall_s,
+    )
+
+
+def run_crash_bench(
+    settings: CrashSettings, *, work_dir: Path, progress: Callable[[str], None] = lambda _m: None
+) -> CrashReport:
+    """The baseline job, then one killed-and-resumed job per seeded kill point."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with _market(settings, work_dir) as market:
+        progress(f"market at {market.url}; baseline job of {settings.deliver} (never killed)")
+        baseline = run_point(market, settings, work_dir, None, seed=settings.seed * 1000)
+        points = kill_points(
+            kills=settings.kills,
+            purchases=baseline.attempts,
+            max_delay_s=settings.max_delay_s,
+            seed=settings.seed,
+        )
+        results = []
+        for point in points:
+            result = run_point(market, settings, work_dir, point, seed=settings.seed * 1000 + point.index)
+            progress(_progress_line(result))
+            results.append(result)
+    return CrashReport(settings, baseline, tuple(results))
+
+
+def _progress_line(r: PointResult) -> str:
+    assert r.point is not None
+    kill = (
+        f"killed at {r.attempts_at_kill} attempts ({r.in_flight_at_kill} in flight)"
+        if r.killed
+        else "ended first"
+    )
+    return (
+        f"point {r.point.index}: {kill}; {r.resumes} resume(s); {r.status} {r.delivered}/{r.asked}; "
+        f"lost {r.candidates_lost}, double {r.double_charges}, ledger−billed ${r.ledger_delta_usd:+.6f}"
+    )
+
+
+# -- report ----------------------------------------------------------------------------------------
+def _machine() -> str:
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"{os.cpu_count()} cores, load average {load} (1, 5, 15 min) when it ended"
+
+
+def _row(r: PointResult) -> str:
+    if r.point is None:
+        where = "baseline (no kill)"
+    else:
+        where = f"{r.point.index}: attempt {r.point.after_purchases} + {r.point.delay_s * 1000:.0f} ms"
+    kill = f"{r.attempts_at_kill} / {r.in_flight_at_kill}" if r.killed else "ended first"
+    return (
+        f"| {where} | {kill} | {r.resumes} | {r.status} {r.delivered}/{r.asked} | {r.attempts} "
+        f"| {r.candidates} | {r.billed} | {r.closed_at_quote} | {r.candidates_lost} | {r.double_charges} "
+        f"| {r.ledger_usd:.6f} | {r.billed_usd:.6f} | {r.ledger_delta_usd:+.6f} | {r.mismatched} "
+        f"| {r.wall_s:.1f} |"
+    )
+
+
+def crash_markdown(report: CrashReport) -> str:
+    s = report.settings
+    n = len(report.points)
+    lines = [
+        f"`{report.command}` — {n} kill points of a job of K={s.deliver} (at most {4 * s.deliver} "
+        f"candidates, 256² generic images, concurrency {s.concurrency}), seed {s.seed}; {_machine()}, "
+        f"{report.finished_at.date().isoformat()}.",
+        "",
+        f"**Totals over {n} kill points ({report.killed} landed before the job ended):** jobs delivered "
+        f"K {report.delivered_jobs}/{n} · candidates lost {report.candidates_lost} · double charges "
+        f"{report.double_charges} · ledger − billing ${report.ledger_delta_usd:+.6f} · requests whose "
+        f"ledger charge differs from their bill {report.mismatched}.",
+        "",
+        "| kill point | attempts / in flight at kill | resumes | outcome | attempts | candidates "
+        "| billed | closed at quote | lost | double | ledger $ | billed $ | ledger − billed $ "
+        "| mismatched | wall s |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        _row(report.baseline),
+        *(_row(r) for r in report.points),
+    ]
+    return "\n".join(lines)
+
+
+_START, _END = "<!-- bench:crash:start -->", "<!-- bench:crash:end -->"
+_HEADING = "## Crash and resume"
+
+
+def write_block(path: Path, body: str) -> None:
+    """Replace the generated crash block in ``path``, or append it under its own heading."""
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    block = f"{_START}\n{body}\n{_END}"
+    pattern = re.compile(re.escape(_START) + r".*?" + re.escape(_END), re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _m: block, text)
+    else:
+        text = f"{text.rstrip()}\n\n{_HEADING}\n\n{block}\n"
+    path.write_text(text, encoding="utf-8")
