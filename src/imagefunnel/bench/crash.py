@@ -2,7 +2,8 @@
 
 One ``imagefunnel market serve`` process stands for the providers for the whole benchmark, so its
 billing log (``/_market/billing``) outlives every killed job: it is the providers' side of the bill.
-A baseline job runs uncrashed first; its purchases bound where the kills land. For each kill point
+A baseline job runs uncrashed first; its purchases bound where the kills land (without it, twice K
+does: K at a pass rate of one half). For each kill point
 a fresh job (its own out folder and store) runs in a subprocess, is SIGKILLed once its ledger holds
 ``after_purchases`` attempts plus ``delay_s``, and is resumed (``imagefunnel resume``) until it ends.
 The market is then left to finish what is still running, and the part of the billing log that
@@ -44,17 +45,20 @@ from imagefunnel.cli.market_serve import MARKET_KEY_ENV
 from imagefunnel.cli.runner import STORE_FILE
 from imagefunnel.errors import ImageFunnelError
 from imagefunnel.store import Store
-from imagefunnel.store.models import LedgerRow
+from imagefunnel.store.models import CandidateRow, LedgerRow
 
 __all__ = [
     "CRASH_SCENARIO",
     "CrashReport",
     "CrashSettings",
     "KillPoint",
+    "MarketProcess",
     "PointResult",
     "crash_markdown",
     "kill_points",
+    "market_process",
     "run_crash_bench",
+    "run_point",
     "write_block",
 ]
 
@@ -83,6 +87,20 @@ _POLL_S = 0.01
 
 
 @dataclass(frozen=True, slots=True)
+class KillPoint:
+    """Kill once the job's ledger holds ``after_purchases`` attempts, ``delay_s`` later.
+
+    ``while_scoring``: and only once the ledger has settled a purchase whose image is not yet a
+    candidate (bought, being scored): the kill lands inside that window, not at random.
+    """
+
+    index: int
+    after_purchases: int
+    delay_s: float
+    while_scoring: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class CrashSettings:
     kills: int
     deliver: int
@@ -92,15 +110,8 @@ class CrashSettings:
     max_delay_s: float = 0.5
     max_resumes: int = 3
     job_timeout_s: float = 600.0
-
-
-@dataclass(frozen=True, slots=True)
-class KillPoint:
-    """Kill once the job's ledger holds ``after_purchases`` attempts, ``delay_s`` later."""
-
-    index: int
-    after_purchases: int
-    delay_s: float
+    baseline: bool = True  # run an uncrashed job first (a control, and the bound of the kill points)
+    targeted: tuple[KillPoint, ...] = ()  # run after the seeded points (e.g. ``while_scoring`` ones)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +158,7 @@ class PointResult:
 @dataclass(frozen=True, slots=True)
 class CrashReport:
     settings: CrashSettings
-    baseline: PointResult
+    baseline: PointResult | None
     points: tuple[PointResult, ...]
     command: str = ""
     finished_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -224,7 +235,7 @@ def _wait_for(what: str, check: Callable[[], bool], *, timeout_s: float) -> None
 
 
 @dataclass(frozen=True, slots=True)
-class _Market:
+class MarketProcess:
     url: str
     providers_file: Path
 
@@ -238,7 +249,7 @@ class _Market:
 
 
 @contextmanager
-def _market(settings: CrashSettings, work: Path) -> Iterator[_Market]:
+def market_process(settings: CrashSettings, work: Path) -> Iterator[MarketProcess]:
     scenario = settings.scenario
     if scenario is None:
         scenario_path = work / "market.yaml"
@@ -259,7 +270,7 @@ def _market(settings: CrashSettings, work: Path) -> Iterator[_Market]:
             return bool(url) and providers.exists()
 
         _wait_for("the market to serve", up, timeout_s=120)
-        yield _Market(url[0], providers)
+        yield MarketProcess(url[0], providers)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -283,20 +294,20 @@ def _reader(db: Path) -> Engine:
     return create_engine(f"sqlite:///file:{db}?mode=ro&uri=true")
 
 
-def _counts(engine: Engine) -> tuple[int, int]:
-    """(attempts, attempts still dispatched) in the store, (0, 0) before it has its tables."""
+def _reached(engine: Engine, point: KillPoint) -> bool:
+    """Whether the job's store shows ``point`` (False before the store has its tables)."""
+    attempts = select(func.count()).select_from(LedgerRow)
+    # A purchase the ledger settled whose image is not stored yet: it is being scored.
+    unscored = attempts.where(
+        LedgerRow.status == "succeeded", LedgerRow.request_id.not_in(select(CandidateRow.request_id))
+    )
     try:
         with engine.connect() as conn:
-            total = conn.scalar(select(func.count()).select_from(LedgerRow)) or 0
-            dispatched = (
-                conn.scalar(
-                    select(func.count()).select_from(LedgerRow).where(LedgerRow.status == "dispatched")
-                )
-                or 0
-            )
-            return int(total), int(dispatched)
+            if int(conn.scalar(attempts) or 0) < point.after_purchases:
+                return False
+            return not point.while_scoring or int(conn.scalar(unscored) or 0) > 0
     except SQLAlchemyError:
-        return 0, 0
+        return False
 
 
 def _kill_at(proc: subprocess.Popen[bytes], db: Path, point: KillPoint, timeout_s: float) -> bool:
@@ -307,7 +318,7 @@ def _kill_at(proc: subprocess.Popen[bytes], db: Path, point: KillPoint, timeout_
         while proc.poll() is None and time.monotonic() < deadline:
             if engine is None and db.exists():
                 engine = _reader(db)
-            if engine is not None and _counts(engine)[0] >= point.after_purchases:
+            if engine is not None and _reached(engine, point):
                 break
             time.sleep(_POLL_S)
         time.sleep(point.delay_s)
@@ -321,6 +332,16 @@ def _kill_at(proc: subprocess.Popen[bytes], db: Path, point: KillPoint, timeout_
             engine.dispose()
 
 
+def _wait_or_kill(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """Wait for ``proc``; one that outlives ``timeout_s`` is killed, so no job outlives the bench."""
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise ImageFunnelError(f"crash bench: {proc.args!r} ran past {timeout_s:.0f} s") from None
+
+
 def _job_id(store: Store) -> str:
     jobs = store.jobs()
     if len(jobs) != 1:
@@ -329,7 +350,7 @@ def _job_id(store: Store) -> str:
 
 
 def run_point(
-    market: _Market, settings: CrashSettings, work: Path, point: KillPoint | None, *, seed: int
+    market: MarketProcess, settings: CrashSettings, work: Path, point: KillPoint | None, *, seed: int
 ) -> PointResult:
     """Run one job, kill it at ``point`` (None: never), resume it until it ends, check the books."""
     name = "baseline" if point is None else f"point-{point.index:02d}"
@@ -343,9 +364,13 @@ def run_point(
     started = time.monotonic()
     proc = _cli(["run", str(spec), *source], log)
     killed = False
-    if point is not None:
-        killed = _kill_at(proc, out / STORE_FILE, point, settings.job_timeout_s)
-    proc.wait(timeout=settings.job_timeout_s)
+    try:
+        if point is not None:
+            killed = _kill_at(proc, out / STORE_FILE, point, settings.job_timeout_s)
+    finally:
+        if proc.poll() is None and point is not None and not killed:
+            proc.kill()  # the harness itself failed (or was interrupted) while watching the job
+    _wait_or_kill(proc, settings.job_timeout_s)
     store = Store(f"sqlite:///{out / STORE_FILE}")
     try:
         job_id = _job_id(store)
@@ -355,7 +380,7 @@ def run_point(
         resumes = 0
         while store.job(job_id).status == "running" and resumes < settings.max_resumes:
             resumes += 1
-            _cli(["resume", job_id, *source], log).wait(timeout=settings.job_timeout_s)
+            _wait_or_kill(_cli(["resume", job_id, *source], log), settings.job_timeout_s)
         _wait_for("the market to finish the job's requests", market.drained, timeout_s=120)
         wall = time.monotonic() - started
         billed = [b for b in market.billing() if str(b["request_id"]) not in billed_before]
@@ -431,19 +456,22 @@ def _books(
 def run_crash_bench(
     settings: CrashSettings, *, work_dir: Path, progress: Callable[[str], None] = lambda _m: None
 ) -> CrashReport:
-    """The baseline job, then one killed-and-resumed job per seeded kill point."""
+    """The baseline job, then one killed-and-resumed job per seeded kill point, then the targeted ones."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    with _market(settings, work_dir) as market:
-        progress(f"market at {market.url}; baseline job of {settings.deliver} (never killed)")
-        baseline = run_point(market, settings, work_dir, None, seed=settings.seed * 1000)
+    with market_process(settings, work_dir) as market:
+        progress(f"market at {market.url}")
+        baseline = None
+        if settings.baseline:
+            progress(f"baseline job of {settings.deliver} (never killed)")
+            baseline = run_point(market, settings, work_dir, None, seed=settings.seed * 1000)
         points = kill_points(
             kills=settings.kills,
-            purchases=baseline.attempts,
+            purchases=baseline.attempts if baseline is not None else 2 * settings.deliver,
             max_delay_s=settings.max_delay_s,
             seed=settings.seed,
         )
         results = []
-        for point in points:
+        for point in (*points, *settings.targeted):
             result = run_point(market, settings, work_dir, point, seed=settings.seed * 1000 + point.index)
             progress(_progress_line(result))
             results.append(result)
@@ -474,6 +502,8 @@ def _row(r: PointResult) -> str:
         where = "baseline (no kill)"
     else:
         where = f"{r.point.index}: attempt {r.point.after_purchases} + {r.point.delay_s * 1000:.0f} ms"
+        if r.point.while_scoring:
+            where += ", while an image is scored"
     kill = f"{r.attempts_at_kill} / {r.in_flight_at_kill}" if r.killed else "ended first"
     return (
         f"| {where} | {kill} | {r.resumes} | {r.status} {r.delivered}/{r.asked} | {r.attempts} "
@@ -500,8 +530,7 @@ def crash_markdown(report: CrashReport) -> str:
         "| billed | closed at quote | lost | double | ledger $ | billed $ | ledger − billed $ "
         "| mismatched | wall s |",
         "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        _row(report.baseline),
-        *(_row(r) for r in report.points),
+        *(_row(r) for r in (report.baseline, *report.points) if r is not None),
     ]
     return "\n".join(lines)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import sys
 import tempfile
@@ -46,7 +47,7 @@ def crash_cmd(
         settings, work_dir=folder, progress=lambda msg: console.print(msg, markup=False, highlight=False)
     )
     command = f"imagefunnel bench crash {shlex.join(sys.argv[3:])}".strip()
-    report = type(report)(report.settings, report.baseline, report.points, command, report.finished_at)
+    report = dataclasses.replace(report, command=command)
     text = crash_markdown(report)
     console.print(text, markup=False, highlight=False, soft_wrap=True)
     if write is not None:
