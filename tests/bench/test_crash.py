@@ -89,3 +89,10 @@ def test_the_report_has_a_row_per_point_and_replaces_its_block(report: CrashRepo
     body = doc.read_text(encoding="utf-8")
     assert body.count("## Crash and resume") == 1 and "second" in body and "first" not in body
     assert body.startswith("# Benchmarks\n\n## Routing\n\ntext\n")
+
+
+def test_the_recorded_command_leaves_out_the_scratch_folder() -> None:
+    from imagefunnel.cli.crash_bench import _without_work
+
+    args = ["--kills", "20", "--work", "/scratch", "--seed", "1", "--work=/other", "--write", "b.md"]
+    assert _without_work(args) == ["--kills", "20", "--seed", "1", "--write", "b.md"]

@@ -46,7 +46,7 @@ def crash_cmd(
     report = run_crash_bench(
         settings, work_dir=folder, progress=lambda msg: console.print(msg, markup=False, highlight=False)
     )
-    command = f"imagefunnel bench crash {shlex.join(sys.argv[3:])}".strip()
+    command = f"imagefunnel bench crash {shlex.join(_without_work(sys.argv[3:]))}".strip()
     report = dataclasses.replace(report, command=command)
     text = crash_markdown(report)
     console.print(text, markup=False, highlight=False, soft_wrap=True)
@@ -55,3 +55,17 @@ def crash_cmd(
         console.print(f"wrote {write}")
     clean = all(point.clean for point in report.points)
     raise typer.Exit(ExitCode.OK if clean else ExitCode.PARTIAL)
+
+
+def _without_work(args: list[str]) -> list[str]:
+    """The arguments less ``--work DIR``: where the scratch files went says nothing of the result."""
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--work":
+            skip = True
+        elif not arg.startswith("--work="):
+            kept.append(arg)
+    return kept
