@@ -13,11 +13,10 @@ from imagefunnel.bench.crash import (
     CrashReport,
     CrashSettings,
     KillPoint,
-    crash_markdown,
     kill_points,
     run_crash_bench,
-    write_block,
 )
+from imagefunnel.bench.crash_report import crash_markdown, write_block
 
 pytestmark = pytest.mark.slow
 

@@ -3,8 +3,8 @@
 One ``imagefunnel market serve`` process stands for the providers for the whole benchmark, so its
 billing log (``/_market/billing``) outlives every killed job: it is the providers' side of the bill.
 A baseline job runs uncrashed first; its purchases bound where the kills land (without it, twice K
-does: K at a pass rate of one half). For each kill point
-a fresh job (its own out folder and store) runs in a subprocess, is SIGKILLed once its ledger holds
+does: K at a pass rate of one half). For each kill point a fresh job (its own out folder and
+store) runs in a subprocess, is SIGKILLed once its ledger holds
 ``after_purchases`` attempts plus ``delay_s``, and is resumed (``imagefunnel resume``) until it ends.
 The market is then left to finish what is still running, and the part of the billing log that
 appeared during the point is compared with the job's store:
@@ -21,27 +21,29 @@ appeared during the point is compared with the job's store:
 from __future__ import annotations
 
 import math
-import os
 import random
-import re
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import yaml
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from imagefunnel.cli.market_serve import MARKET_KEY_ENV
+from imagefunnel.bench.crash_market import (
+    CRASH_SCENARIO,
+    MODEL,
+    MarketProcess,
+    cli_process,
+    market_process,
+    wait_for,
+)
 from imagefunnel.cli.runner import STORE_FILE
 from imagefunnel.errors import ImageFunnelError
 from imagefunnel.store import Store
@@ -54,34 +56,12 @@ __all__ = [
     "KillPoint",
     "MarketProcess",
     "PointResult",
-    "crash_markdown",
     "kill_points",
     "market_process",
     "run_crash_bench",
     "run_point",
-    "write_block",
 ]
 
-MODEL = "fal-ai/flux/dev"
-# Two queue (fal) providers with steady prices: every request is named by the provider the moment
-# it is accepted, so a kill can land before, during or after any stage of a request. Requests take
-# long enough (0.3-1 s) that kills catch several in flight; one in five images fails the scorer.
-CRASH_SCENARIO: dict[str, object] = {
-    "name": "crash",
-    "seed": 11,
-    "providers": [
-        {
-            "name": name,
-            "protocol": "fal",
-            "models": [MODEL],
-            "price_usd_per_mp": price,
-            "processing_s": [0.3, 1.0],
-            "defect_rate": 0.2,
-            "defect_mix": {"noise": 1},
-        }
-        for name, price in (("north", 0.02), ("south", 0.024))
-    ],
-}
 _CENT_EPSILON = 1e-9  # "to the cent and beyond": float sums of the same charges agree to this
 _POLL_S = 0.01
 
@@ -214,80 +194,6 @@ def job_spec(settings: CrashSettings, *, seed: int) -> dict[str, object]:
     }
 
 
-# -- processes -------------------------------------------------------------------------------------
-def _env() -> dict[str, str]:
-    return {**os.environ, MARKET_KEY_ENV: "crash-bench", "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
-
-
-def _cli(args: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "imagefunnel", *args], stdout=out, stderr=subprocess.STDOUT, env=_env()
-        )
-
-
-def _wait_for(what: str, check: Callable[[], bool], *, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise ImageFunnelError(f"crash bench: timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-@dataclass(frozen=True, slots=True)
-class MarketProcess:
-    url: str
-    providers_file: Path
-
-    def billing(self) -> list[dict[str, object]]:
-        records: list[dict[str, object]] = httpx.get(f"{self.url}/_market/billing", timeout=30).json()
-        return records
-
-    def drained(self) -> bool:
-        stats = httpx.get(f"{self.url}/_market/stats", timeout=30).json()
-        return not any(int(p["queued"]) + int(p["running"]) for p in stats.values())
-
-
-@contextmanager
-def market_process(settings: CrashSettings, work: Path) -> Iterator[MarketProcess]:
-    scenario = settings.scenario
-    if scenario is None:
-        scenario_path = work / "market.yaml"
-        scenario_path.write_text(yaml.safe_dump(CRASH_SCENARIO, sort_keys=False), encoding="utf-8")
-        scenario = str(scenario_path)
-    _refuse_boxes(scenario)
-    providers = work / "providers.yaml"
-    log = work / "market.log"
-    args = ["market", "serve", "--scenario", scenario, "--providers-out", str(providers), "--model", MODEL]
-    proc = _cli(args, log)
-    try:
-        url: list[str] = []
-
-        def up() -> bool:
-            if proc.poll() is not None:
-                raise ImageFunnelError(f"crash bench: the market exited: {log.read_text()[-400:]}")
-            url[:] = re.findall(r"http://127\.0\.0\.1:\d+", log.read_text())[:1]
-            return bool(url) and providers.exists()
-
-        _wait_for("the market to serve", up, timeout_s=120)
-        yield MarketProcess(url[0], providers)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
-
-
-def _refuse_boxes(scenario: str) -> None:
-    from imagefunnel.market.scenario import load_scenario
-
-    loaded = load_scenario(scenario)
-    if loaded.comfyui_boxes:
-        raise ImageFunnelError(
-            f"scenario {loaded.name!r} has self-hosted ComfyUI boxes, which bill GPU time outside the "
-            "market's billing log; the crash bench compares the ledger with that log alone"
-        )
-
-
 # -- one job ---------------------------------------------------------------------------------------
 def _reader(db: Path) -> Engine:
     # Read-only, so that watching the job never writes to (or migrates) the store it is writing.
@@ -362,7 +268,7 @@ def run_point(
     source = ["--out", str(out), "--providers", str(market.providers_file)]
     billed_before = {str(b["request_id"]) for b in market.billing()}
     started = time.monotonic()
-    proc = _cli(["run", str(spec), *source], log)
+    proc = cli_process(["run", str(spec), *source], log)
     killed = False
     try:
         if point is not None:
@@ -380,8 +286,8 @@ def run_point(
         resumes = 0
         while store.job(job_id).status == "running" and resumes < settings.max_resumes:
             resumes += 1
-            _wait_or_kill(_cli(["resume", job_id, *source], log), settings.job_timeout_s)
-        _wait_for("the market to finish the job's requests", market.drained, timeout_s=120)
+            _wait_or_kill(cli_process(["resume", job_id, *source], log), settings.job_timeout_s)
+        wait_for("the market to finish the job's requests", market.drained, timeout_s=120)
         wall = time.monotonic() - started
         billed = [b for b in market.billing() if str(b["request_id"]) not in billed_before]
         return _books(
@@ -458,7 +364,7 @@ def run_crash_bench(
 ) -> CrashReport:
     """The baseline job, then one killed-and-resumed job per seeded kill point, then the targeted ones."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    with market_process(settings, work_dir) as market:
+    with market_process(settings.scenario, work_dir) as market:
         progress(f"market at {market.url}")
         baseline = None
         if settings.baseline:
@@ -489,63 +395,3 @@ def _progress_line(r: PointResult) -> str:
         f"point {r.point.index}: {kill}; {r.resumes} resume(s); {r.status} {r.delivered}/{r.asked}; "
         f"lost {r.candidates_lost}, double {r.double_charges}, ledger−billed ${r.ledger_delta_usd:+.6f}"
     )
-
-
-# -- report ----------------------------------------------------------------------------------------
-def _machine() -> str:
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return f"{os.cpu_count()} cores, load average {load} (1, 5, 15 min) when it ended"
-
-
-def _row(r: PointResult) -> str:
-    if r.point is None:
-        where = "baseline (no kill)"
-    else:
-        where = f"{r.point.index}: attempt {r.point.after_purchases} + {r.point.delay_s * 1000:.0f} ms"
-        if r.point.while_scoring:
-            where += ", while an image is scored"
-    kill = f"{r.attempts_at_kill} / {r.in_flight_at_kill}" if r.killed else "ended first"
-    return (
-        f"| {where} | {kill} | {r.resumes} | {r.status} {r.delivered}/{r.asked} | {r.attempts} "
-        f"| {r.candidates} | {r.billed} | {r.closed_at_quote} | {r.candidates_lost} | {r.double_charges} "
-        f"| {r.ledger_usd:.6f} | {r.billed_usd:.6f} | {r.ledger_delta_usd:+.6f} | {r.mismatched} "
-        f"| {r.wall_s:.1f} |"
-    )
-
-
-def crash_markdown(report: CrashReport) -> str:
-    s = report.settings
-    n = len(report.points)
-    lines = [
-        f"`{report.command}` — {n} kill points of a job of K={s.deliver} (at most {4 * s.deliver} "
-        f"candidates, 256² generic images, concurrency {s.concurrency}), seed {s.seed}; {_machine()}, "
-        f"{report.finished_at.date().isoformat()}.",
-        "",
-        f"**Totals over {n} kill points ({report.killed} landed before the job ended):** jobs delivered "
-        f"K {report.delivered_jobs}/{n} · candidates lost {report.candidates_lost} · double charges "
-        f"{report.double_charges} · ledger − billing ${report.ledger_delta_usd:+.6f} · requests whose "
-        f"ledger charge differs from their bill {report.mismatched}.",
-        "",
-        "| kill point | attempts / in flight at kill | resumes | outcome | attempts | candidates "
-        "| billed | closed at quote | lost | double | ledger $ | billed $ | ledger − billed $ "
-        "| mismatched | wall s |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        *(_row(r) for r in (report.baseline, *report.points) if r is not None),
-    ]
-    return "\n".join(lines)
-
-
-_START, _END = "<!-- bench:crash:start -->", "<!-- bench:crash:end -->"
-_HEADING = "## Crash and resume"
-
-
-def write_block(path: Path, body: str) -> None:
-    """Replace the generated crash block in ``path``, or append it under its own heading."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    block = f"{_START}\n{body}\n{_END}"
-    pattern = re.compile(re.escape(_START) + r".*?" + re.escape(_END), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: block, text)
-    else:
-        text = f"{text.rstrip()}\n\n{_HEADING}\n\n{block}\n"
-    path.write_text(text, encoding="utf-8")

@@ -36,7 +36,8 @@ def crash_cmd(
     """SIGKILL `imagefunnel run` at seeded random points, resume each job until it ends, and compare
     its store with the billing log of the one market every job bought from. Exit code 1 when any job
     missed K, lost a candidate, was charged twice or disagrees with the billing log."""
-    from imagefunnel.bench.crash import CrashSettings, crash_markdown, run_crash_bench, write_block
+    from imagefunnel.bench.crash import CrashSettings, run_crash_bench
+    from imagefunnel.bench.crash_report import crash_markdown, write_block
 
     settings = CrashSettings(
         kills=kills, deliver=deliver, seed=seed, scenario=scenario, concurrency=concurrency
