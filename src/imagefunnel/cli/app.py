@@ -16,6 +16,7 @@ from imagefunnel.cli.dimensions import dimensions_cmd
 from imagefunnel.cli.errors import print_error
 from imagefunnel.cli.eval import calibrate_cmd, devset_cmd, eval_cmd
 from imagefunnel.cli.exit_codes import ExitCode
+from imagefunnel.cli.jobs_cmd import jobs_app
 from imagefunnel.cli.market_serve import market_app
 from imagefunnel.cli.providers import providers_app
 from imagefunnel.cli.quote import quote_cmd
@@ -36,6 +37,7 @@ app = typer.Typer(
 app.add_typer(providers_app, name="providers")
 app.add_typer(bench_app, name="bench")
 app.add_typer(workflows_app, name="workflows")
+app.add_typer(jobs_app, name="jobs")
 app.command("devset")(devset_cmd)
 app.command("eval")(eval_cmd)
 app.command("calibrate")(calibrate_cmd)
