@@ -24,11 +24,6 @@ pytestmark = pytest.mark.slow
 # stored. No uncrashed baseline: the kill points are drawn over the first 2K purchases.
 WHILE_SCORING = KillPoint(index=4, after_purchases=1, delay_s=0.0, while_scoring=True)
 SETTINGS = CrashSettings(kills=3, deliver=4, seed=3, baseline=False, targeted=(WHILE_SCORING,))
-# funnel/engine.py scores an image after the router has settled its attempt as `succeeded`, and
-# resume re-attaches only attempts still `dispatched`: the paid image is never fetched again.
-LOSES_SCORED_IMAGE = (
-    "a purchase settled in the ledger but not yet stored as a candidate is not re-fetched on resume"
-)
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +61,10 @@ def test_every_ledger_equals_its_share_of_the_billing_log(report: CrashReport) -
         assert point.ledger_usd == pytest.approx(point.billed_usd, abs=1e-9), point
 
 
-@pytest.mark.xfail(reason=LOSES_SCORED_IMAGE, strict=False)  # lost only when a kill hits that window
 def test_no_billed_image_is_lost_at_the_seeded_points(report: CrashReport) -> None:
     assert sum(p.candidates_lost for p in report.points[: SETTINGS.kills]) == 0
 
 
-@pytest.mark.xfail(reason=LOSES_SCORED_IMAGE, strict=True)
 def test_a_kill_while_an_image_is_scored_loses_no_candidate(report: CrashReport) -> None:
     assert report.points[-1].candidates_lost == 0
 

@@ -168,14 +168,26 @@ class Funnel:
             n = request_number(request_id)
             return self._request_n(state, n) if n is not None else None
 
+        done = frozenset(c.request_id for c in self._store.candidates(state.job_id))
         fetched = await reattach_in_flight(
             self._store.in_flight(state.job_id),
             store=self._store,
             provider_for=self._router.provider,
             request_for=request_for,
-            done_requests=frozenset(c.request_id for c in self._store.candidates(state.job_id)),
+            done_requests=done,
             concurrency=state.spec.concurrency,
             timeout_s=state.deadline - self._clock(),
+        )
+        # Bought and paid for, then lost while being scored: fetched again, not bought again.
+        fetched += await reattach_in_flight(
+            self._store.bought_unrecorded(state.job_id),
+            store=self._store,
+            provider_for=self._router.provider,
+            request_for=request_for,
+            done_requests=done | {item.request.request_id for item in fetched},
+            concurrency=state.spec.concurrency,
+            timeout_s=state.deadline - self._clock(),
+            settled=True,
         )
         for item in fetched:
             await self._score_and_record(state, item.wave, item.request, item.generation)

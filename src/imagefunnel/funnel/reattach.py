@@ -39,10 +39,13 @@ async def reattach_in_flight(
     done_requests: frozenset[str],
     concurrency: int,
     timeout_s: float,
+    settled: bool = False,
 ) -> list[Fetched]:
     """Fetch what every re-attachable attempt produced; settle each one fetched (or failed) in the
     ledger. ``done_requests``: requests that already have a candidate (a second image of one would
-    be thrown away). At most ``timeout_s`` is spent: whatever is not back by then stays in flight."""
+    be thrown away). At most ``timeout_s`` is spent: whatever is not back by then stays in flight.
+    ``settled``: the attempts already succeeded and were charged (bought, then lost while being
+    scored); their images are fetched again and the ledger is left as it is."""
     by_request: dict[str, list[InFlight]] = {}
     for row in in_flight:
         if row.provider_request_id and row.request_id not in done_requests:
@@ -54,7 +57,9 @@ async def reattach_in_flight(
             # A hedged request may have had two attempts out: the first image back is its answer,
             # the other stays in flight and is closed at its quote.
             for row in rows:
-                fetched = await _fetch(row, store=store, provider_for=provider_for, request_for=request_for)
+                fetched = await _fetch(
+                    row, store=store, provider_for=provider_for, request_for=request_for, settled=settled
+                )
                 if fetched is not None:
                     return fetched
         return None
@@ -75,6 +80,7 @@ async def _fetch(
     store: Store,
     provider_for: Callable[[str], Provider | None],
     request_for: Callable[[str], GenerationRequest | None],
+    settled: bool,
 ) -> Fetched | None:
     provider = provider_for(row.provider)
     request = request_for(row.request_id)
@@ -84,6 +90,8 @@ async def _fetch(
     try:
         generation = await provider.reattach(request, row.provider_request_id)
     except ProviderError as exc:
+        if settled:
+            return None  # paid for and gone at the provider too: the ledger already says what it cost
         # The provider's own account of how the request ended (failed, cancelled, unknown there).
         store.end_attempt(
             request_id=row.request_id,
@@ -95,6 +103,8 @@ async def _fetch(
             error_type=type(exc).__name__,
         )
         return None
+    if settled:
+        return Fetched(request, row.wave, generation)
     store.end_attempt(
         request_id=row.request_id,
         attempt=row.attempt,

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC
 
-from sqlalchemy import create_engine, event, func, select, update
+from sqlalchemy import ColumnElement, create_engine, event, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -210,11 +210,23 @@ class Store:
 
     def in_flight(self, job_id: str) -> list[InFlight]:
         """Attempts of ``job_id`` still ``dispatched``: in flight, or cut off by a crash."""
+        return self._attempts(job_id, LedgerRow.status == "dispatched")
+
+    def bought_unrecorded(self, job_id: str) -> list[InFlight]:
+        """Attempts that succeeded (the image was paid for) but whose request has no candidate: the
+        process died while scoring it. Only those the provider named can be fetched again."""
+        recorded = select(CandidateRow.request_id).where(CandidateRow.job_id == job_id)
+        return self._attempts(
+            job_id,
+            LedgerRow.status == "succeeded",
+            LedgerRow.provider_request_id.is_not(None),
+            LedgerRow.request_id.not_in(recorded),
+        )
+
+    def _attempts(self, job_id: str, *conditions: ColumnElement[bool]) -> list[InFlight]:
         with self.session() as s:
             rows = s.scalars(
-                select(LedgerRow)
-                .where(LedgerRow.job_id == job_id, LedgerRow.status == "dispatched")
-                .order_by(LedgerRow.id)
+                select(LedgerRow).where(LedgerRow.job_id == job_id, *conditions).order_by(LedgerRow.id)
             )
             return [
                 InFlight(
