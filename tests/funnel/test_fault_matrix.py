@@ -106,13 +106,6 @@ KNOWN: Mapping[str, str] = {
         for p in MODELS
         for v in ("fallback", "alone")
     },
-    **{
-        f"{p}-hang_past_deadline-alone": (
-            "routing.dispatch cuts the request at the job's deadline and records a ProviderTimeout "
-            "charged $0, but the provider finishes and bills it (it cannot be cancelled): ledger < bill"
-        )
-        for p in ("fal", "together", "openai")
-    },
 }
 
 

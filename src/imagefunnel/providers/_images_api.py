@@ -57,6 +57,11 @@ async def post_generation(
     except (TimeoutError, ProviderTimeout) as exc:
         detail = f"no image within {timeout_s:g} s (it cannot be cancelled and is probably billed)"
         raise ProviderTimeout(detail, provider=provider, charged_usd=charged_if_lost) from exc
+    except asyncio.CancelledError as exc:
+        # Cut off by the router (the job's deadline, a hedge won): the request was sent and cannot
+        # be cancelled, so the provider still bills it; say so for the router to book.
+        exc.charged_usd = charged_if_lost  # type: ignore[attr-defined]
+        raise
 
 
 async def image_bytes(

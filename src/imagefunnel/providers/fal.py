@@ -205,9 +205,10 @@ class FalProvider:
             raise ProviderTimeout(
                 f"no result within {self._timeout_s:g} s", provider=self.name, charged_usd=charged
             ) from exc
-        except asyncio.CancelledError:
-            # A hedged or abandoned request: stop paying for it if it has not started yet.
-            await self._abandon(submit, request)
+        except asyncio.CancelledError as exc:
+            # A hedged or abandoned request: stop paying for it if it has not started yet, and say
+            # what it costs (the router books that figure for a request it cut off).
+            exc.charged_usd = await self._abandon(submit, request)  # type: ignore[attr-defined]
             raise
         return await self._generation(request, handle, price, result, data, charged, started)
 

@@ -159,9 +159,10 @@ class ReplicateProvider:
             raise ProviderTimeout(
                 f"no result within {self._timeout_s:g} s", provider=self.name, charged_usd=charged
             ) from exc
-        except asyncio.CancelledError:
-            # A hedged or abandoned request: stop paying for it.
-            await self._abandon(create, request)
+        except asyncio.CancelledError as exc:
+            # A hedged or abandoned request: stop paying for it, and say what it cost so far (the
+            # router books that figure for a request it cut off).
+            exc.charged_usd = await self._abandon(create, request)  # type: ignore[attr-defined]
             raise
         return await self._generation(request, prediction, data, charged, started)
 
