@@ -67,12 +67,18 @@ def test_cold_start_costs_nothing_extra_on_per_image_prices() -> None:
     assert book.priced(quote, 0.0, cold_start_s=30.0).expected_usd == pytest.approx(0.04)
 
 
-async def test_a_charge_billed_after_a_price_rise_is_not_learned_as_drift() -> None:
+def _gpu_second_book() -> tuple[list[float], PriceBook, Quoter]:
+    """A book on a hand-driven clock (quotes live 5 s, drift learned in full) and a GPU-second quoter."""
     now = [0.0]
-    book, quoter = (
+    return (
+        now,
         PriceBook(clock=lambda: now[0], ttl_s=5.0, drift_alpha=1.0),
         Quoter(PriceUnit.PER_GPU_SECOND, 0.002),
     )
+
+
+async def test_a_charge_billed_after_a_price_rise_is_not_learned_as_drift() -> None:
+    now, book, quoter = _gpu_second_book()
     quoted = await book.quote(quoter, REQ)  # type: ignore[arg-type]
     quoter.price = 0.006  # the spot price triples while the request runs
     now[0] = 6.0
@@ -82,11 +88,7 @@ async def test_a_charge_billed_after_a_price_rise_is_not_learned_as_drift() -> N
 
 
 async def test_a_price_rise_seen_after_the_charge_takes_back_the_drift_it_explains() -> None:
-    now = [0.0]
-    book, quoter = (
-        PriceBook(clock=lambda: now[0], ttl_s=5.0, drift_alpha=1.0),
-        Quoter(PriceUnit.PER_GPU_SECOND, 0.002),
-    )
+    now, book, quoter = _gpu_second_book()
     quoted = await book.quote(quoter, REQ)  # type: ignore[arg-type]
     book.observe_charge(quoted, quoted.usd * 3.0)  # billed at a price the book has not seen yet
     assert book.drift("q", "m") == pytest.approx(3.0)
@@ -98,11 +100,7 @@ async def test_a_price_rise_seen_after_the_charge_takes_back_the_drift_it_explai
 
 
 async def test_a_price_fall_does_not_erase_drift_upwards() -> None:
-    now = [0.0]
-    book, quoter = (
-        PriceBook(clock=lambda: now[0], ttl_s=5.0, drift_alpha=1.0),
-        Quoter(PriceUnit.PER_GPU_SECOND, 0.002),
-    )
+    now, book, quoter = _gpu_second_book()
     quoted = await book.quote(quoter, REQ)  # type: ignore[arg-type]
     book.observe_charge(quoted, quoted.usd * 1.5)  # runs take 50 % longer than quoted
     quoter.price = 0.001

@@ -11,7 +11,7 @@ from imagefunnel.bench.results import PolicyResult
 from imagefunnel.bench.routing import RoutingReport
 from imagefunnel.bench.verdicts import CLEAN
 
-__all__ = ["Target", "markdown", "targets", "write_section"]
+__all__ = ["Target", "markdown", "signed_pct", "targets", "write_section"]
 
 _DEFAULT = "cost_per_accepted"
 _START = "<!-- bench:routing:{scenario}:start -->"
@@ -64,14 +64,15 @@ def _row(result: PolicyResult, report: RoutingReport) -> str:
     single, oracle = report.ratio(result.name, "single"), report.ratio(result.name, "oracle")
     return (
         f"| `{result.name}` | ${result.cost_per_delivered:.4f} | {single:.3f} | {oracle:.3f} "
-        f"| {report.to_bound(result.name):.3f} | {_pct(result.ledger_vs_bill_pct)} "
+        f"| {report.to_bound(result.name):.3f} | {signed_pct(result.ledger_vs_bill_pct)} "
         f"| {result.failed_pct:.2f} | {result.job_seconds(50):.0f} | {result.job_seconds(99):.0f} "
         f"| {result.candidates_per_delivered:.2f} | {result.delivered:,} | ${result.spend_usd:,.2f} "
         f"| {result.before_retry_after:,} |"
     )
 
 
-def _pct(value: float) -> str:
+def signed_pct(value: float) -> str:
+    """A signed percentage with two decimals, or a dash when there is nothing to compare."""
     return "–" if math.isnan(value) else f"{value:+.2f}"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import shlex
 import sys
 from pathlib import Path
@@ -94,6 +93,8 @@ def routing(
 
 
 def _print(report: RoutingReport) -> None:
+    from imagefunnel.bench.report import signed_pct
+
     table = Table(title=f"routing on {report.scenario}")
     for column in (
         "policy",
@@ -116,7 +117,7 @@ def _print(report: RoutingReport) -> None:
             f"{report.ratio(r.name, 'single'):.3f}",
             f"{report.ratio(r.name, 'oracle'):.3f}",
             f"{report.to_bound(r.name):.3f}",
-            "–" if math.isnan(r.ledger_vs_bill_pct) else f"{r.ledger_vs_bill_pct:+.2f}",
+            signed_pct(r.ledger_vs_bill_pct),
             f"{r.failed_pct:.2f}",
             f"{r.job_seconds(50):.0f}",
             f"{r.job_seconds(99):.0f}",

@@ -16,7 +16,7 @@ import httpx
 
 from imagefunnel.errors import BadOutput, ProviderError, ProviderTimeout
 from imagefunnel.providers import _http
-from imagefunnel.providers.base import Health
+from imagefunnel.providers.base import Health, carry_charge
 
 __all__ = ["ImageDatum", "image_bytes", "post_generation", "probe_models"]
 
@@ -60,7 +60,7 @@ async def post_generation(
     except asyncio.CancelledError as exc:
         # Cut off by the router (the job's deadline, a hedge won): the request was sent and cannot
         # be cancelled, so the provider still bills it; say so for the router to book.
-        exc.charged_usd = charged_if_lost  # type: ignore[attr-defined]
+        carry_charge(exc, charged_if_lost)
         raise
 
 

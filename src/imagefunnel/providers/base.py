@@ -106,6 +106,21 @@ class Submitted:
 
 OnSubmitted = Callable[[Submitted], None]
 
+# What a re-raised ``CancelledError`` carries: the name ``ProviderError`` uses for the same fact.
+_CHARGE_ATTR = "charged_usd"
+
+
+def carry_charge(exc: BaseException, charged_usd: float) -> None:
+    """Attach to a cancellation what the withdrawn request cost, for the router to book; an adapter
+    calls it before re-raising, since the caller would otherwise have to guess (the quote)."""
+    setattr(exc, _CHARGE_ATTR, charged_usd)
+
+
+def abandoned_charge(exc: BaseException | None) -> float | None:
+    """What a cancelled ``generate`` said its withdrawn request cost (``None``: nothing said)."""
+    value = getattr(exc, _CHARGE_ATTR, None)
+    return float(value) if isinstance(value, int | float) else None
+
 
 @runtime_checkable
 class Reattachable(Protocol):

@@ -62,6 +62,8 @@ from imagefunnel.providers.base import (
     PriceUnit,
     Quote,
     Submitted,
+    abandoned_charge,
+    carry_charge,
 )
 from imagefunnel.providers.comfyui_check import CheckReport, CheckStep, check_server
 from imagefunnel.providers.comfyui_client import ComfyUIClient
@@ -84,7 +86,6 @@ __all__ = [
 # Without the server's record of a withdrawn prompt, the GPU may have run a little past our last
 # look: the bound charged is the time since submission plus this share of it.
 STOP_GRACE = 0.25
-_CHARGE_ATTR = "charged_usd"  # what a re-raised CancelledError carries (the name ProviderError uses)
 _SNIFF = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpg", b"RIFF": "webp", b"GIF8": "gif"}
 _CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 
@@ -100,16 +101,6 @@ class _Attempt:
     price_per_hour: float = 0.0
     tracker: Tracker = field(default_factory=Tracker)
     ws: ClientConnection | None = None  # kept open past a timeout, to hear the interrupt land
-
-
-def abandoned_charge(exc: BaseException) -> float | None:
-    """What a cancelled ``generate`` charged for its withdrawn prompt (``None``: nothing said)."""
-    value = getattr(exc, _CHARGE_ATTR, None)
-    return float(value) if isinstance(value, int | float) else None
-
-
-def _carry(exc: BaseException, charged: float) -> None:
-    setattr(exc, _CHARGE_ATTR, charged)
 
 
 class ComfyUIProvider:
@@ -263,7 +254,7 @@ class ComfyUIProvider:
             ) from exc
         except asyncio.CancelledError as cancelled:
             # A hedged or abandoned request: stop the GPU work, and say what it cost.
-            _carry(cancelled, await self._withdraw(attempt))
+            carry_charge(cancelled, await self._withdraw(attempt))
             raise
         finally:
             await _close(attempt)
@@ -441,7 +432,7 @@ class ComfyUIProvider:
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError as again:
-            _carry(again, self._bound(attempt))
+            carry_charge(again, self._bound(attempt))
             raise
 
     async def _abandon(self, attempt: _Attempt) -> float:

@@ -40,6 +40,7 @@ from imagefunnel.providers.base import (
     PriceUnit,
     Quote,
     Submitted,
+    carry_charge,
 )
 
 __all__ = ["FalProvider"]
@@ -208,7 +209,7 @@ class FalProvider:
         except asyncio.CancelledError as exc:
             # A hedged or abandoned request: stop paying for it if it has not started yet, and say
             # what it costs (the router books that figure for a request it cut off).
-            exc.charged_usd = await self._abandon(submit, request)  # type: ignore[attr-defined]
+            carry_charge(exc, await self._abandon(submit, request))
             raise
         return await self._generation(request, handle, price, result, data, charged, started)
 

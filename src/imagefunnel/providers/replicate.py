@@ -36,6 +36,7 @@ from imagefunnel.providers.base import (
     OnSubmitted,
     Quote,
     Submitted,
+    carry_charge,
 )
 from imagefunnel.providers.pricing import Observed, PriceModel, quote_for
 
@@ -162,7 +163,7 @@ class ReplicateProvider:
         except asyncio.CancelledError as exc:
             # A hedged or abandoned request: stop paying for it, and say what it cost so far (the
             # router books that figure for a request it cut off).
-            exc.charged_usd = await self._abandon(create, request)  # type: ignore[attr-defined]
+            carry_charge(exc, await self._abandon(create, request))
             raise
         return await self._generation(request, prediction, data, charged, started)
 

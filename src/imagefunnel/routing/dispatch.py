@@ -33,6 +33,7 @@ from imagefunnel.providers.base import (
     Quote,
     Reattachable,
     Submitted,
+    abandoned_charge,
 )
 from imagefunnel.routing.budget import BudgetGuard
 from imagefunnel.routing.health import HealthTracker
@@ -189,7 +190,8 @@ class Dispatcher:
         except asyncio.CancelledError as exc:
             # An adapter that knows what the abandoned request cost (ComfyUI reads the server's own
             # record) says so on the cancellation; otherwise the quote stands as the upper bound.
-            charged = getattr(exc, "charged_usd", charged)
+            reported = abandoned_charge(exc)
+            charged = charged if reported is None else reported
             self._end(
                 att,
                 number,
@@ -342,5 +344,5 @@ def _as_provider_error(exc: ProviderError | TimeoutError, provider: str, timeout
         return exc
     # asyncio.timeout raises TimeoutError from the cancellation it delivered to the adapter, which
     # may carry what the cut-off request was billed (ComfyUI: to the interrupt landing).
-    charged = getattr(exc.__cause__, "charged_usd", 0.0)
+    charged = abandoned_charge(exc.__cause__) or 0.0
     return ProviderTimeout(f"no result within {timeout_s:.1f}s", provider=provider, charged_usd=charged)
