@@ -9,7 +9,6 @@ forecast (:mod:`imagefunnel.forecast`) then plays the job over those beliefs.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -18,37 +17,28 @@ import typer
 from rich.console import Console
 
 from imagefunnel.cli.exit_codes import ExitCode
-from imagefunnel.cli.runner import STORE_FILE, open_store
+from imagefunnel.cli.runner import QUOTE_FILE, STORE_FILE, open_store
 from imagefunnel.errors import NoProviderAvailable, SpecError
-from imagefunnel.forecast import JobPlan, JobQuote, ProviderOutlook, chance, forecast, refusal, usd
-from imagefunnel.funnel.engine import _reference_bytes
-from imagefunnel.funnel.requests import prompt_for, seed_for
-from imagefunnel.providers.base import GenerationRequest, Provider
-from imagefunnel.routing import NullLedger, PassRate, PassRateBook, RouteContext, Router
+from imagefunnel.forecast import JobQuote, chance, refusal, usd
+from imagefunnel.providers.base import Provider
+from imagefunnel.quote_check import QuoteCheck, QuoteRecord, replanned
+from imagefunnel.quoting import DEFAULT_SIMULATIONS, quote_job, store_pass_rates
+from imagefunnel.routing import PassRateBook
 from imagefunnel.spec import JobSpec, load_spec
-from imagefunnel.store.pass_rates import SqlPassRates
 
 if TYPE_CHECKING:
     from imagefunnel.market.server import MarketServer
 
-__all__ = ["QUOTE_FILE", "market_latencies", "quote_cmd", "quote_spec", "require_confidence"]
-
-QUOTE_FILE = "quote.json"
-DEFAULT_CONFIDENCE = 0.95
-DEFAULT_SIMULATIONS = 2000
-
-
-class _LoadedRates:
-    """Pass rates read once from the store; a quote learns nothing, so nothing is written back."""
-
-    def __init__(self, rates: Sequence[PassRate]) -> None:
-        self._rates = list(rates)
-
-    def load_pass_rates(self) -> list[PassRate]:
-        return self._rates
-
-    def save_pass_rate(self, rate: PassRate) -> None:
-        return None
+__all__ = [
+    "QUOTE_FILE",
+    "learned_pass_rates",
+    "load_given_quote",
+    "market_latencies",
+    "print_quote_check",
+    "quote_cmd",
+    "quote_spec",
+    "start_quote",
+]
 
 
 def learned_pass_rates(out_dir: Path) -> PassRateBook:
@@ -57,10 +47,9 @@ def learned_pass_rates(out_dir: Path) -> PassRateBook:
         return PassRateBook()
     store = open_store(out_dir)
     try:
-        rates = list(SqlPassRates(store.engine).load_pass_rates())
+        return store_pass_rates(store.engine)
     finally:
         store.close()
-    return PassRateBook(persistence=_LoadedRates(rates))
 
 
 def market_latencies(market: MarketServer) -> dict[str, float]:
@@ -76,94 +65,105 @@ def market_latencies(market: MarketServer) -> dict[str, float]:
     return hosted | boxes
 
 
-async def _outlooks(
-    spec: JobSpec, providers: Sequence[Provider], book: PassRateBook, latencies: Mapping[str, float]
-) -> list[ProviderOutlook]:
-    """What the job's router would weigh for its first request (the same router a job builds)."""
-    router = Router(providers, ledger=NullLedger(), pass_rates=book)
-    request = GenerationRequest(
-        request_id="quote-00000",
-        model=spec.model,
-        prompt=prompt_for(spec, 0),
-        width=spec.size.width,
-        height=spec.size.height,
-        seed=seed_for(spec, 0),
-        reference_images=_reference_bytes(spec),
-    )
-    ctx = RouteContext(
-        job_id="quote",
-        wave=1,
-        deadline=time.monotonic() + spec.deadline_s,
-        permits=spec.providers.permits,
-        use_case=spec.use_case,
-    )
-    try:
-        await router.quotes(request, ctx)  # capabilities and live quotes, as a job's first request
-        options, _ = router._decide(request, ctx, frozenset())
-    finally:
-        for provider in providers:
-            await provider.aclose()
-    if not options:
-        raise NoProviderAvailable(f"no provider can take this job now ({spec.model}): nothing to quote")
-    learned = {rate.key for rate in book.all()}
-    return [
-        ProviderOutlook.from_option(
-            option,
-            time_left_s=spec.deadline_s,
-            learned=option.pass_rate.key in learned,
-            latency_s=latencies.get(option.provider),
-        )
-        for option in options
-    ]
-
-
 def quote_spec(
     spec: JobSpec,
     providers: Sequence[Provider],
     *,
-    out_dir: Path,
+    pass_rates: PassRateBook,
     latencies: Mapping[str, float] | None = None,
     confidence: float | None = None,
     simulations: int = DEFAULT_SIMULATIONS,
     seed: int | None = None,
 ) -> JobQuote:
-    """Quote ``spec`` on ``providers`` (closed afterwards) with the pass rates learned in ``out_dir``."""
-    book = learned_pass_rates(out_dir)
-    outlooks = asyncio.run(_outlooks(spec, providers, book, latencies or {}))
-    plan = JobPlan(
-        deliver=spec.deliver,
-        budget_usd=spec.budget_usd,
-        deadline_s=spec.deadline_s,
-        candidate_cap=spec.candidate_cap,
-        concurrency=spec.concurrency,
-    )
-    return forecast(
-        plan,
-        outlooks,
-        confidence=confidence or spec.confidence or DEFAULT_CONFIDENCE,
-        simulations=simulations,
-        seed=spec.seed if seed is None else seed,
-        prior=book.prior,
+    """Quote ``spec`` on ``providers`` (closed afterwards) from ``pass_rates`` (e.g.
+    :func:`learned_pass_rates` of a job folder); the command line's face of :func:`quote_job`."""
+    return asyncio.run(
+        quote_job(
+            spec,
+            providers,
+            pass_rates=pass_rates,
+            latencies=latencies,
+            confidence=confidence,
+            simulations=simulations,
+            seed=seed,
+        )
     )
 
 
-def require_confidence(
+def load_given_quote(path: Path, spec: JobSpec) -> JobQuote:
+    """A quote saved from ``imagefunnel quote --json``, refused unless it quotes this job's terms."""
+    try:
+        quote = JobQuote.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SpecError(
+            f"{path}: not a quote from `imagefunnel quote --json` ({exc})", field="quote"
+        ) from None
+    asked = {
+        "deliver": spec.deliver,
+        "budget_usd": spec.budget_usd,
+        "deadline_s": spec.deadline_s,
+        "candidate_cap": spec.candidate_cap,
+    }
+    differ = [f"{k} {getattr(quote, k):g} != {v:g}" for k, v in asked.items() if getattr(quote, k) != v]
+    if differ:
+        raise SpecError(f"{path} quotes another job than this spec: {', '.join(differ)}", field="quote")
+    return quote
+
+
+def start_quote(
     spec: JobSpec,
     providers: Callable[[], Sequence[Provider]],
     *,
     out_dir: Path,
     latencies: Mapping[str, float] | None = None,
-) -> None:
-    """Before a job with a ``confidence`` buys anything: refuse it with the budget it needs, or record
-    its quote in ``out_dir/quote.json``. A job without one starts as before."""
-    if spec.confidence is None:
-        return
-    quote = quote_spec(spec, providers(), out_dir=out_dir, latencies=latencies)
-    why = refusal(quote)
-    if why is not None:
-        raise SpecError(f"confidence: {why}", field="confidence")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / QUOTE_FILE).write_text(quote.model_dump_json(indent=2), encoding="utf-8")
+    given: JobQuote | None = None,
+    skip: bool = False,
+) -> QuoteRecord | None:
+    """Quote a job as its run starts, before anything is bought, and decide what it is held to.
+
+    The run is held to ``given`` (a quote the user saw earlier) when there is one, else to this
+    quote. When providers of ``given``'s plan cannot be quoted now (down, unhealthy) the record says
+    the run re-planned and keeps the new quote. A job with a ``confidence`` is refused here, with the
+    budget it needs. ``skip`` (``run --no-quote``) quotes only what ``confidence`` needs.
+    """
+    fresh: JobQuote | None = None
+    if spec.confidence is not None or not skip:
+        try:
+            fresh = quote_spec(spec, providers(), pass_rates=learned_pass_rates(out_dir), latencies=latencies)
+        except NoProviderAvailable:
+            if spec.confidence is not None:
+                raise
+            # Nothing can be quoted now; the run finds out for itself and says why it stopped.
+    if fresh is not None and spec.confidence is not None:
+        why = refusal(fresh)
+        if why is not None:
+            raise SpecError(f"confidence: {why}", field="confidence")
+    if given is not None:
+        gone = replanned(given, fresh)
+        return QuoteRecord(quote=given, source="given", requote=fresh if gone else None, unavailable=gone)
+    return None if fresh is None else QuoteRecord(quote=fresh, source="run")
+
+
+def print_quote_check(console: Console, check: QuoteCheck) -> None:
+    """Quoted vs actual, one line per figure; every broken promise and plan change said plainly."""
+    q = check.quote
+    source = "the quote given to the run" if check.source == "given" else "the quote made as it started"
+    lines = [
+        f"quote vs actual ({source}): P(deliver {q.deliver}) {chance(q.p_deliver)}, "
+        f"{'delivered all' if check.delivered_all else 'not all delivered'}",
+        f"  spend: {usd(check.spend_usd.actual)} (quoted expected {usd(check.spend_usd.quoted_expected)}, "
+        f"p95 {usd(check.spend_usd.quoted_p95)})",
+        f"  candidates: {check.candidates.actual:.0f} (quoted expected {check.candidates.quoted_expected:.1f}, "
+        f"p95 {check.candidates.quoted_p95:.0f})",
+        f"  wall time: {check.wall_s.actual:.1f}s (quoted expected {check.wall_s.quoted_expected:.1f}s, "
+        f"p95 {check.wall_s.quoted_p95:.1f}s; actual counts {check.wall_note})",
+        f"  providers: quoted {', '.join(check.quoted_providers) or 'none'}; "
+        f"used {', '.join(check.used_providers) or 'none'}",
+    ]
+    lines += [f"  ABOVE THE QUOTE: {why}" for why in check.broken]
+    lines += [f"  PLAN CHANGED: {note}" for note in check.plan_notes]
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def print_quote(console: Console, quote: JobQuote, *, name: str) -> None:
@@ -217,7 +217,12 @@ def _quote(
         check_offer(spec, {cfg.name: set(cfg.models) for cfg in configs})
         built = [build_provider(cfg) for cfg in configs]
         quote = quote_spec(
-            spec, built, out_dir=out_dir, confidence=confidence, simulations=simulations, seed=seed
+            spec,
+            built,
+            pass_rates=learned_pass_rates(out_dir),
+            confidence=confidence,
+            simulations=simulations,
+            seed=seed,
         )
         return spec, quote
     with MarketServer(scenario) as market:
@@ -225,7 +230,7 @@ def _quote(
         quote = quote_spec(
             spec,
             market_providers(market, spec.model),
-            out_dir=out_dir,
+            pass_rates=learned_pass_rates(out_dir),
             latencies=market_latencies(market),
             confidence=confidence,
             simulations=simulations,
