@@ -31,10 +31,10 @@ __all__ = [
 ]
 
 QUOTES_DIR = "quotes"
-# A provider the quote sends at least this share of requests to is part of its plan; one it
-# sends this much or more to and that the run never tried is a plan the run did not keep.
+# A provider the quote sends at least _IN_PLAN of the requests is part of its plan; one it
+# sends _MAIN or more and that the run never tried is a plan the run did not keep.
 _IN_PLAN = 0.005
-_MAIN = 0.10
+_MAIN = 0.25
 # Floats summed in a different order: this close to the p95 is at it, not above it.
 _EPS = 1e-9
 
