@@ -35,6 +35,9 @@ QUOTES_DIR = "quotes"
 # sends _MAIN or more and that the run never tried is a plan the run did not keep.
 _IN_PLAN = 0.005
 _MAIN = 0.25
+# A provider outside the plan that took less than this share of the attempts was a fallback for a
+# few failed requests, not a new plan: said, but not called a change.
+_FALLBACK = 0.10
 # Floats summed in a different order: this close to the p95 is at it, not above it.
 _EPS = 1e-9
 
@@ -75,8 +78,8 @@ class QuoteCheck(BaseModel):
     wall_note: str  # what the actual wall time counts
     quoted_providers: list[str]  # the quoted plan: providers with a share of the requests, largest first
     used_providers: list[str]  # providers the job made attempts at
-    plan_changed: bool
-    plan_notes: list[str]  # how the run departed from the quoted plan, in words
+    plan_changed: bool  # re-planned, or left the plan for more than a few fallbacks
+    plan_notes: list[str]  # every departure from the quoted plan, in words
     broken: list[str]  # where the actual went past the quoted p95 (or K was not delivered), in words
     quote: JobQuote
     requote: JobQuote | None = None
@@ -118,7 +121,9 @@ def _figure(expected: float, p95: float, actual: float) -> Figure:
     return Figure(quoted_expected=expected, quoted_p95=p95, actual=actual, above_p95=actual > p95 + _EPS)
 
 
-def _plan_notes(record: QuoteRecord, result: JobResult) -> tuple[list[str], list[str], list[str]]:
+def _plan_notes(record: QuoteRecord, result: JobResult) -> tuple[list[str], list[str], list[str], bool]:
+    """The quoted plan, the providers used, how the run departed from the plan, and whether that
+    departure changed the plan (more than a fallback for a few failed requests)."""
     quote = record.quote
     planned = [p for p in sorted(quote.providers, key=lambda p: -p.share) if p.share >= _IN_PLAN]
     attempts = {p.provider: p.attempts for p in result.providers if p.attempts}
@@ -136,14 +141,19 @@ def _plan_notes(record: QuoteRecord, result: JobResult) -> tuple[list[str], list
             f"re-planned at the start: {', '.join(record.unavailable)} of the quoted plan "
             f"could not be quoted when the run started{figures}"
         )
+    changed = bool(record.unavailable)
     names = {p.provider for p in planned}
     for name, n in sorted(attempts.items(), key=lambda kv: -kv[1]):
         if name not in names:
-            notes.append(f"{name} was not in the quoted plan and took {n} of {total} attempts")
+            minor = n < _FALLBACK * total
+            changed |= not minor
+            tail = " (a fallback)" if minor else ""
+            notes.append(f"{name} was not in the quoted plan and took {n} of {total} attempts{tail}")
     for p in planned:
         if p.share >= _MAIN and p.provider not in attempts:
+            changed = True
             notes.append(f"{p.provider} was quoted {p.share:.0%} of the requests and got none")
-    return [p.provider for p in planned], sorted(attempts, key=lambda n: -attempts[n]), notes
+    return [p.provider for p in planned], sorted(attempts, key=lambda n: -attempts[n]), notes, changed
 
 
 def check_quote(record: QuoteRecord, result: JobResult, *, wall_s: float, wall_note: str) -> QuoteCheck:
@@ -174,7 +184,7 @@ def check_quote(record: QuoteRecord, result: JobResult, *, wall_s: float, wall_n
             f"delivered {result.delivered} of {result.asked}; the quote gave "
             f"P(deliver {q.deliver}) = {chance(q.p_deliver)}"
         )
-    quoted, used, notes = _plan_notes(record, result)
+    quoted, used, notes, changed = _plan_notes(record, result)
     return QuoteCheck(
         source=record.source,
         p_deliver=q.p_deliver,
@@ -185,7 +195,7 @@ def check_quote(record: QuoteRecord, result: JobResult, *, wall_s: float, wall_n
         wall_note=wall_note,
         quoted_providers=quoted,
         used_providers=used,
-        plan_changed=bool(notes),
+        plan_changed=changed,
         plan_notes=notes,
         broken=broken,
         quote=q,

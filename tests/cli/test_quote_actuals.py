@@ -226,6 +226,17 @@ def test_a_job_within_its_quote_breaks_no_promise() -> None:
     assert check.quoted_providers == ["a", "b"] and check.used_providers == ["a", "b"]
 
 
+def test_a_fallback_for_a_few_requests_is_said_but_keeps_the_plan() -> None:
+    check = check_quote(
+        QuoteRecord(quote=_quote(), source="run"),
+        _result(spent=0.1, candidates=20, delivered=4, attempts={"a": 19, "c": 1}),
+        wall_s=1.0,
+        wall_note="this run",
+    )
+    assert not check.plan_changed
+    assert check.plan_notes == ["c was not in the quoted plan and took 1 of 20 attempts (a fallback)"]
+
+
 def test_every_figure_past_its_p95_is_said_plainly() -> None:
     check = check_quote(
         QuoteRecord(quote=_quote(), source="run"),

@@ -161,7 +161,8 @@ def print_quote_check(console: Console, check: QuoteCheck) -> None:
         f"used {', '.join(check.used_providers) or 'none'}",
     ]
     lines += [f"  ABOVE THE QUOTE: {why}" for why in check.broken]
-    lines += [f"  PLAN CHANGED: {note}" for note in check.plan_notes]
+    label = "PLAN CHANGED" if check.plan_changed else "off the plan"
+    lines += [f"  {label}: {note}" for note in check.plan_notes]
     for line in lines:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
