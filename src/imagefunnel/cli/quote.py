@@ -1,9 +1,12 @@
-"""``imagefunnel quote``: forecast a job before anything is bought, and ``confidence``'s guard on ``run``.
+"""``imagefunnel quote``: forecast a job before anything is bought; the quote every ``run`` starts from.
 
-The quote asks the job's own router what it would do with the job's first request: the providers it
-would consider (capable, permitted, healthy), their live quotes priced as the router prices them,
-and their pass-rate posteriors, learned in the store of earlier jobs (``--out``) or the prior. The
-forecast (:mod:`imagefunnel.forecast`) then plays the job over those beliefs.
+The quote (:mod:`imagefunnel.quoting`) asks the job's own router what it would do with the job's
+first request: the providers it would consider (capable, permitted, healthy), their live quotes
+priced as the router prices them, and their pass-rate posteriors, learned in the store of earlier
+jobs (``--out``) or the prior. The forecast (:mod:`imagefunnel.forecast`) then plays the job over
+those beliefs. ``run`` quotes as it starts (:func:`start_quote`): ``confidence`` refuses there, a
+saved quote (``--quote``) is checked against what can be quoted now, and the job is held to its
+quote when it ends (:mod:`imagefunnel.quote_check`).
 """
 
 from __future__ import annotations
