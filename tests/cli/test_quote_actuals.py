@@ -13,7 +13,13 @@ import pytest
 from rich.console import Console
 
 from imagefunnel.cli import demo
-from imagefunnel.cli.quote import QUOTE_FILE, learned_pass_rates, market_latencies, quote_spec
+from imagefunnel.cli.quote import (
+    QUOTE_FILE,
+    learned_pass_rates,
+    load_given_quote,
+    market_latencies,
+    quote_spec,
+)
 from imagefunnel.errors import SpecError
 from imagefunnel.forecast import JobQuote, ProviderQuote
 from imagefunnel.funnel.result import JobResult, ProviderSummary
@@ -266,3 +272,17 @@ def test_a_provider_outside_the_plan_or_a_main_one_left_out_changes_the_plan() -
         "c was not in the quoted plan and took 1 of 6 attempts",
         "a was quoted 90% of the requests and got none",
     ]
+
+
+def test_a_file_that_is_no_quote_is_refused_in_one_line(tmp_path: Path) -> None:
+    spec = load_spec(_spec(tmp_path))
+    (tmp_path / "empty.json").write_text("{}")
+    (tmp_path / "text.json").write_text("nope")
+    for name, why in (
+        ("empty.json", "deliver: Field required (and 21 more)"),
+        ("text.json", "the file: Invalid JSON"),
+        ("absent.json", "cannot read the quote (No such file or directory)"),
+    ):
+        with pytest.raises(SpecError) as caught:
+            load_given_quote(tmp_path / name, spec)
+        assert why in str(caught.value) and "\n" not in str(caught.value), name

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from imagefunnel.cli.exit_codes import ExitCode
@@ -97,9 +98,15 @@ def load_given_quote(path: Path, spec: JobSpec) -> JobQuote:
     """A quote saved from ``imagefunnel quote --json``, refused unless it quotes this job's terms."""
     try:
         quote = JobQuote.model_validate_json(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the quote ({exc.strerror})", field="quote") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the file"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise SpecError(
-            f"{path}: not a quote from `imagefunnel quote --json` ({exc})", field="quote"
+            f"{path}: not a quote from `imagefunnel quote --json`: {where}: {first['msg']}{more}",
+            field="quote",
         ) from None
     asked = {
         "deliver": spec.deliver,
