@@ -21,11 +21,11 @@ from imagefunnel.cli.quote import (
     quote_spec,
 )
 from imagefunnel.errors import SpecError
-from imagefunnel.forecast import JobQuote, ProviderQuote
-from imagefunnel.funnel.result import JobResult, ProviderSummary
+from imagefunnel.forecast import JobQuote
+from imagefunnel.funnel.result import JobResult
 from imagefunnel.market import MarketServer
 from imagefunnel.market.scenario import Scenario
-from imagefunnel.quote_check import QuoteRecord, ResultsFile, check_quote, load_record
+from imagefunnel.quote_check import ResultsFile, load_record
 from imagefunnel.spec import load_spec
 
 MODEL = "fal-ai/flux/dev"
@@ -182,96 +182,6 @@ def test_no_quote_runs_without_one(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         )
     assert _results(out).quote is None and load_record(out, result.job_id) is None
     assert not (out / QUOTE_FILE).exists()
-
-
-# -- check_quote on its own: every promise it can call broken -----------------------------------
-
-
-def _quote(**over: Any) -> JobQuote:
-    values: dict[str, Any] = {
-        "deliver": 4, "budget_usd": 1.0, "deadline_s": 60.0, "candidate_cap": 40, "simulations": 100,
-        "seed": 0, "pass_rates": "prior", "cold_start": True, "p_deliver": 0.97,
-        "expected_spend_usd": 0.10, "spend_p50_usd": 0.10, "spend_p95_usd": 0.15,
-        "expected_candidates": 6.0, "candidates_p95": 9.0, "expected_wall_s": 5.0, "wall_p95_s": 8.0,
-        "stops": {"delivered": 0.97}, "confidence": 0.95, "needed_budget_usd": 0.2,
-        "p_deliver_at_needed": 0.95, "p_deliver_unbounded": 0.99,
-        "providers": [
-            ProviderQuote(
-                provider=name, quoted_usd=0.01, expected_usd=0.01, pass_rate_mean=0.6, pass_rate_alpha=2,
-                pass_rate_beta=1, learned=False, cost_per_accepted_usd=0.02, latency_s=1.0, share=share,
-                why="",
-            )
-            for name, share in (("a", 0.9), ("b", 0.1))
-        ],
-    }  # fmt: skip
-    return JobQuote(**(values | over))
-
-
-def _result(*, spent: float, candidates: int, delivered: int, attempts: dict[str, int]) -> JobResult:
-    providers = [
-        ProviderSummary(
-            provider=name, attempts=n, failed_attempts=0, candidates=n, passed=n, quoted_usd=0, charged_usd=0
-        )
-        for name, n in attempts.items()
-    ]
-    return JobResult(
-        job_id="j", name="n", status="delivered" if delivered == 4 else "partial", stop_reason="",
-        asked=4, delivered=delivered, candidates_generated=candidates, candidates_passed=delivered,
-        failed_attempts=0, quoted_usd=spent, spent_usd=spent, providers=providers, candidates=[],
-    )  # fmt: skip
-
-
-def test_a_job_within_its_quote_breaks_no_promise() -> None:
-    check = check_quote(
-        QuoteRecord(quote=_quote(), source="run"),
-        _result(spent=0.15, candidates=9, delivered=4, attempts={"a": 8, "b": 1}),
-        wall_s=8.0,
-        wall_note="this run",
-    )
-    assert check.broken == [] and not check.plan_changed  # exactly at the p95 is within it
-    assert check.quoted_providers == ["a", "b"] and check.used_providers == ["a", "b"]
-
-
-def test_a_fallback_for_a_few_requests_is_said_but_keeps_the_plan() -> None:
-    check = check_quote(
-        QuoteRecord(quote=_quote(), source="run"),
-        _result(spent=0.1, candidates=20, delivered=4, attempts={"a": 19, "c": 1}),
-        wall_s=1.0,
-        wall_note="this run",
-    )
-    assert not check.plan_changed
-    assert check.plan_notes == ["c was not in the quoted plan and took 1 of 20 attempts (a fallback)"]
-
-
-def test_every_figure_past_its_p95_is_said_plainly() -> None:
-    check = check_quote(
-        QuoteRecord(quote=_quote(), source="run"),
-        _result(spent=0.30, candidates=12, delivered=3, attempts={"a": 12}),
-        wall_s=20.0,
-        wall_note="this run",
-    )
-    assert check.spend_usd.above_p95 and check.candidates.above_p95 and check.wall_s.above_p95
-    assert check.broken == [
-        "spend $0.3 is above the quoted p95 of $0.15 (expected $0.1)",
-        "12 candidates is above the quoted p95 of 9 (expected 6.0)",
-        "wall time 20.0s is above the quoted p95 of 8.0s (expected 5.0s; the quote counts provider latency only)",
-        "delivered 3 of 4; the quote gave P(deliver 4) = 0.970",
-    ]
-    assert not check.plan_changed  # b's 10 % share never came up: the plan was kept
-
-
-def test_a_provider_outside_the_plan_or_a_main_one_left_out_changes_the_plan() -> None:
-    check = check_quote(
-        QuoteRecord(quote=_quote(), source="run"),
-        _result(spent=0.1, candidates=6, delivered=4, attempts={"b": 5, "c": 1}),
-        wall_s=1.0,
-        wall_note="this run",
-    )
-    assert check.plan_changed
-    assert check.plan_notes == [
-        "c was not in the quoted plan and took 1 of 6 attempts",
-        "a was quoted 90% of the requests and got none",
-    ]
 
 
 def test_a_file_that_is_no_quote_is_refused_in_one_line(tmp_path: Path) -> None:
