@@ -196,3 +196,24 @@ def test_a_file_that_is_no_quote_is_refused_in_one_line(tmp_path: Path) -> None:
         with pytest.raises(SpecError) as caught:
             load_given_quote(tmp_path / name, spec)
         assert why in str(caught.value) and "\n" not in str(caught.value), name
+
+
+def test_a_given_quote_with_no_quote_at_the_start_is_held_without_a_re_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    spec_path = _spec(tmp_path)
+    with MarketServer(TWO_PROVIDERS) as market:
+        quote = quote_spec(
+            load_spec(spec_path), demo.market_providers(market, MODEL), pass_rates=learned_pass_rates(out)
+        )
+        saved = tmp_path / "quote.json"
+        saved.write_text(quote.model_dump_json())
+        monkeypatch.setattr(demo, "_market", lambda _scenario: _kept(market))
+        result = demo.run_spec(
+            Console(), spec_path=spec_path, providers_path=None, scenario="x", out_dir=out,
+            quote_path=saved, quote=False,
+        )  # fmt: skip
+    record = load_record(out, result.job_id)
+    assert record is not None and record.source == "given" and record.quote == quote
+    assert record.unavailable == [] and record.requote is None

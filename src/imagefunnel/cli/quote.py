@@ -137,7 +137,8 @@ def start_quote(
     budget it needs. ``skip`` (``run --no-quote``) quotes only what ``confidence`` needs.
     """
     fresh: JobQuote | None = None
-    if spec.confidence is not None or not skip:
+    quoted = spec.confidence is not None or not skip
+    if quoted:
         try:
             fresh = quote_spec(spec, providers(), pass_rates=learned_pass_rates(out_dir), latencies=latencies)
         except NoProviderAvailable:
@@ -149,7 +150,7 @@ def start_quote(
         if why is not None:
             raise SpecError(f"confidence: {why}", field="confidence")
     if given is not None:
-        gone = replanned(given, fresh)
+        gone = replanned(given, fresh) if quoted else []  # not quoted now: nothing to compare
         return QuoteRecord(quote=given, source="given", requote=fresh if gone else None, unavailable=gone)
     return None if fresh is None else QuoteRecord(quote=fresh, source="run")
 
@@ -277,7 +278,8 @@ def quote_cmd(
 ) -> None:
     """Forecast a job without buying anything: spend (expected, p50, p95), candidates, wall time,
     P(deliver all K within budget and deadline), the providers it would use and why, and the smallest
-    budget reaching --confidence. Exit code 0: the budget reaches the confidence; 1: it does not."""
+    budget reaching --confidence. Save --json to a file and give it to `run --quote` to hold the run
+    to it. Exit code 0: the budget reaches the confidence; 1: it does not."""
     if confidence is not None and not 0 < confidence < 1:
         raise typer.BadParameter("must be between 0 and 1 (exclusive)", param_hint="--confidence")
     job, quote = _quote(spec, providers, market, out, confidence, simulations, seed)
