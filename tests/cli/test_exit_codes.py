@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import shlex
 import signal
@@ -136,6 +137,12 @@ def test_ctrl_c_prints_the_resume_command_and_that_command_finishes_the_job(tmp_
     assert resumed.returncode in (ExitCode.OK, ExitCode.PARTIAL), resumed.stdout + resumed.stderr
     assert "Traceback" not in resumed.stderr
     assert f"job {job_id}" in resumed.stdout
+    # The quote the demo made as it started is found again and held up against the resumed job.
+    assert "quote vs actual (the quote made as it started)" in resumed.stdout
+    assert "actual counts since the job first started, time stopped included" in resumed.stdout
+    results = json.loads((out / "results.json").read_text())
+    assert results["quote"]["wall_note"] == "since the job first started, time stopped included"
+    assert results["quote"]["spend_usd"]["actual"] == pytest.approx(results["spent_usd"])
 
 
 def test_providers_list_says_which_providers_it_hides_and_why() -> None:

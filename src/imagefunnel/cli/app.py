@@ -122,11 +122,33 @@ def run(
         str, typer.Option(help="emulated market scenario, used when --providers is not given")
     ] = "demo",
     out: OutDir = Path("imagefunnel-out"),
+    quote: Annotated[
+        Path | None,
+        typer.Option(
+            "--quote",
+            help="a quote saved from `imagefunnel quote --json`: the run is held to it, and re-plans "
+            "(and says so) if its providers are down when the run starts",
+        ),
+    ] = None,
+    no_quote: Annotated[
+        bool,
+        typer.Option(
+            "--no-quote", help="do not quote the job as it starts (a spec's confidence still needs one)"
+        ),
+    ] = False,
 ) -> None:
     from imagefunnel.cli.demo import run_spec
 
     _finish_job(
-        lambda: run_spec(console, spec_path=spec, providers_path=providers, scenario=market, out_dir=out)
+        lambda: run_spec(
+            console,
+            spec_path=spec,
+            providers_path=providers,
+            scenario=market,
+            out_dir=out,
+            quote_path=quote,
+            quote=not no_quote,
+        )
     )
 
 

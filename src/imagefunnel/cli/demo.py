@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from imagefunnel.cli.quote import market_latencies, require_confidence
+from imagefunnel.cli.quote import load_given_quote, market_latencies, print_quote_check, start_quote
 from imagefunnel.cli.runner import BLOBS_DIR, STORE_FILE, JobSource, RunOutputs, open_store, run_job
 from imagefunnel.cli.summary import print_summary
 from imagefunnel.delivery import DELIVERED_DIR
@@ -180,6 +180,8 @@ def _market(scenario: str) -> Iterator[MarketServer]:
 
 def _print_outputs(console: Console, outputs: RunOutputs) -> None:
     print_summary(console, outputs.result, wall_s=outputs.wall_s)
+    if outputs.quote is not None:
+        print_quote_check(console, outputs.quote)
     delivered = outputs.results_json.parent / DELIVERED_DIR
     console.print(
         f"delivered: {delivered}/ ({outputs.result.delivered} images, best first)\n"
@@ -249,7 +251,15 @@ def run_demo(
     source = JobSource(out_dir=out_dir, scenario=scenario)
     with _market(scenario) as market:
         check_offer(spec, market_offer(market))
-        outputs = run_job(spec, market_providers(market, spec.model), source=source, console=console)
+        quote = start_quote(
+            spec,
+            lambda: market_providers(market, spec.model),
+            out_dir=out_dir,
+            latencies=market_latencies(market),
+        )
+        outputs = run_job(
+            spec, market_providers(market, spec.model), source=source, console=console, quote=quote
+        )
         catch = defect_catch(outputs.result, market)
     _print_outputs(console, outputs)
     console.print(catch.line())
@@ -257,23 +267,45 @@ def run_demo(
 
 
 def run_spec(
-    console: Console, *, spec_path: Path, providers_path: Path | None, scenario: str, out_dir: Path
+    console: Console,
+    *,
+    spec_path: Path,
+    providers_path: Path | None,
+    scenario: str,
+    out_dir: Path,
+    quote_path: Path | None = None,
+    quote: bool = True,
 ) -> JobResult:
+    """Run the job in ``spec_path``. It is quoted first (unless ``quote`` is False and it has no
+    ``confidence``) and held to that quote, or to the one in ``quote_path`` when given."""
     spec = load_spec(spec_path)
+    given = None if quote_path is None else load_given_quote(quote_path, spec)
     source = JobSource(out_dir=out_dir, providers_path=providers_path, scenario=scenario)
     if providers_path is not None:
         configs = load_providers_file(providers_path).providers
         check_offer(spec, {cfg.name: set(cfg.models) for cfg in configs})
-        require_confidence(spec, lambda: [build_provider(cfg) for cfg in configs], out_dir=out_dir)
+        record = start_quote(
+            spec,
+            lambda: [build_provider(cfg) for cfg in configs],
+            out_dir=out_dir,
+            given=given,
+            skip=not quote,
+        )
         providers = [build_provider(cfg) for cfg in configs]
-        outputs = run_job(spec, providers, source=source, console=console)
+        outputs = run_job(spec, providers, source=source, console=console, quote=record)
     else:
         with _market(scenario) as market:
             check_offer(spec, market_offer(market))
-            wanted = market_latencies(market)
-            require_confidence(
-                spec, lambda: market_providers(market, spec.model), out_dir=out_dir, latencies=wanted
+            record = start_quote(
+                spec,
+                lambda: market_providers(market, spec.model),
+                out_dir=out_dir,
+                latencies=market_latencies(market),
+                given=given,
+                skip=not quote,
             )
-            outputs = run_job(spec, market_providers(market, spec.model), source=source, console=console)
+            outputs = run_job(
+                spec, market_providers(market, spec.model), source=source, console=console, quote=record
+            )
     _print_outputs(console, outputs)
     return outputs.result

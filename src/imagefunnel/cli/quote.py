@@ -1,54 +1,48 @@
-"""``imagefunnel quote``: forecast a job before anything is bought, and ``confidence``'s guard on ``run``.
+"""``imagefunnel quote``: forecast a job before anything is bought; the quote every ``run`` starts from.
 
-The quote asks the job's own router what it would do with the job's first request: the providers it
-would consider (capable, permitted, healthy), their live quotes priced as the router prices them,
-and their pass-rate posteriors, learned in the store of earlier jobs (``--out``) or the prior. The
-forecast (:mod:`imagefunnel.forecast`) then plays the job over those beliefs.
+The quote (:mod:`imagefunnel.quoting`) asks the job's own router what it would do with the job's
+first request: the providers it would consider (capable, permitted, healthy), their live quotes
+priced as the router prices them, and their pass-rate posteriors, learned in the store of earlier
+jobs (``--out``) or the prior. The forecast (:mod:`imagefunnel.forecast`) then plays the job over
+those beliefs. ``run`` quotes as it starts (:func:`start_quote`): ``confidence`` refuses there, a
+saved quote (``--quote``) is checked against what can be quoted now, and the job is held to its
+quote when it ends (:mod:`imagefunnel.quote_check`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from imagefunnel.cli.exit_codes import ExitCode
-from imagefunnel.cli.runner import STORE_FILE, open_store
+from imagefunnel.cli.runner import QUOTE_FILE, STORE_FILE, open_store
 from imagefunnel.errors import NoProviderAvailable, SpecError
-from imagefunnel.forecast import JobPlan, JobQuote, ProviderOutlook, chance, forecast, refusal, usd
-from imagefunnel.funnel.engine import _reference_bytes
-from imagefunnel.funnel.requests import prompt_for, seed_for
-from imagefunnel.providers.base import GenerationRequest, Provider
-from imagefunnel.routing import NullLedger, PassRate, PassRateBook, RouteContext, Router
+from imagefunnel.forecast import JobQuote, chance, refusal, usd
+from imagefunnel.providers.base import Provider
+from imagefunnel.quote_check import QuoteCheck, QuoteRecord, replanned
+from imagefunnel.quoting import DEFAULT_SIMULATIONS, quote_job, store_pass_rates
+from imagefunnel.routing import PassRateBook
 from imagefunnel.spec import JobSpec, load_spec
-from imagefunnel.store.pass_rates import SqlPassRates
 
 if TYPE_CHECKING:
     from imagefunnel.market.server import MarketServer
 
-__all__ = ["QUOTE_FILE", "market_latencies", "quote_cmd", "quote_spec", "require_confidence"]
-
-QUOTE_FILE = "quote.json"
-DEFAULT_CONFIDENCE = 0.95
-DEFAULT_SIMULATIONS = 2000
-
-
-class _LoadedRates:
-    """Pass rates read once from the store; a quote learns nothing, so nothing is written back."""
-
-    def __init__(self, rates: Sequence[PassRate]) -> None:
-        self._rates = list(rates)
-
-    def load_pass_rates(self) -> list[PassRate]:
-        return self._rates
-
-    def save_pass_rate(self, rate: PassRate) -> None:
-        return None
+__all__ = [
+    "QUOTE_FILE",
+    "learned_pass_rates",
+    "load_given_quote",
+    "market_latencies",
+    "print_quote_check",
+    "quote_cmd",
+    "quote_spec",
+    "start_quote",
+]
 
 
 def learned_pass_rates(out_dir: Path) -> PassRateBook:
@@ -57,10 +51,9 @@ def learned_pass_rates(out_dir: Path) -> PassRateBook:
         return PassRateBook()
     store = open_store(out_dir)
     try:
-        rates = list(SqlPassRates(store.engine).load_pass_rates())
+        return store_pass_rates(store.engine)
     finally:
         store.close()
-    return PassRateBook(persistence=_LoadedRates(rates))
 
 
 def market_latencies(market: MarketServer) -> dict[str, float]:
@@ -76,94 +69,113 @@ def market_latencies(market: MarketServer) -> dict[str, float]:
     return hosted | boxes
 
 
-async def _outlooks(
-    spec: JobSpec, providers: Sequence[Provider], book: PassRateBook, latencies: Mapping[str, float]
-) -> list[ProviderOutlook]:
-    """What the job's router would weigh for its first request (the same router a job builds)."""
-    router = Router(providers, ledger=NullLedger(), pass_rates=book)
-    request = GenerationRequest(
-        request_id="quote-00000",
-        model=spec.model,
-        prompt=prompt_for(spec, 0),
-        width=spec.size.width,
-        height=spec.size.height,
-        seed=seed_for(spec, 0),
-        reference_images=_reference_bytes(spec),
-    )
-    ctx = RouteContext(
-        job_id="quote",
-        wave=1,
-        deadline=time.monotonic() + spec.deadline_s,
-        permits=spec.providers.permits,
-        use_case=spec.use_case,
-    )
-    try:
-        await router.quotes(request, ctx)  # capabilities and live quotes, as a job's first request
-        options, _ = router._decide(request, ctx, frozenset())
-    finally:
-        for provider in providers:
-            await provider.aclose()
-    if not options:
-        raise NoProviderAvailable(f"no provider can take this job now ({spec.model}): nothing to quote")
-    learned = {rate.key for rate in book.all()}
-    return [
-        ProviderOutlook.from_option(
-            option,
-            time_left_s=spec.deadline_s,
-            learned=option.pass_rate.key in learned,
-            latency_s=latencies.get(option.provider),
-        )
-        for option in options
-    ]
-
-
 def quote_spec(
     spec: JobSpec,
     providers: Sequence[Provider],
     *,
-    out_dir: Path,
+    pass_rates: PassRateBook,
     latencies: Mapping[str, float] | None = None,
     confidence: float | None = None,
     simulations: int = DEFAULT_SIMULATIONS,
     seed: int | None = None,
 ) -> JobQuote:
-    """Quote ``spec`` on ``providers`` (closed afterwards) with the pass rates learned in ``out_dir``."""
-    book = learned_pass_rates(out_dir)
-    outlooks = asyncio.run(_outlooks(spec, providers, book, latencies or {}))
-    plan = JobPlan(
-        deliver=spec.deliver,
-        budget_usd=spec.budget_usd,
-        deadline_s=spec.deadline_s,
-        candidate_cap=spec.candidate_cap,
-        concurrency=spec.concurrency,
-    )
-    return forecast(
-        plan,
-        outlooks,
-        confidence=confidence or spec.confidence or DEFAULT_CONFIDENCE,
-        simulations=simulations,
-        seed=spec.seed if seed is None else seed,
-        prior=book.prior,
+    """Quote ``spec`` on ``providers`` (closed afterwards) from ``pass_rates`` (e.g.
+    :func:`learned_pass_rates` of a job folder); the command line's face of :func:`quote_job`."""
+    return asyncio.run(
+        quote_job(
+            spec,
+            providers,
+            pass_rates=pass_rates,
+            latencies=latencies,
+            confidence=confidence,
+            simulations=simulations,
+            seed=seed,
+        )
     )
 
 
-def require_confidence(
+def load_given_quote(path: Path, spec: JobSpec) -> JobQuote:
+    """A quote saved from ``imagefunnel quote --json``, refused unless it quotes this job's terms."""
+    try:
+        quote = JobQuote.model_validate_json(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the quote ({exc.strerror})", field="quote") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the file"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise SpecError(
+            f"{path}: not a quote from `imagefunnel quote --json`: {where}: {first['msg']}{more}",
+            field="quote",
+        ) from None
+    asked = {
+        "deliver": spec.deliver,
+        "budget_usd": spec.budget_usd,
+        "deadline_s": spec.deadline_s,
+        "candidate_cap": spec.candidate_cap,
+    }
+    differ = [f"{k} {getattr(quote, k):g} != {v:g}" for k, v in asked.items() if getattr(quote, k) != v]
+    if differ:
+        raise SpecError(f"{path} quotes another job than this spec: {', '.join(differ)}", field="quote")
+    return quote
+
+
+def start_quote(
     spec: JobSpec,
     providers: Callable[[], Sequence[Provider]],
     *,
     out_dir: Path,
     latencies: Mapping[str, float] | None = None,
-) -> None:
-    """Before a job with a ``confidence`` buys anything: refuse it with the budget it needs, or record
-    its quote in ``out_dir/quote.json``. A job without one starts as before."""
-    if spec.confidence is None:
-        return
-    quote = quote_spec(spec, providers(), out_dir=out_dir, latencies=latencies)
-    why = refusal(quote)
-    if why is not None:
-        raise SpecError(f"confidence: {why}", field="confidence")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / QUOTE_FILE).write_text(quote.model_dump_json(indent=2), encoding="utf-8")
+    given: JobQuote | None = None,
+    skip: bool = False,
+) -> QuoteRecord | None:
+    """Quote a job as its run starts, before anything is bought, and decide what it is held to.
+
+    The run is held to ``given`` (a quote the user saw earlier) when there is one, else to this
+    quote. When providers of ``given``'s plan cannot be quoted now (down, unhealthy) the record says
+    the run re-planned and keeps the new quote. A job with a ``confidence`` is refused here, with the
+    budget it needs. ``skip`` (``run --no-quote``) quotes only what ``confidence`` needs.
+    """
+    fresh: JobQuote | None = None
+    quoted = spec.confidence is not None or not skip
+    if quoted:
+        try:
+            fresh = quote_spec(spec, providers(), pass_rates=learned_pass_rates(out_dir), latencies=latencies)
+        except NoProviderAvailable:
+            if spec.confidence is not None:
+                raise
+            # Nothing can be quoted now; the run finds out for itself and says why it stopped.
+    if fresh is not None and spec.confidence is not None:
+        why = refusal(fresh)
+        if why is not None:
+            raise SpecError(f"confidence: {why}", field="confidence")
+    if given is not None:
+        gone = replanned(given, fresh) if quoted else []  # not quoted now: nothing to compare
+        return QuoteRecord(quote=given, source="given", requote=fresh if gone else None, unavailable=gone)
+    return None if fresh is None else QuoteRecord(quote=fresh, source="run")
+
+
+def print_quote_check(console: Console, check: QuoteCheck) -> None:
+    """Quoted vs actual, one line per figure; every broken promise and plan change said plainly."""
+    q = check.quote
+    source = "the quote given to the run" if check.source == "given" else "the quote made as it started"
+    lines = [
+        f"quote vs actual ({source}): P(deliver {q.deliver}) {chance(q.p_deliver)}, "
+        f"{'delivered all' if check.delivered_all else 'not all delivered'}",
+        f"  spend: {usd(check.spend_usd.actual)} (quoted expected {usd(check.spend_usd.quoted_expected)}, "
+        f"p95 {usd(check.spend_usd.quoted_p95)})",
+        f"  candidates: {check.candidates.actual:.0f} (quoted expected {check.candidates.quoted_expected:.1f}, "
+        f"p95 {check.candidates.quoted_p95:.0f})",
+        f"  wall time: {check.wall_s.actual:.1f}s (quoted expected {check.wall_s.quoted_expected:.1f}s, "
+        f"p95 {check.wall_s.quoted_p95:.1f}s; actual counts {check.wall_note})",
+        f"  providers: quoted {', '.join(check.quoted_providers) or 'none'}; "
+        f"used {', '.join(check.used_providers) or 'none'}",
+    ]
+    lines += [f"  ABOVE THE QUOTE: {why}" for why in check.broken]
+    label = "PLAN CHANGED" if check.plan_changed else "off the plan"
+    lines += [f"  {label}: {note}" for note in check.plan_notes]
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def print_quote(console: Console, quote: JobQuote, *, name: str) -> None:
@@ -217,7 +229,12 @@ def _quote(
         check_offer(spec, {cfg.name: set(cfg.models) for cfg in configs})
         built = [build_provider(cfg) for cfg in configs]
         quote = quote_spec(
-            spec, built, out_dir=out_dir, confidence=confidence, simulations=simulations, seed=seed
+            spec,
+            built,
+            pass_rates=learned_pass_rates(out_dir),
+            confidence=confidence,
+            simulations=simulations,
+            seed=seed,
         )
         return spec, quote
     with MarketServer(scenario) as market:
@@ -225,7 +242,7 @@ def _quote(
         quote = quote_spec(
             spec,
             market_providers(market, spec.model),
-            out_dir=out_dir,
+            pass_rates=learned_pass_rates(out_dir),
             latencies=market_latencies(market),
             confidence=confidence,
             simulations=simulations,
@@ -261,7 +278,8 @@ def quote_cmd(
 ) -> None:
     """Forecast a job without buying anything: spend (expected, p50, p95), candidates, wall time,
     P(deliver all K within budget and deadline), the providers it would use and why, and the smallest
-    budget reaching --confidence. Exit code 0: the budget reaches the confidence; 1: it does not."""
+    budget reaching --confidence. Save --json to a file and give it to `run --quote` to hold the run
+    to it. Exit code 0: the budget reaches the confidence; 1: it does not."""
     if confidence is not None and not 0 < confidence < 1:
         raise typer.BadParameter("must be between 0 and 1 (exclusive)", param_hint="--confidence")
     job, quote = _quote(spec, providers, market, out, confidence, simulations, seed)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from imagefunnel.cli.quote import print_quote_check
 from imagefunnel.cli.runner import JobSource, run_job, stored_spec
 from imagefunnel.cli.summary import print_summary
 from imagefunnel.funnel import JobResult
@@ -30,5 +31,7 @@ def resume_job(
             providers = market_providers(market, spec.model)
             outputs = run_job(spec, providers, source=source, console=console, resume_job_id=job_id)
     print_summary(console, outputs.result, wall_s=outputs.wall_s)
+    if outputs.quote is not None:
+        print_quote_check(console, outputs.quote)
     console.print(f"report: {outputs.report}\nresults: {outputs.results_json}", markup=False, highlight=False)
     return outputs.result

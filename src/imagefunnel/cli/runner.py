@@ -17,12 +17,21 @@ from imagefunnel.delivery import write_delivery
 from imagefunnel.funnel import JobResult, load_result
 from imagefunnel.jobs import run_funnel_job
 from imagefunnel.providers.base import Provider
+from imagefunnel.quote_check import (
+    QuoteCheck,
+    QuoteRecord,
+    ResultsFile,
+    check_quote,
+    load_record,
+    save_record,
+)
 from imagefunnel.report import write_report
 from imagefunnel.spec import JobSpec
 from imagefunnel.store import BlobStore, Store
 
 STORE_FILE = "imagefunnel.db"
 BLOBS_DIR = "blobs"
+QUOTE_FILE = "quote.json"  # the latest run's quote, next to its results.json
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +40,7 @@ class RunOutputs:
     report: Path
     results_json: Path
     wall_s: float
+    quote: QuoteCheck | None = None  # the job's quote held up against it (None: run without one)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +135,12 @@ def run_job(
     source: JobSource,
     console: Console,
     resume_job_id: str | None = None,
+    quote: QuoteRecord | None = None,
 ) -> RunOutputs:
     """Run one job (or resume ``resume_job_id``) to completion; write ``report.html``, ``results.json``.
+
+    ``quote`` (a new job's) is kept with the job in ``quotes/<job id>.json`` before anything is
+    bought; a resumed job finds its own there. Both outputs then hold it up against the job.
 
     Raises ``JobInterrupted`` on Ctrl-C, once the in-flight requests are cancelled and the providers
     closed; the store keeps the job resumable.
@@ -137,6 +151,10 @@ def run_job(
     announce = None
     if resume_job_id is None:  # one line, so that the id and the command can be copied (or parsed)
         announce = f"job {job_id} started: {spec.deliver} to deliver; resume with: {command}"
+    if resume_job_id is None and quote is not None:
+        save_record(out_dir, job_id, quote)
+        (out_dir / QUOTE_FILE).write_text(quote.quote.model_dump_json(indent=2), encoding="utf-8")
+    record = load_record(out_dir, job_id) if resume_job_id is not None else quote
     store = open_store(out_dir)
     blobs = BlobStore(out_dir / BLOBS_DIR)
     started = time.perf_counter()
@@ -159,9 +177,25 @@ def run_job(
         wall = time.perf_counter() - started
         result = write_delivery(load_result(store, blobs, job_id), blobs, out_dir)
         ledger = store.ledger(job_id)
+        check = None if record is None else _check(record, result, store, job_id, wall, resumed=resume_job_id)
     finally:
         store.close()
     results_json = out_dir / "results.json"
-    results_json.write_text(result.model_dump_json(indent=2), encoding="utf-8")
-    report = write_report(result, blobs, out_dir / "report.html", spec=spec, ledger=ledger)
-    return RunOutputs(result, report, results_json, wall)
+    results = ResultsFile(**dict(result), quote=check)
+    results_json.write_text(results.model_dump_json(indent=2), encoding="utf-8")
+    report = write_report(result, blobs, out_dir / "report.html", spec=spec, ledger=ledger, quote=check)
+    return RunOutputs(result, report, results_json, wall, check)
+
+
+def _check(
+    record: QuoteRecord, result: JobResult, store: Store, job_id: str, wall: float, *, resumed: str | None
+) -> QuoteCheck:
+    """The quote against the job. A resumed job's wall time is the time since it was first started
+    (its earlier runs left no measure of their own), so it includes the time it was stopped."""
+    if resumed is None:
+        return check_quote(record, result, wall_s=wall, wall_note="this run")
+    job = store.job(job_id)
+    elapsed = wall if job.finished_at is None else (job.finished_at - job.created_at).total_seconds()
+    return check_quote(
+        record, result, wall_s=elapsed, wall_note="since the job first started, time stopped included"
+    )

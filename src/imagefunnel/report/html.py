@@ -13,8 +13,10 @@ import jinja2
 from PIL import Image, UnidentifiedImageError
 
 from imagefunnel.errors import ImageError, StoreError
+from imagefunnel.forecast import chance, usd
 from imagefunnel.funnel.result import CandidateResult, JobResult, ProviderSummary
 from imagefunnel.imaging import decode_image
+from imagefunnel.quote_check import QuoteCheck
 from imagefunnel.spec import JobSpec
 from imagefunnel.store import BlobStore
 from imagefunnel.store.models import LedgerRow
@@ -85,9 +87,11 @@ def render_report(
     *,
     spec: JobSpec | None = None,
     ledger: Sequence[LedgerRow] | None = None,
+    quote: QuoteCheck | None = None,
 ) -> str:
     """The report page. ``spec`` adds what was asked (and the budget to check the spend against);
-    ``ledger`` (the job's attempts) adds how failed attempts failed."""
+    ``ledger`` (the job's attempts) adds how failed attempts failed; ``quote`` the job's quote
+    against what it did."""
     thumbs: dict[int, str | None] = {}
     for cand in result.candidates:
         try:
@@ -110,6 +114,9 @@ def render_report(
             above_quote=sum(over_quote(c) for c in result.candidates),
             provider_over_quote=_provider_over_quote,
             thumbs=thumbs,
+            quote=quote,
+            usd=usd,
+            chance=chance,
             rejections=rejections.most_common(),
             delivered=delivered,
             spare=[c for c in result.candidates if c.passed and not c.delivered],
@@ -125,7 +132,8 @@ def write_report(
     *,
     spec: JobSpec | None = None,
     ledger: Sequence[LedgerRow] | None = None,
+    quote: QuoteCheck | None = None,
 ) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_report(result, blobs, spec=spec, ledger=ledger), encoding="utf-8")
+    path.write_text(render_report(result, blobs, spec=spec, ledger=ledger, quote=quote), encoding="utf-8")
     return path

@@ -1,0 +1,134 @@
+"""Quote a job: what its router would weigh for its first request, played out by the forecast.
+
+One code path for every caller: ``imagefunnel quote``, the quote every ``imagefunnel run`` records
+before it buys anything, and the service's ``POST /v1/jobs/quote``. The caller brings the providers
+(fresh adapters, closed here) and the pass rates the job would start from (a :class:`PassRateBook`);
+a quote learns nothing, so nothing is written back. Nothing is bought: the router only asks each
+provider for a price, as a job's first request does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping, Sequence
+
+from sqlalchemy.engine import Engine
+
+from imagefunnel.errors import NoProviderAvailable
+from imagefunnel.forecast import JobPlan, JobQuote, ProviderOutlook, forecast
+from imagefunnel.funnel.engine import _reference_bytes
+from imagefunnel.funnel.requests import prompt_for, seed_for
+from imagefunnel.providers.base import GenerationRequest, Provider
+from imagefunnel.routing import NullLedger, PassRate, PassRateBook, RouteContext, Router
+from imagefunnel.spec import JobSpec
+from imagefunnel.store.pass_rates import SqlPassRates
+
+__all__ = [
+    "DEFAULT_CONFIDENCE",
+    "DEFAULT_SIMULATIONS",
+    "frozen_book",
+    "quote_job",
+    "store_pass_rates",
+]
+
+DEFAULT_CONFIDENCE = 0.95
+DEFAULT_SIMULATIONS = 2000
+
+
+class _LoadedRates:
+    """Pass rates read once; a quote learns nothing, so nothing is written back."""
+
+    def __init__(self, rates: Iterable[PassRate]) -> None:
+        self._rates = list(rates)
+
+    def load_pass_rates(self) -> list[PassRate]:
+        return self._rates
+
+    def save_pass_rate(self, rate: PassRate) -> None:
+        return None
+
+
+def frozen_book(rates: Iterable[PassRate]) -> PassRateBook:
+    """A book that starts from ``rates`` and never writes back."""
+    return PassRateBook(persistence=_LoadedRates(rates))
+
+
+def store_pass_rates(engine: Engine) -> PassRateBook:
+    """The pass rates a job on this store would start from, read once (nothing is written back)."""
+    return frozen_book(SqlPassRates(engine).load_pass_rates())
+
+
+async def _outlooks(
+    spec: JobSpec, providers: Sequence[Provider], book: PassRateBook, latencies: Mapping[str, float]
+) -> list[ProviderOutlook]:
+    """What the job's router would weigh for its first request (the same router a job builds)."""
+    router = Router(providers, ledger=NullLedger(), pass_rates=book)
+    request = GenerationRequest(
+        request_id="quote-00000",
+        model=spec.model,
+        prompt=prompt_for(spec, 0),
+        width=spec.size.width,
+        height=spec.size.height,
+        seed=seed_for(spec, 0),
+        reference_images=_reference_bytes(spec),
+    )
+    ctx = RouteContext(
+        job_id="quote",
+        wave=1,
+        deadline=time.monotonic() + spec.deadline_s,
+        permits=spec.providers.permits,
+        use_case=spec.use_case,
+    )
+    try:
+        await router.quotes(request, ctx)  # capabilities and live quotes, as a job's first request
+        options, _ = router._decide(request, ctx, frozenset())
+    finally:
+        for provider in providers:
+            await provider.aclose()
+    if not options:
+        raise NoProviderAvailable(f"no provider can take this job now ({spec.model}): nothing to quote")
+    learned = {rate.key for rate in book.all()}
+    return [
+        ProviderOutlook.from_option(
+            option,
+            time_left_s=spec.deadline_s,
+            learned=option.pass_rate.key in learned,
+            latency_s=latencies.get(option.provider),
+        )
+        for option in options
+    ]
+
+
+async def quote_job(
+    spec: JobSpec,
+    providers: Sequence[Provider],
+    *,
+    pass_rates: PassRateBook,
+    latencies: Mapping[str, float] | None = None,
+    confidence: float | None = None,
+    simulations: int = DEFAULT_SIMULATIONS,
+    seed: int | None = None,
+) -> JobQuote:
+    """Quote ``spec`` on ``providers`` (closed afterwards) starting from ``pass_rates``.
+
+    ``latencies`` overrides a provider's expected latency for the forecast's clock (what a market
+    scenario states). The simulation runs in a worker thread, so an event loop stays responsive.
+    """
+    outlooks = await _outlooks(spec, providers, pass_rates, latencies or {})
+    plan = JobPlan(
+        deliver=spec.deliver,
+        budget_usd=spec.budget_usd,
+        deadline_s=spec.deadline_s,
+        candidate_cap=spec.candidate_cap,
+        concurrency=spec.concurrency,
+    )
+    return await asyncio.to_thread(
+        forecast,
+        plan,
+        outlooks,
+        confidence=confidence or spec.confidence or DEFAULT_CONFIDENCE,
+        simulations=simulations,
+        seed=spec.seed if seed is None else seed,
+        prior=pass_rates.prior,
+    )
