@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
-from imagefunnel.service.api import evaluations, health, jobs
+from imagefunnel.service.api import evaluations, health, jobs, uploads
 from imagefunnel.service.api.discovery import dimensions_router, models_router, providers_router
 from imagefunnel.service.api.keys import keys_router, webhooks_router
 
@@ -13,6 +13,7 @@ __all__ = ["include_routers"]
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
     jobs.router,
+    uploads.router,
     evaluations.router,
     providers_router,
     models_router,
