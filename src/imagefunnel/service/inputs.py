@@ -11,6 +11,7 @@ allows it): never a path on the server's host. Every refusal is an :class:`ApiEr
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -22,7 +23,14 @@ from imagefunnel.service.errors import ApiError
 from imagefunnel.service.references import named_uploads
 from imagefunnel.spec import JobSpec, parse_spec
 
-__all__ = ["check_depth", "decode_upload", "parse_json", "parse_spec_body", "spec_from_data"]
+__all__ = [
+    "check_depth",
+    "decode_upload",
+    "parse_json",
+    "parse_spec_body",
+    "spec_from_data",
+    "spec_with_images",
+]
 
 _OPEN = (
     yaml.BlockMappingStartToken,
@@ -120,6 +128,41 @@ def parse_spec_body(
     except SpecError as exc:
         raise ApiError(422, "invalid_spec", str(exc)) from None
     return _no_host_files(spec, uploads=uploads)
+
+
+def _media_of(text: str) -> str:
+    return "application/json" if text.lstrip().startswith("{") else "application/yaml"
+
+
+def spec_with_images(
+    text: str, *, references: Sequence[str], source: str | None, max_bytes: int, max_depth: int
+) -> JobSpec:
+    """A spec from YAML or JSON text, with uploaded images added (``upload:<id>`` names):
+    ``references`` after the spec's own, ``source`` where the spec names none."""
+    raw = text.encode()
+    if not references and source is None:
+        return parse_spec_body(raw, _media_of(text), max_bytes=max_bytes, max_depth=max_depth, uploads=True)
+    if len(raw) > max_bytes:
+        raise ApiError(413, "spec_too_large", f"spec is larger than {max_bytes} bytes")
+    if _media_of(text) == "application/json":
+        data = parse_json(raw, max_depth=max_depth)
+    else:
+        _check_yaml(text, max_depth=max_depth)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ApiError(422, "invalid_spec", f"not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(422, "invalid_spec", "a spec must be a mapping of fields")
+    own = data.get("references") or []
+    if not isinstance(own, list):
+        raise ApiError(422, "invalid_spec", "references: must be a list")
+    data = {**data, "references": [*own, *references]}
+    if source is not None:
+        if data.get("source") is not None:
+            raise ApiError(422, "invalid_spec", "source: the spec names one and one was uploaded; keep one")
+        data["source"] = source
+    return spec_from_data(data, uploads=True)
 
 
 def decode_upload(name: str, data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImage:
