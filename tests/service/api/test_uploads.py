@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import time
 
 import pytest
 from PIL import Image
@@ -200,3 +201,25 @@ def test_the_worker_resolves_uploads_to_their_blobs_and_fails_a_job_whose_upload
     done = service.wait(job["id"])
     assert done["status"] == "failed" and "references[0]" in done["stop_reason"]
     assert str(runtime.blobs.root) not in done["stop_reason"]  # says which upload, not where it lived
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_a_job_naming_an_upload_resumes_in_a_new_process_with_the_photo_still_sent(
+    make_service: ServiceFactory, market: MarketServer
+) -> None:
+    first = make_service()
+    photo = _upload(first, AssetLibrary().file("obama_3.jpg"), name="obama.jpg")
+    job = first.submit(spec(deliver=4, concurrency=1, max_candidates=40, references=[photo["ref"]])).json()
+    for _ in range(400):
+        if first.runtime.store.candidates(job["id"]):
+            break
+        time.sleep(0.05)
+    first.client.__exit__(None, None, None)  # stops the workers: the running job goes back to the queue
+    before = len(first.runtime.store.candidates(job["id"]))
+    # A new process on the same store and blobs picks the job up where it stopped.
+    second = make_service()
+    done = second.wait(job["id"], headers=first.a)
+    assert done["status"] in ("delivered", "partial"), done
+    rows = second.runtime.store.candidates(job["id"])
+    assert len(rows) > before >= 1
+    assert {market.truth(r.provider_request_id).subject for r in rows} == {"obama"}
