@@ -91,7 +91,7 @@ async def run_funnel_job(
                 scorer_config=config,
             )
             if resume_job_id is not None:
-                return await funnel.resume(resume_job_id)
+                return await funnel.resume(resume_job_id, spec=spec)
             return await funnel.run(spec, job_id=job_id)
     finally:
         if prober is not None:  # before the providers close: no probe may use a closed client

@@ -128,20 +128,22 @@ class Funnel:
         )
         return await self._drive(state, first_wave=1)
 
-    async def resume(self, job_id: str) -> FunnelOutcome:
+    async def resume(self, job_id: str, *, spec: JobSpec | None = None) -> FunnelOutcome:
         """Carry on a job that stopped mid-way (a crash, a kill): nothing already bought is bought again.
 
         Attempts in flight when the process died are re-attached where the provider had named them
         (queue protocols): their images are fetched, charged as the provider bills them, and scored.
         The rest have an unknown outcome; they are closed (``interrupted`` when named, ``lost`` when
-        not) and counted at their quote, so the budget never under-counts a spend.
+        not) and counted at their quote, so the budget never under-counts a spend. ``spec``: the
+        stored spec as it runs (its reference photos made readable here); default: as stored.
         """
         job = self._store.job(job_id)
         if job.status != "running":
             return FunnelOutcome(
                 job_id, job.status, job.stop_reason or "", tuple(self._store.delivered_ids(job_id))
             )
-        spec = JobSpec.model_validate_json(job.spec_json)
+        if spec is None:
+            spec = JobSpec.model_validate_json(job.spec_json)
         progress = self._store.progress(job_id)
         # The deadline is wall-clock from the job's creation: time spent down counts against it.
         remaining = spec.deadline_s - progress.age_s

@@ -23,7 +23,7 @@ from imagefunnel.workers import ProvidersFactory
 
 __all__ = ["create_app"]
 
-_UPLOAD_PATHS = ("/v1/evaluations", "/evaluations")
+_UPLOAD_PATHS = ("/v1/evaluations", "/evaluations", "/v1/uploads", "/jobs/new")
 
 
 def _extra_routers() -> tuple[APIRouter, ...]:

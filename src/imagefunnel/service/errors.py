@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from imagefunnel.errors import ImageError, ImageFunnelError, ImageTooLarge, SpecError, StoreError
 from imagefunnel.store.service_jobs import IdempotencyConflict, TenantBudgetExceeded
 
-__all__ = ["ApiError", "error_body", "install_error_handlers"]
+__all__ = ["ApiError", "as_api_error", "error_body", "install_error_handlers"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,15 @@ def _own_error(exc: ImageFunnelError) -> tuple[int, str]:
     return 400, "bad_request"
 
 
+def as_api_error(exc: ImageFunnelError) -> ApiError:
+    """Our own error as the API answers it (a store failure's detail is logged, not shown)."""
+    status, code = _own_error(exc)
+    if status >= 500:
+        log.error("request failed: %s", exc)
+        return ApiError(status, code, "the job store is unavailable; try again")
+    return ApiError(status, code, str(exc))
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     errors = exc.errors()
     if not errors:
@@ -77,11 +86,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ImageFunnelError)
     async def _ours(_request: Request, exc: ImageFunnelError) -> JSONResponse:
-        status, code = _own_error(exc)
-        if status >= 500:
-            log.error("request failed: %s", exc)
-            return _json(status, code, "the job store is unavailable; try again")
-        return _json(status, code, str(exc))
+        api = as_api_error(exc)
+        return _json(api.status, api.code, api.message)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -4,12 +4,14 @@ Every check runs before the step it protects: a spec's size and nesting depth ar
 text (YAML's token stream, no recursion) before it is composed; YAML anchors and aliases are refused
 outright (they are how a small document expands into a huge one); images go through
 :func:`imagefunnel.imaging.decode_image` (magic-byte sniffing, byte and pixel limits before any
-pixel is allocated). Every refusal is an :class:`ApiError` naming the problem.
+pixel is allocated). A spec may name images only as uploads (``upload:<id>``, where the caller
+allows it): never a path on the server's host. Every refusal is an :class:`ApiError` naming the problem.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -18,9 +20,17 @@ from pydantic import ValidationError
 from imagefunnel.errors import ImageError, ImageTooLarge, SpecError
 from imagefunnel.imaging import DecodedImage, decode_image
 from imagefunnel.service.errors import ApiError
+from imagefunnel.service.references import named_uploads
 from imagefunnel.spec import JobSpec, parse_spec
 
-__all__ = ["check_depth", "decode_upload", "parse_json", "parse_spec_body", "spec_from_data"]
+__all__ = [
+    "check_depth",
+    "decode_upload",
+    "parse_json",
+    "parse_spec_body",
+    "spec_from_data",
+    "spec_with_images",
+]
 
 _OPEN = (
     yaml.BlockMappingStartToken,
@@ -77,30 +87,35 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {str(first['msg']).removeprefix('Value error, ')}{more}"
 
 
-def _no_host_files(spec: JobSpec) -> JobSpec:
-    if spec.references:
-        # The service never reads files on its own host on a client's say-so.
-        raise ApiError(422, "invalid_spec", "references: paths on the server are not accepted over the API")
+def _no_host_files(spec: JobSpec, *, uploads: bool) -> JobSpec:
+    # The service never reads files on its own host on a client's say-so: a spec's images
+    # (``references``, ``source``) may only name uploads, and only where ``uploads`` is True.
+    named_uploads(spec, uploads_allowed=uploads)
     return spec
 
 
-def spec_from_data(data: object) -> JobSpec:
-    """A spec from parsed JSON (already depth-checked)."""
+def spec_from_data(data: object, *, uploads: bool = False) -> JobSpec:
+    """A spec from parsed JSON (already depth-checked); ``uploads``: it may name uploaded images
+    (``upload:<id>``, see :mod:`imagefunnel.service.references`), else it may name no image."""
     if not isinstance(data, dict):
         raise ApiError(422, "invalid_spec", "a spec must be a JSON object of fields")
     try:
-        return _no_host_files(JobSpec.model_validate(data))
+        spec = JobSpec.model_validate(data)
     except ValidationError as exc:
         raise ApiError(422, "invalid_spec", _first_error(exc)) from None
+    return _no_host_files(spec, uploads=uploads)
 
 
-def parse_spec_body(raw: bytes, content_type: str, *, max_bytes: int, max_depth: int) -> JobSpec:
-    """A spec from a request body: JSON (``application/json``) or YAML (anything YAML-ish)."""
+def parse_spec_body(
+    raw: bytes, content_type: str, *, max_bytes: int, max_depth: int, uploads: bool = False
+) -> JobSpec:
+    """A spec from a request body: JSON (``application/json``) or YAML (anything YAML-ish);
+    ``uploads`` as for :func:`spec_from_data`."""
     if len(raw) > max_bytes:
         raise ApiError(413, "spec_too_large", f"spec is larger than {max_bytes} bytes")
     media = content_type.split(";")[0].strip().lower()
     if media in ("application/json", ""):
-        return spec_from_data(parse_json(raw, max_depth=max_depth))
+        return spec_from_data(parse_json(raw, max_depth=max_depth), uploads=uploads)
     if media not in ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"):
         raise ApiError(415, "unsupported_media_type", f"send the spec as JSON or YAML, not {media}")
     try:
@@ -109,9 +124,45 @@ def parse_spec_body(raw: bytes, content_type: str, *, max_bytes: int, max_depth:
         raise ApiError(400, "invalid_encoding", "spec YAML must be UTF-8") from None
     _check_yaml(text, max_depth=max_depth)
     try:
-        return _no_host_files(parse_spec(text, source="spec"))
+        spec = parse_spec(text, source="spec")
     except SpecError as exc:
         raise ApiError(422, "invalid_spec", str(exc)) from None
+    return _no_host_files(spec, uploads=uploads)
+
+
+def _media_of(text: str) -> str:
+    return "application/json" if text.lstrip().startswith("{") else "application/yaml"
+
+
+def spec_with_images(
+    text: str, *, references: Sequence[str], source: str | None, max_bytes: int, max_depth: int
+) -> JobSpec:
+    """A spec from YAML or JSON text, with uploaded images added (``upload:<id>`` names):
+    ``references`` after the spec's own, ``source`` where the spec names none."""
+    raw = text.encode()
+    if not references and source is None:
+        return parse_spec_body(raw, _media_of(text), max_bytes=max_bytes, max_depth=max_depth, uploads=True)
+    if len(raw) > max_bytes:
+        raise ApiError(413, "spec_too_large", f"spec is larger than {max_bytes} bytes")
+    if _media_of(text) == "application/json":
+        data = parse_json(raw, max_depth=max_depth)
+    else:
+        _check_yaml(text, max_depth=max_depth)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ApiError(422, "invalid_spec", f"not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(422, "invalid_spec", "a spec must be a mapping of fields")
+    own = data.get("references") or []
+    if not isinstance(own, list):
+        raise ApiError(422, "invalid_spec", "references: must be a list")
+    data = {**data, "references": [*own, *references]}
+    if source is not None:
+        if data.get("source") is not None:
+            raise ApiError(422, "invalid_spec", "source: the spec names one and one was uploaded; keep one")
+        data["source"] = source
+    return spec_from_data(data, uploads=True)
 
 
 def decode_upload(name: str, data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImage:

@@ -19,14 +19,17 @@ from imagefunnel.providers.base import Provider
 from imagefunnel.service.auth import TokenBuckets
 from imagefunnel.service.events import EventHub, EventRecorder
 from imagefunnel.service.monitor import ProviderMonitor
+from imagefunnel.service.references import resolve_uploads
 from imagefunnel.service.scoring import EvaluationRunner, ScorerCache
 from imagefunnel.service.settings import ServiceSettings
 from imagefunnel.service.webhooks import WebhookDispatcher
+from imagefunnel.spec import JobSpec
 from imagefunnel.store import BlobStore, Store
 from imagefunnel.store.evaluations import EvaluationStore
 from imagefunnel.store.provider_samples import ProviderSamples
 from imagefunnel.store.service_jobs import ServiceJobs
 from imagefunnel.store.tenancy import Tenancy
+from imagefunnel.store.uploads import Uploads
 from imagefunnel.store.webhook_log import WebhookLog
 from imagefunnel.workers import (
     JobEnd,
@@ -52,6 +55,7 @@ class ServiceRuntime:
     catalog: Sequence[Provider] = ()
     tenancy: Tenancy = field(init=False)
     jobs: ServiceJobs = field(init=False)
+    uploads: Uploads = field(init=False)
     evaluations: EvaluationStore = field(init=False)
     webhooks: WebhookLog = field(init=False)
     samples: ProviderSamples = field(init=False)
@@ -77,6 +81,7 @@ class ServiceRuntime:
         s = self.settings
         self.tenancy = Tenancy(self.store)
         self.jobs = ServiceJobs(self.store)
+        self.uploads = Uploads(self.store)
         self.evaluations = EvaluationStore(self.store)
         self.webhooks = WebhookLog(self.store)
         self.samples = ProviderSamples(self.store)
@@ -106,7 +111,12 @@ class ServiceRuntime:
             observers=self.recorder.observer,
             cancellations=self.jobs.cancel_requested,
             on_end=self._job_ended,
+            resolve_spec=self._resolve_spec,
         )
+
+    def _resolve_spec(self, job_id: str, spec: JobSpec) -> JobSpec:
+        """The uploads a job's spec names, as the blobs that hold them (owned by the job's tenant)."""
+        return resolve_uploads(spec, self.jobs.owner(job_id), self.uploads, self.blobs)
 
     async def _job_ended(self, end: JobEnd) -> None:
         await self.recorder.job_ended(end)

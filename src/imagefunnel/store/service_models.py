@@ -2,7 +2,7 @@
 
 Every row a tenant can reach carries ``tenant_id``, so each query is scoped by tenant at the source
 (a job of another tenant is simply not found). Portable between SQLite and PostgreSQL; the schema
-comes with Alembic revision ``0004_i12_service``.
+comes with Alembic revisions ``0004_i12_service`` and ``0005_uploads``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ __all__ = [
     "ProviderSampleRow",
     "ServiceJobRow",
     "TenantRow",
+    "UploadRow",
     "WebhookDeliveryRow",
     "WebhookRow",
 ]
@@ -197,3 +198,23 @@ class ProviderSampleRow(Base):
     latency_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     price_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
     pass_rate: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class UploadRow(Base):
+    """An image a tenant uploaded for its jobs to name (``upload:<id>``); the bytes are a blob.
+
+    One row per tenant and content: uploading the same bytes again answers with the same id."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    blob_sha256: Mapped[str] = mapped_column(String(64))
+    filename: Mapped[str] = mapped_column(String(255))
+    format: Mapped[str] = mapped_column(String(10))  # as sniffed from the bytes: PNG, JPEG, WEBP, GIF
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("tenant_id", "blob_sha256", name="uq_upload_tenant_blob"),)

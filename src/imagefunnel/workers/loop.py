@@ -38,7 +38,15 @@ from imagefunnel.store import BlobStore, Store
 from imagefunnel.store.queue import Claim, JobQueue
 from imagefunnel.workers.lease import LeaseKeeper
 
-__all__ = ["CancelCheck", "EndHook", "JobEnd", "JobWorker", "ProvidersFactory", "WorkerSettings"]
+__all__ = [
+    "CancelCheck",
+    "EndHook",
+    "JobEnd",
+    "JobWorker",
+    "ProvidersFactory",
+    "SpecResolver",
+    "WorkerSettings",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +55,9 @@ ProvidersFactory = Callable[[JobSpec], Sequence[Provider]]
 ObserverFactory = Callable[[str], FunnelObserver]
 # Has someone asked for this job to stop? Called from a thread (it may query a database).
 CancelCheck = Callable[[str], bool]
+# The spec a job runs with, from the one it was stored with (e.g. uploads it names made readable
+# images); called from a thread with the job's id. Raises SpecError when the job cannot run.
+SpecResolver = Callable[[str, JobSpec], JobSpec]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +110,12 @@ class JobWorker:
         on_end: EndHook | None = None,
         cooldowns: SharedCooldowns | None = None,
         executor_url: str | None = None,
+        resolve_spec: SpecResolver | None = None,
     ) -> None:
         """``cooldowns``: provider cooldowns shared by this worker's jobs (default: in this process;
         a Redis one shares them with every worker); ``executor_url``: where jobs score (default:
-        ``IMAGEFUNNEL_EXECUTOR``, else threads)."""
+        ``IMAGEFUNNEL_EXECUTOR``, else threads); ``resolve_spec``: turns a stored spec into the one
+        that runs (default: as stored)."""
         self._store = store
         self._queue = JobQueue(store)
         self._blobs = blobs
@@ -113,6 +126,7 @@ class JobWorker:
         self._wake = asyncio.Event()
         self.cooldowns = cooldowns if cooldowns is not None else LocalCooldowns()
         self._executor_url = executor_url
+        self._resolve_spec = resolve_spec
         base = settings or WorkerSettings()
         self.settings = base if base.worker_id else _with_id(base, default_worker_id())
         self.finished: list[FunnelOutcome] = []
@@ -233,6 +247,8 @@ class JobWorker:
 
     async def _execute(self, claim: Claim) -> FunnelOutcome:
         spec = JobSpec.model_validate_json(claim.spec_json)
+        if self._resolve_spec is not None:
+            spec = await asyncio.to_thread(self._resolve_spec, claim.job_id, spec)
         providers = self._providers(spec)
         observer = self._observers(claim.job_id) if self._observers else None
         return await run_funnel_job(

@@ -6,7 +6,7 @@ import re
 
 from service_fixtures import Service, spec
 
-_PARAMS = {"job_id", "evaluation_id", "key_id", "webhook_id", "candidate_id", "position"}
+_PARAMS = {"job_id", "evaluation_id", "key_id", "webhook_id", "candidate_id", "position", "upload_id"}
 
 
 def _photo() -> bytes:
@@ -23,6 +23,9 @@ def test_another_tenant_gets_404_on_every_route_that_names_a_resource(make_servi
     )
     assert evaluation.status_code == 200, evaluation.text
     key_id = service.client.get("/v1/keys", headers=service.a).json()[0]["id"]
+    upload = service.client.post(
+        "/v1/uploads", files={"file": ("me.jpg", _photo())}, headers=service.a
+    ).json()
     hook = service.client.post(
         "/v1/webhooks", json={"url": "http://127.0.0.1:9/hook"}, headers=service.a
     ).json()
@@ -33,6 +36,7 @@ def test_another_tenant_gets_404_on_every_route_that_names_a_resource(make_servi
         "webhook_id": hook["id"],
         "candidate_id": "1",
         "position": "0",
+        "upload_id": upload["id"],
     }
     checked = 0
     paths = service.client.get("/openapi.json").json()["paths"]  # every route the API has
@@ -48,11 +52,12 @@ def test_another_tenant_gets_404_on_every_route_that_names_a_resource(make_servi
             assert answer.status_code == 404, f"{method} {path}: {answer.status_code}"
             assert answer.json()["error"]["code"] == "not_found"
             checked += 1
-    assert checked >= 12
+    assert checked >= 14
     # ...and lists show nothing of tenant A's.
     assert service.client.get("/v1/jobs", headers=service.b).json()["total"] == 0
     assert service.client.get("/v1/evaluations", headers=service.b).json() == []
     assert service.client.get("/v1/webhooks", headers=service.b).json() == []
+    assert service.client.get("/v1/uploads", headers=service.b).json() == []
     # The owner still sees everything (nothing above was changed by the other tenant's requests).
     assert service.client.get(f"/v1/jobs/{job_id}", headers=service.a).json()["status"] == "queued"
     assert len(service.client.get("/v1/webhooks", headers=service.a).json()) == 1

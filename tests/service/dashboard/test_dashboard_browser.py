@@ -1,5 +1,5 @@
-"""The dashboard as a person sees it, in a real headless Chromium: a job progressing live, its
-delivered gallery, a reject's scores, and feedback on an evaluation. Screenshots go to
+"""The dashboard as a person sees it, in a real headless Chromium: a job submitted through the
+jobs page's form (with a reference photo) progressing live, its delivered gallery, a reject's scores, and feedback on an evaluation. Screenshots go to
 ``test-artifacts/screenshots`` (kept by CI)."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+import yaml
 from playwright.sync_api import Locator, Page, sync_playwright
 from service_fixtures import MODEL, fast_settings, spec
 
@@ -67,7 +68,9 @@ def visible_and_uncovered(page: Page, locator: Locator) -> None:
     assert on_top, "something covers the element"
 
 
-def test_watch_a_job_live_inspect_a_reject_and_give_feedback(site: tuple[str, str], chromium: str) -> None:
+def test_submit_a_job_watch_it_live_inspect_a_reject_and_give_feedback(
+    site: tuple[str, str], chromium: str
+) -> None:
     import httpx
 
     base, key = site
@@ -85,13 +88,33 @@ def test_watch_a_job_live_inspect_a_reject_and_give_feedback(site: tuple[str, st
         page.fill("input[name=key]", key)
         page.click("button[type=submit]")
         page.wait_for_url(f"{base}/")
-        # Submitted only now and watched at once, so the page is open while the job runs.
-        job = httpx.post(
-            f"{base}/v1/jobs",
-            json=spec(deliver=3, concurrency=1, max_candidates=30, name="<script>alert(1)</script> shots"),
-            headers=headers,
-        ).json()
-        page.goto(f"{base}/jobs/{job['id']}")
+        photo = (
+            resources.files("imagefunnel.market") / "assets" / "portraits" / "grace_hopper.jpg"
+        ).read_bytes()
+        # A person submits the job through the form: first a spec the API refuses, shown as its message.
+        form = page.locator("form#submit-job")
+        visible_and_uncovered(page, form.locator("textarea[name=spec]"))
+        page.fill("textarea[name=spec]", "prompts: [p]\ndeliver: 0\nbudget_usd: 1\n")
+        page.click("#submit-button")
+        assert page.locator("#submit-error").inner_text() == "spec:2:1: deliver: must be ≥ 1"
+        page.screenshot(path=str(SHOTS / "submit-refused.png"))
+        job_spec = spec(deliver=3, concurrency=1, max_candidates=30, name="<script>alert(1)</script> shots")
+        page.fill("textarea[name=spec]", yaml.safe_dump(job_spec))
+        page.set_input_files(
+            "input[name=references]",
+            files=[{"name": "hopper.jpg", "mimeType": "image/jpeg", "buffer": photo}],
+        )
+        page.screenshot(path=str(SHOTS / "submit-form.png"))
+        page.click("#submit-button")
+        # Sent straight to the job's live page, open while the job runs.
+        page.wait_for_url(f"{base}/jobs/*")
+        job = httpx.get(f"{base}/v1/jobs/{page.url.rsplit('/', 1)[-1]}", headers=headers).json()
+        upload = httpx.get(f"{base}/v1/uploads", headers=headers).json()[0]
+        assert upload["filename"] == "hopper.jpg" and job["spec"]["references"] == [upload["ref"]]
+        reference = page.locator(".refs img").first  # the photo, shown with the job's spec
+        reference.wait_for()
+        loaded = "img => img.complete ? img.naturalWidth : new Promise(r => { img.onload = () => r(img.naturalWidth); })"
+        assert reference.evaluate(loaded) > 0
         # A candidate scored after the page was rendered, pushed over SSE.
         page.wait_for_selector("#live li[data-source=live]", timeout=120_000)
         page.screenshot(path=str(SHOTS / "job-live.png"))
@@ -121,9 +144,6 @@ def test_watch_a_job_live_inspect_a_reject_and_give_feedback(site: tuple[str, st
         page.screenshot(path=str(SHOTS / "reject-scores.png"))
         page.click("#close-scores")
 
-        photo = (
-            resources.files("imagefunnel.market") / "assets" / "portraits" / "grace_hopper.jpg"
-        ).read_bytes()
         page.goto(f"{base}/evaluations")
         page.set_input_files(
             "input[name=images]", files=[{"name": "hopper.jpg", "mimeType": "image/jpeg", "buffer": photo}]

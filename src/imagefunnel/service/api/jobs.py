@@ -34,10 +34,14 @@ from imagefunnel.service.deps import RuntimeDep, TenantDep
 from imagefunnel.service.errors import ApiError
 from imagefunnel.service.events import TERMINAL_EVENTS
 from imagefunnel.service.inputs import parse_spec_body
+from imagefunnel.service.references import check_owned
+from imagefunnel.service.runtime import ServiceRuntime
+from imagefunnel.spec import JobSpec
 from imagefunnel.store.models import JobRow
 from imagefunnel.store.service_jobs import NewJob
+from imagefunnel.store.tenancy import Tenant
 
-__all__ = ["router"]
+__all__ = ["queue_job", "router"]
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -68,23 +72,12 @@ def _job(runtime: RuntimeDep, row: JobRow) -> JobOut:
     return job_out(row, spent_usd=runtime.store.spent_usd(row.id))
 
 
-@router.post("", status_code=201, response_model=JobOut, openapi_extra=_SPEC_BODY)
-async def submit_job(
-    request: Request,
-    response: Response,
-    tenant: TenantDep,
-    runtime: RuntimeDep,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-) -> JobOut:
-    """Queue a job (spec as JSON or YAML). A retry with the same ``Idempotency-Key`` and spec returns
-    the same job (200); the same key with a different spec is a 409."""
-    settings = runtime.settings
-    spec = parse_spec_body(
-        await request.body(),
-        request.headers.get("content-type", ""),
-        max_bytes=settings.max_spec_bytes,
-        max_depth=settings.max_json_depth,
-    )
+async def queue_job(
+    runtime: ServiceRuntime, tenant: Tenant, spec: JobSpec, *, idempotency_key: str | None = None
+) -> tuple[JobRow, bool]:
+    """Queue ``spec`` for ``tenant`` (its uploads checked to be the tenant's own: 404 if not); the
+    job, and whether it is new (False: an ``idempotency_key`` retry answered with the first job)."""
+    await asyncio.to_thread(check_owned, spec, tenant.id, runtime.uploads)
     canonical = spec.model_dump_json()
     new = NewJob(
         job_id=uuid.uuid4().hex,
@@ -102,11 +95,34 @@ async def submit_job(
     )
     if submitted.created:
         runtime.wake_workers()
-    else:
-        response.status_code = 200
-    response.headers["Location"] = f"/v1/jobs/{submitted.job_id}"
     row = runtime.jobs.get(tenant.id, submitted.job_id)
     assert row is not None  # just written, and owned by this tenant
+    return row, submitted.created
+
+
+@router.post("", status_code=201, response_model=JobOut, openapi_extra=_SPEC_BODY)
+async def submit_job(
+    request: Request,
+    response: Response,
+    tenant: TenantDep,
+    runtime: RuntimeDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JobOut:
+    """Queue a job (spec as JSON or YAML). A retry with the same ``Idempotency-Key`` and spec returns
+    the same job (200); the same key with a different spec is a 409. The spec names its images
+    (``references``, ``source``) as uploads, ``upload:<id>`` (see ``POST /v1/uploads``)."""
+    settings = runtime.settings
+    spec = parse_spec_body(
+        await request.body(),
+        request.headers.get("content-type", ""),
+        max_bytes=settings.max_spec_bytes,
+        max_depth=settings.max_json_depth,
+        uploads=True,
+    )
+    row, created = await queue_job(runtime, tenant, spec, idempotency_key=idempotency_key)
+    if not created:
+        response.status_code = 200
+    response.headers["Location"] = f"/v1/jobs/{row.id}"
     return _job(runtime, row)
 
 

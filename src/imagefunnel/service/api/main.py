@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
-from imagefunnel.service.api import evaluations, health, jobs, quotes
+from imagefunnel.service.api import evaluations, health, jobs, quotes, uploads
 from imagefunnel.service.api.discovery import dimensions_router, models_router, providers_router
 from imagefunnel.service.api.keys import keys_router, webhooks_router
 
@@ -14,6 +14,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     health.router,
     quotes.router,  # before jobs: /v1/jobs/quote is not a job id
     jobs.router,
+    uploads.router,
     evaluations.router,
     providers_router,
     models_router,

@@ -21,6 +21,7 @@ from jinja2 import Environment, FileSystemLoader
 
 from imagefunnel.service.auth import KEY_COOKIE, authenticate_request
 from imagefunnel.service.dashboard.charts import bar_pairs, line_chart
+from imagefunnel.service.dashboard.submit import install_submit
 from imagefunnel.service.deps import get_runtime
 from imagefunnel.service.errors import ApiError
 from imagefunnel.store.tenancy import Tenant
@@ -76,15 +77,25 @@ def login(request: Request, key: Annotated[str, Form(max_length=200)]) -> Respon
     return response
 
 
+def _jobs(
+    request: Request, tenant: Tenant, *, error: str | None = None, spec_text: str = "", status_code: int = 200
+) -> HTMLResponse:
+    runtime = get_runtime(request)
+    rows, total = runtime.jobs.page(tenant.id, limit=100)
+    spent = runtime.jobs.spent_by_job([r.id for r in rows])
+    response = _page(
+        request, "jobs.html.j2", tenant, jobs=rows, total=total, spent=spent, error=error, spec_text=spec_text
+    )
+    response.status_code = status_code
+    return response
+
+
 @router.get("/")
 def jobs_page(request: Request) -> Response:
     tenant = _tenant(request)
     if tenant is None:
         return _login()
-    runtime = get_runtime(request)
-    rows, total = runtime.jobs.page(tenant.id, limit=100)
-    spent = runtime.jobs.spent_by_job([r.id for r in rows])
-    return _page(request, "jobs.html.j2", tenant, jobs=rows, total=total, spent=spent)
+    return _jobs(request, tenant)
 
 
 def _candidates(runtime: Any, job_id: str) -> list[dict[str, Any]]:
@@ -235,4 +246,5 @@ def evaluation_page(request: Request, evaluation_id: str) -> Response:
 
 def install_dashboard(app: FastAPI) -> None:
     app.include_router(router)
+    app.include_router(install_submit(_jobs, _tenant))
     app.mount("/static", StaticFiles(directory=str(_folder / "static")), name="static")
