@@ -36,6 +36,7 @@ __all__ = [
     "ProductScene",
     "plan_scene",
     "product_ask",
+    "product_kinds",
     "reference_color",
     "render_scene",
 ]
