@@ -472,7 +472,8 @@ def _accent(product: Floats, scene: ProductScene, width: int, height: int) -> Fl
         cv2.line(band, (cx, 0), (cx, height), (1.0,), thick)
     else:
         top = int(cy + obj_h * (0.05 if scene.shape == "bottle" else -0.1))
-        cv2.rectangle(band, (0, top), (width, top + max(2, int(obj_h * 0.16))), (1.0,), -1)
+        half = int(obj_h * scene.aspect / 2)  # round the body only, not the handle
+        cv2.rectangle(band, (cx - half, top), (cx + half, top + max(2, int(obj_h * 0.16))), (1.0,), -1)
     keep = band[..., None]
     shade = product / np.maximum(1.0, np.array(scene.color, np.float32))
     lit = paper * np.clip(shade.mean(axis=-1, keepdims=True), 0.6, 1.1)
