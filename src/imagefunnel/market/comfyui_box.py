@@ -53,6 +53,8 @@ class ComfyUIBox(_Frozen):
     defect_mix: dict[Defect, Annotated[float, Field(ge=0.0)]] = Field(
         default_factory=lambda: {Defect.BLUR: 1.0}
     )
+    # What goes wrong with product shots (``None``: the market's DEFAULT_PRODUCT_MIX).
+    product_defect_mix: dict[Defect, Annotated[float, Field(ge=0.0)]] | None = None
     # Given a reference photo (img2img), how often the output shows someone else.
     identity_drift_rate: Rate = 0.0
     # A sampler raises mid-run (execution_error, e.g. CUDA out of memory).

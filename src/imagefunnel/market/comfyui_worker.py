@@ -26,7 +26,8 @@ from imagefunnel.market.comfyui_nodes import NodeFailure, prompt_text, run_node
 from imagefunnel.market.comfyui_runtime import BoxRuntime, CachedOutputs, QueueItem, Run
 from imagefunnel.market.defects import Defect
 from imagefunnel.market.engine import derive_rng
-from imagefunnel.market.images import Truth, plan_image, render
+from imagefunnel.market.images import Truth, plan_image, plan_product_image, render
+from imagefunnel.market.products import product_ask, reference_color
 
 __all__ = ["execute", "serve"]
 
@@ -321,6 +322,23 @@ class _Context:
     def plan(self, *, ckpt: str, text: str, width: int, height: int, seed: int) -> Truth:
         box = self._rt.box
         subject = self._subject()
+        ask = product_ask(text) if subject is None else None
+        if ask is not None:
+            color = reference_color(self._loaded_images())
+            ask = ask if color is None else dataclasses.replace(ask, color=color)
+            parts = (box.seed, box.name, ckpt, text, width, height, seed, *ask.color)
+            truth = plan_product_image(
+                provider=box.name,
+                ask=ask,
+                width=width,
+                height=height,
+                seed=seed,
+                image_format="png",
+                defect_rate=box.defect_rate,
+                defect_mix=box.product_defect_mix,
+                rng=derive_rng("product", *parts),
+            )
+            return self._garbage_of(truth)
         extra = () if subject is None else (subject,)  # prompts without a reference draw as before
         rng = derive_rng("image", box.seed, box.name, ckpt, text, width, height, seed, *extra)
         truth = plan_image(
@@ -336,17 +354,25 @@ class _Context:
             subject=subject,
             identity_drift_rate=box.identity_drift_rate,
         )
+        return self._garbage_of(truth)
+
+    def _garbage_of(self, truth: Truth) -> Truth:
         if self.garbage is None:
             return truth
-        strength = float(derive_rng("garbage", box.seed, self._run.item.number).uniform(0.5, 1.0))
+        strength = float(derive_rng("garbage", self._rt.box.seed, self._run.item.number).uniform(0.5, 1.0))
         return dataclasses.replace(truth, defect=self.garbage, strength=strength, garbage=True)
 
-    def _subject(self) -> str | None:
-        """The person the prompt's loaded images (an img2img reference) show, if the market knows them."""
+    def _loaded_images(self) -> list[bytes]:
+        """The files the prompt's LoadImage nodes load (an img2img reference), in node order."""
         nodes = self._run.item.prompt.values()
         names = [node["inputs"].get("image") for node in nodes if node["class_type"] == "LoadImage"]
         files = [self._rt.store.input_file(name) for name in names if isinstance(name, str)]
-        return self._rt.library.subject([data for data in files if data is not None]) if files else None
+        return [data for data in files if data is not None]
+
+    def _subject(self) -> str | None:
+        """The person the prompt's loaded images (an img2img reference) show, if the market knows them."""
+        files = self._loaded_images()
+        return self._rt.library.subject(files) if files else None
 
     def render(self, truth: Truth) -> bytes:
         return render(truth, self._rt.library)

@@ -40,6 +40,12 @@ class Defect(StrEnum):
     CLUTTERED_BACKGROUND = "cluttered_background"
     CLOSED_EYES = "closed_eyes"
     LOPSIDED_MOUTH = "lopsided_mouth"
+    # Product-shot defects (imagefunnel.market.products), drawn into the scene as it is rendered.
+    PRODUCT_OFF_CENTRE = "product_off_centre"
+    PRODUCT_CUT_OFF = "product_cut_off"
+    PRODUCT_WRONG_COLOUR = "product_wrong_colour"
+    PRODUCT_STRAY_TEXT = "product_stray_text"
+    PRODUCT_BUSY_BACKDROP = "product_busy_backdrop"
 
 
 def blur(img: Image, strength: float = 1.0) -> Image:

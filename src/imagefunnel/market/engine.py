@@ -30,7 +30,8 @@ import numpy as np
 from imagefunnel.market.billing import BillingRecord, bill
 from imagefunnel.market.defects import Defect
 from imagefunnel.market.faults import FaultHits, GarbageFault, RateLimitFault, draw_faults
-from imagefunnel.market.images import AssetLibrary, Truth, plan_image, render
+from imagefunnel.market.images import AssetLibrary, Truth, plan_image, plan_product_image, render
+from imagefunnel.market.products import ProductAsk, product_ask, reference_color
 from imagefunnel.market.records import (
     ImageInput,
     Job,
@@ -98,6 +99,7 @@ class Market:
         self._providers = {p.name: _ProviderState(p) for p in scenario.providers}
         self._rendered: OrderedDict[str, bytes] = OrderedDict()
         self._subjects: OrderedDict[str, str | None] = OrderedDict()
+        self._product_colors: OrderedDict[str, tuple[int, int, int] | None] = OrderedDict()
 
     # -- time -------------------------------------------------------------------------------
     def now_s(self) -> float:
@@ -247,6 +249,28 @@ class Market:
                 self._subjects.popitem(last=False)
         return found
 
+    def product_color(self, references: tuple[bytes, ...]) -> tuple[int, int, int] | None:
+        """The product's colour in the first of ``references`` (see ``market.products``), remembered."""
+        key = hashlib.blake2b(b"".join(hashlib.sha256(r).digest() for r in references)).hexdigest()
+        with self._lock:
+            if key in self._product_colors:
+                return self._product_colors[key]
+        found = reference_color(references)
+        with self._lock:
+            self._product_colors[key] = found
+            while len(self._product_colors) > _SUBJECT_CACHE_SIZE:
+                self._product_colors.popitem(last=False)
+        return found
+
+    def _product(self, inp: ImageInput, subject: str | None) -> ProductAsk | None:
+        """The product shot ``inp`` asks for: its prompt names one (and no known person is in its
+        photos); a photo sent with it gives the product's colour, as to an image-conditioned model."""
+        ask = product_ask(inp.prompt) if subject is None else None
+        if ask is None or not inp.references:
+            return ask
+        color = self.product_color(inp.references)
+        return ask if color is None else dataclasses.replace(ask, color=color)
+
     def _plan(
         self,
         profile: ProviderProfile,
@@ -258,6 +282,20 @@ class Market:
         garbage: GarbageFault | None = None,
     ) -> Truth:
         parts = (profile.name, model, inp.prompt, inp.width, inp.height, seed)
+        ask = self._product(inp, subject)
+        if ask is not None:
+            truth = plan_product_image(
+                provider=profile.name,
+                ask=ask,
+                width=inp.width,
+                height=inp.height,
+                seed=seed,
+                image_format=inp.image_format,
+                defect_rate=profile.defect_rate,
+                defect_mix=profile.product_defect_mix,
+                rng=derive_rng("product", self.scenario.seed, *parts, *ask.color),
+            )
+            return self._garbage(truth, profile, rng, garbage)
         content_rng = derive_rng(
             "image", self.scenario.seed, *parts, *(() if subject is None else (subject,))
         )
@@ -274,6 +312,13 @@ class Market:
             subject=subject,
             identity_drift_rate=profile.identity_drift_rate,
         )
+        return self._garbage(truth, profile, rng, garbage)
+
+    @staticmethod
+    def _garbage(
+        truth: Truth, profile: ProviderProfile, rng: np.random.Generator, garbage: GarbageFault | None
+    ) -> Truth:
+        """``truth``, or black or truncated bytes in its place if a fault or the steady rate says so."""
         kind: Defect | None = None
         if garbage is not None:  # a fault window chose the kind; the steady rate picks either
             kind = Defect.BLACK if garbage.garbage == "black" else Defect.TRUNCATED

@@ -26,6 +26,15 @@ import numpy as np
 from imagefunnel.market import face_defects
 from imagefunnel.market.defects import FACE_DEFECTS, Defect, Image, apply_pixel_defect, truncate
 from imagefunnel.market.framing import DEFAULT_FACE_BOX, FACE_BOXES, FaceBox, Variation, vary
+from imagefunnel.market.products import (
+    DEFAULT_PRODUCT_MIX,
+    PRODUCT_DEFECTS,
+    ProductAsk,
+    ProductScene,
+    plan_scene,
+    product_kinds,
+    render_scene,
+)
 from imagefunnel.market.subjects import SubjectIndex, identity_of
 from imagefunnel.scoring.faces import FaceModels
 
@@ -37,6 +46,7 @@ __all__ = [
     "Variation",
     "encode",
     "plan_image",
+    "plan_product_image",
     "render",
 ]
 
@@ -80,11 +90,12 @@ class Truth:
     strength: float = 0.0
     garbage: bool = False  # black/truncated output injected as a provider fault, not a model defect
     subject: str | None = None  # the person the request's reference photos show (None: no/unknown)
+    product: ProductScene | None = None  # a product shot (``source`` is then "product:<shape>")
 
     @property
     def identity_drift(self) -> bool:
         """Asked for ``subject``, rendered someone else."""
-        return self.subject is not None and identity_of(self.source) != self.subject
+        return self.product is None and self.subject is not None and identity_of(self.source) != self.subject
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -205,12 +216,63 @@ def plan_image(
     )
     defective = rng.random() < defect_rate
     faces_fit = min(width, height) >= MIN_FACE_DEFECT_SIDE
-    kinds = [k for k, w in defect_mix.items() if w > 0 and (faces_fit or k not in FACE_DEFECTS)]
+    kinds = [
+        k
+        for k, w in defect_mix.items()
+        if w > 0 and (faces_fit or k not in FACE_DEFECTS) and k not in PRODUCT_DEFECTS
+    ]
     if not defective or not kinds:
         return truth
     weights = np.array([defect_mix[kind] for kind in kinds], dtype=np.float64)
     defect = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
     return dataclasses.replace(truth, defect=defect, strength=float(rng.uniform(0.5, 1.0)))
+
+
+def plan_product_image(
+    *,
+    provider: str,
+    ask: ProductAsk,
+    width: int,
+    height: int,
+    seed: int,
+    image_format: ImageFormat,
+    defect_rate: float,
+    defect_mix: Mapping[Defect, float] | None,
+    rng: np.random.Generator,
+) -> Truth:
+    """Draw every choice of one product shot (see ``market.products``): the scene, then whether it is
+    defective and how, from ``defect_mix`` (face defects left out; ``DEFAULT_PRODUCT_MIX`` if none)."""
+    scene = plan_scene(ask, rng)
+    truth = Truth(
+        provider=provider,
+        source=f"product:{ask.shape}",
+        width=width,
+        height=height,
+        seed=seed,
+        image_format=image_format,
+        variation=_NO_VARIATION,
+        product=scene,
+    )
+    kinds = product_kinds(DEFAULT_PRODUCT_MIX if defect_mix is None else defect_mix)
+    if not rng.random() < defect_rate or not kinds:
+        return truth
+    names = list(kinds)
+    weights = np.array([kinds[kind] for kind in names], dtype=np.float64)
+    defect = names[int(rng.choice(len(names), p=weights / weights.sum()))]
+    return dataclasses.replace(truth, defect=defect, strength=float(rng.uniform(0.5, 1.0)))
+
+
+# A product shot is drawn, not framed from a photo: it has no variation of its own.
+_NO_VARIATION = Variation(
+    crop=1.0,
+    shift_x=0.0,
+    shift_y=0.0,
+    flip=False,
+    brightness=1.0,
+    contrast=1.0,
+    warmth=0.0,
+    tint=(0.0, 0.0, 0.0),
+)
 
 
 def _subject_source(
@@ -226,10 +288,18 @@ def _subject_source(
 
 def render(truth: Truth, library: AssetLibrary) -> bytes:
     """Encode the image a ``Truth`` describes (deterministic: same truth, same bytes)."""
-    src = library.image(truth.source)
-    img = vary(src, truth.variation, truth.width, truth.height, face=library.face_box(truth.source))
-    if truth.defect is not None and truth.defect is not Defect.TRUNCATED:
-        img = _defect(img, truth, library.face_models)
+    if truth.product is not None:
+        drawn = truth.defect if truth.defect in PRODUCT_DEFECTS else None
+        img = render_scene(
+            truth.product, truth.width, truth.height, seed=truth.seed, defect=drawn, strength=truth.strength
+        )
+        if truth.defect is not None and drawn is None and truth.defect is not Defect.TRUNCATED:
+            img = apply_pixel_defect(img, truth.defect, truth.strength)
+    else:
+        src = library.image(truth.source)
+        img = vary(src, truth.variation, truth.width, truth.height, face=library.face_box(truth.source))
+        if truth.defect is not None and truth.defect is not Defect.TRUNCATED:
+            img = _defect(img, truth, library.face_models)
     data = encode(img, truth.image_format)
     if truth.defect is Defect.TRUNCATED:
         data = truncate(data, truth.strength)

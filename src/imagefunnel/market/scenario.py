@@ -100,6 +100,9 @@ class ProviderProfile(_Frozen):
     defect_mix: dict[Defect, Annotated[float, Field(ge=0.0)]] = Field(
         default_factory=lambda: {Defect.BLUR: 1.0}
     )
+    # What goes wrong with product shots (``market.products``), at the same ``defect_rate``; ``None``:
+    # its DEFAULT_PRODUCT_MIX. Face defects are left out of it: a product shot has no face.
+    product_defect_mix: dict[Defect, Annotated[float, Field(ge=0.0)]] | None = None
     # Given reference photos of a subject, how often the output shows someone else (``identity_drift``).
     identity_drift_rate: Rate = 0.0
     # Submissions answered with HTTP 5xx (never billed).
