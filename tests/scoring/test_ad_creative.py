@@ -45,3 +45,11 @@ def test_dimensions_without_their_brief_field_are_skipped() -> None:
     verdict = scorer.score(DecodedImage.from_array(studio_shot()))
     assert {"safe_area_busyness", "off_palette", "palette_presence"} <= set(verdict.skipped)
     assert scorer.skip_reason("off_palette") == "the job gives no palette"
+
+
+def test_a_product_cut_off_by_the_frame_fails_an_ad_but_an_off_centre_one_may_leave_room_for_copy() -> None:
+    cut = _values(BRAND, studio_shot(center=(0.92, 0.65), scale=0.45))
+    assert not cut["product_cutoff"][1]
+    beside_the_copy = _values(BRAND, studio_shot(center=(0.3, 0.65), scale=0.45))
+    assert beside_the_copy["product_cutoff"][1]
+    assert "product_centering" not in beside_the_copy  # an ad places its product where the layout wants

@@ -124,7 +124,7 @@ def product_area(features: ImageFeatures, context: ScoringContext | None = None)
     DimensionInfo(
         name="product_cutoff",
         tier=2,
-        use_cases=_USE,
+        use_cases=frozenset({PRODUCT, "ad_creative"}),
         direction=_LOWER,
         value_range=(0.0, 1.0),
         unit="fraction of the border",
