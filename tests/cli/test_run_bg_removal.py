@@ -44,6 +44,21 @@ def test_run_delivers_an_rgba_cutout_and_resume_finds_the_job(tmp_path: Path) ->
     assert "DELIVERED" in resumed.output
 
 
+def test_run_with_a_providers_file_uses_its_self_hosted_remover(tmp_path: Path) -> None:
+    providers = tmp_path / "providers.yaml"
+    providers.write_text(
+        "providers:\n  - {name: box-cutout, protocol: segmentation, models: [background-removal],"
+        " price: {unit: gpu_second, usd_per_hour: 0.40}}\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    ran = CliRunner().invoke(app, ["run", str(EXAMPLE), "--providers", str(providers), "--out", str(out)])
+    assert ran.exit_code == 0, ran.output
+    result = json.loads((out / "results.json").read_text())
+    assert [(p["provider"], p["passed"]) for p in result["providers"]] == [("box-cutout", 1)]
+    assert Image.open(out / "delivered" / "01.png").mode == "RGBA"
+
+
 @pytest.mark.slow
 def test_a_worker_runs_a_submitted_background_removal_job(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'store.db'}"
