@@ -25,7 +25,11 @@ def run(spec_text: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     ("spec_text", "message"),
     [
         ("providers: {deny: [expensive-provider]}\n", "unknown provider 'expensive-provider'"),
-        ("model: sdxl\n", "no provider serves 'sdxl'; models served: fal-ai/flux-pro/v1.1"),
+        # background-removal: the self-hosted remover, which runs next to any market
+        (
+            "model: sdxl\n",
+            "no provider serves 'sdxl'; models served: background-removal, fal-ai/flux-pro/v1.1",
+        ),
     ],
 )
 def test_a_name_the_market_does_not_offer_is_refused_before_anything_is_bought(

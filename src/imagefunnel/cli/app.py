@@ -119,8 +119,12 @@ def run(
         Path | None, typer.Option(help="providers YAML (real endpoints; keys from env vars)")
     ] = None,
     market: Annotated[
-        str, typer.Option(help="emulated market scenario, used when --providers is not given")
-    ] = "demo",
+        str | None,
+        typer.Option(
+            help="emulated market scenario, used when --providers is not given "
+            "(default: demo; bg-removal for a background-removal job)"
+        ),
+    ] = None,
     out: OutDir = Path("imagefunnel-out"),
     quote: Annotated[
         Path | None,
@@ -165,8 +169,12 @@ def resume(
         Path | None, typer.Option(help="providers YAML (real endpoints; keys from env vars)")
     ] = None,
     market: Annotated[
-        str, typer.Option(help="emulated market scenario, used when --providers is not given")
-    ] = "demo",
+        str | None,
+        typer.Option(
+            help="emulated market scenario, used when --providers is not given "
+            "(default: demo; bg-removal for a background-removal job)"
+        ),
+    ] = None,
 ) -> None:
     from imagefunnel.cli.resume import resume_job
 

@@ -19,18 +19,25 @@ from imagefunnel.delivery import DELIVERED_DIR
 from imagefunnel.errors import ImageFunnelError
 from imagefunnel.funnel import JobResult
 from imagefunnel.funnel.result import CandidateResult
+from imagefunnel.market.cutout_profile import CutoutApiProfile
 from imagefunnel.market.scenario import ProviderProfile, SelfHostedBox
 from imagefunnel.market.server import MarketServer
 from imagefunnel.providers.base import Provider
 from imagefunnel.providers.comfyui import ComfyUIProvider
 from imagefunnel.providers.comfyui_settings import ComfyUISettings
 from imagefunnel.providers.config import PriceConfig, ProviderConfig, build_provider, load_providers_file
+from imagefunnel.providers.segmentation import BACKGROUND_REMOVAL_MODEL, local_cutout_provider
 from imagefunnel.spec import JobSpec, load_spec, parse_spec
 from imagefunnel.spec.offer import check_offer
 
 DEMO_API_KEY = "demo-key"  # the emulated market checks that a key is sent, not which one
 # fal's endpoint that takes a subject photo (``image_url``) next to a FLUX text-to-image endpoint.
 _FAL_REFERENCE_ENDPOINT = "{model}/image-to-image"
+# The market a job runs on when none is named: the headshot market, or for background removal the
+# one whose hosted cutout APIs compete with the self-hosted remover.
+DEFAULT_SCENARIO, BG_REMOVAL_SCENARIO = "demo", "bg-removal"
+# The self-hosted background remover that runs next to any market (it is this machine, not an API).
+LOCAL_CUTOUT = "local-cutout"
 
 
 def demo_spec() -> JobSpec:
@@ -40,9 +47,18 @@ def demo_spec() -> JobSpec:
     return parse_spec(text, source="headshot-demo.yaml", base_dir=Path(str(folder)))
 
 
+def default_scenario(spec: JobSpec) -> str:
+    """The emulated market for ``spec`` when the command line names none."""
+    return BG_REMOVAL_SCENARIO if spec.model == BACKGROUND_REMOVAL_MODEL else DEFAULT_SCENARIO
+
+
 def market_providers(market: MarketServer, model: str) -> list[Provider]:
     """One adapter, of the profile's protocol, per provider of the scenario that serves ``model``,
-    and a ComfyUI adapter per self-hosted box of the scenario that serves it."""
+    and a ComfyUI adapter per self-hosted box of the scenario that serves it. For background
+    removal: the self-hosted remover (this machine's segmentation model) and a remove.bg-protocol
+    adapter per cutout API of the scenario, so the router weighs one against the others."""
+    if model == BACKGROUND_REMOVAL_MODEL:
+        return [local_cutout_provider(name=LOCAL_CUTOUT), *map(_cutout_provider, _cutout_configs(market))]
     hosted = [
         _market_provider(market, profile, model)
         for profile in market.scenario.providers
@@ -58,7 +74,29 @@ def market_offer(market: MarketServer) -> dict[str, set[str]]:
     """Every provider and self-hosted box of the market's scenario, with the models each serves."""
     offer = {profile.name: set(profile.models) for profile in market.scenario.providers}
     offer.update({box.name: set(box.models) for box in market.scenario.comfyui_boxes})
+    offer.update({api.name: {BACKGROUND_REMOVAL_MODEL} for api in market.scenario.cutout_apis})
+    offer[LOCAL_CUTOUT] = {BACKGROUND_REMOVAL_MODEL}
     return offer
+
+
+def _cutout_configs(market: MarketServer) -> list[ProviderConfig]:
+    return [cutout_provider_config(market, api) for api in market.scenario.cutout_apis]
+
+
+def _cutout_provider(config: ProviderConfig) -> Provider:
+    return build_provider(config, api_key=DEMO_API_KEY)
+
+
+def cutout_provider_config(market: MarketServer, api: CutoutApiProfile) -> ProviderConfig:
+    """The providers-file entry a user would write for one of the market's cutout APIs."""
+    return ProviderConfig(
+        name=api.name,
+        protocol="removebg",
+        base_url=market.base_url(api.name),
+        models=[BACKGROUND_REMOVAL_MODEL],
+        timeout_s=30.0,
+        price=PriceConfig(unit="image", usd=api.usd_per_image),
+    )
 
 
 def _market_provider(market: MarketServer, profile: ProviderProfile, model: str) -> Provider:
@@ -271,14 +309,16 @@ def run_spec(
     *,
     spec_path: Path,
     providers_path: Path | None,
-    scenario: str,
+    scenario: str | None,
     out_dir: Path,
     quote_path: Path | None = None,
     quote: bool = True,
 ) -> JobResult:
-    """Run the job in ``spec_path``. It is quoted first (unless ``quote`` is False and it has no
-    ``confidence``) and held to that quote, or to the one in ``quote_path`` when given."""
+    """Run the job in ``spec_path`` on the providers file, else on the emulated market ``scenario``
+    (None: the spec's :func:`default_scenario`). It is quoted first (unless ``quote`` is False and it
+    has no ``confidence``) and held to that quote, or to the one in ``quote_path`` when given."""
     spec = load_spec(spec_path)
+    scenario = scenario or default_scenario(spec)
     given = None if quote_path is None else load_given_quote(quote_path, spec)
     source = JobSource(out_dir=out_dir, providers_path=providers_path, scenario=scenario)
     if providers_path is not None:

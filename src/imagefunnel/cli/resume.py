@@ -13,9 +13,12 @@ from imagefunnel.funnel import JobResult
 
 
 def resume_job(
-    console: Console, *, job_id: str, out_dir: Path, providers_path: Path | None, scenario: str
+    console: Console, *, job_id: str, out_dir: Path, providers_path: Path | None, scenario: str | None
 ) -> JobResult:
+    from imagefunnel.cli.demo import default_scenario
+
     spec = stored_spec(out_dir, job_id)
+    scenario = scenario or default_scenario(spec)
     source = JobSource(out_dir=out_dir, providers_path=providers_path, scenario=scenario)
     console.print(f"[bold]resuming[/] job {job_id} ({spec.name}): {spec.deliver} to deliver")
     if providers_path is not None:

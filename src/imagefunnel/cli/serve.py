@@ -60,11 +60,12 @@ def _providers(
 
         yield from_file, [build_provider(cfg) for cfg in configs]
         return
-    from imagefunnel.cli.demo import market_providers
+    from imagefunnel.cli.demo import market_offer, market_providers
     from imagefunnel.market.server import MarketServer
 
     with MarketServer(scenario) as server:
-        models = sorted({m for p in server.scenario.providers for m in p.models})
+        # Background removal included: the self-hosted remover and the scenario's cutout APIs.
+        models = sorted({m for served in market_offer(server).values() for m in served})
 
         def from_market(spec: JobSpec) -> Sequence[Provider]:
             return market_providers(server, spec.model)

@@ -158,6 +158,10 @@ class Funnel:
         state.hashes = list(progress.passed_hashes)
         state.generated = progress.candidates
         state.requested = progress.next_request_index
+        # A remover whose cutout of this photo was rejected before the stop would sell the same one.
+        state.rejected_by = {
+            c.provider for c in self._store.candidates(job_id) if not c.passed and c.duplicate_of is None
+        }
         await self._reattach(state)
         self._store.interrupt_in_flight(job_id)
         state.budget = BudgetGuard(spec.budget_usd, settled_usd=self._store.spent_usd(job_id))

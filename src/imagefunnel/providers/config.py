@@ -13,6 +13,10 @@
         models: [black-forest-labs/FLUX.1-schnell]
         price: {unit: megapixel, usd: 0.0027}
       - {name: cutout, protocol: removebg, models: [background-removal], price: {unit: image, usd: 0.07}}
+      - name: local-cutout           # the self-hosted background remover, run in this process
+        protocol: segmentation
+        models: [background-removal]
+        price: {unit: gpu_second, usd_per_hour: 0.40}
       - name: gpu-1
         protocol: comfyui
         base_url: http://gpu-1:8188
@@ -22,6 +26,8 @@
 ``base_url`` and ``api_key_env`` default to each protocol's real API and usual variable. A ComfyUI
 box has no default address and no auth of its own: its ``api_key_env`` (``COMFYUI_TOKEN``), when
 set, goes out as a bearer token for a proxy in front of it; its price is its ``comfyui`` block's.
+``segmentation`` is no service at all: the bundled segmentation model on this machine, priced by the
+compute time it takes at the machine's ``usd_per_hour``.
 """
 
 from __future__ import annotations
@@ -42,10 +48,11 @@ from imagefunnel.providers.fal import FalProvider
 from imagefunnel.providers.openai_images import OpenAIImagesProvider
 from imagefunnel.providers.pricing import PerGpuSecond, PerImage, PerMegapixel, PerToken, PriceModel
 from imagefunnel.providers.replicate import ReplicateProvider
+from imagefunnel.providers.segmentation import BACKGROUND_REMOVAL_MODEL, local_cutout_provider
 from imagefunnel.providers.together import TogetherProvider
 from imagefunnel.strict_yaml import read_yaml_file, validate
 
-ProtocolName = Literal["fal", "replicate", "openai", "together", "comfyui", "removebg"]
+ProtocolName = Literal["fal", "replicate", "openai", "together", "comfyui", "removebg", "segmentation"]
 
 # (base URL, API key variable) of each protocol's real service.
 _DEFAULTS: Mapping[str, tuple[str, str]] = {
@@ -55,6 +62,7 @@ _DEFAULTS: Mapping[str, tuple[str, str]] = {
     "together": ("https://api.together.xyz/v1", "TOGETHER_API_KEY"),
     "comfyui": ("", "COMFYUI_TOKEN"),  # a self-hosted box: its base_url is required
     "removebg": ("https://api.remove.bg", "REMOVE_BG_API_KEY"),  # background removal (price per image)
+    "segmentation": ("", ""),  # the self-hosted background remover: in this process, no key
 }
 Usd = Annotated[float, Field(gt=0)]
 # A providers file lists a handful of entries; a bigger one is a mistake or hostile.
@@ -115,6 +123,8 @@ class ProviderConfig(BaseModel):
         # fal publishes its prices and OpenAI's default is gpt-image-1's; the others must say.
         if self.protocol == "removebg" and (self.price is None or self.price.unit != "image"):
             raise ValueError("protocol removebg needs a price per image (what one credit costs you)")
+        if self.protocol == "segmentation":
+            _check_segmentation(self)
         if self.price is None and self.protocol in ("replicate", "together"):
             raise ValueError(f"protocol {self.protocol} needs a price (its API does not report one)")
         if self.price is not None and self.protocol == "fal":
@@ -138,6 +148,18 @@ class ProviderConfig(BaseModel):
         return self.api_key_env or _DEFAULTS[self.protocol][1]
 
 
+_KEYLESS = ("comfyui", "segmentation")
+
+
+def _check_segmentation(config: ProviderConfig) -> None:
+    if config.models != [BACKGROUND_REMOVAL_MODEL]:
+        raise ValueError(f"protocol segmentation serves models: [{BACKGROUND_REMOVAL_MODEL}] only")
+    if config.price is None or config.price.unit != "gpu_second":
+        raise ValueError("protocol segmentation needs a gpu_second price (usd_per_hour of this machine)")
+    if config.base_url is not None or config.api_key_env is not None:
+        raise ValueError("protocol segmentation runs in this process: no base_url or api_key_env")
+
+
 class ProvidersFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -152,7 +174,7 @@ def load_providers_file(path: Path) -> ProvidersFile:
 
 def build_provider(config: ProviderConfig, *, api_key: str | None = None) -> Provider:
     key = api_key if api_key is not None else os.environ.get(config.key_env, "")
-    if not key and config.protocol != "comfyui":  # a box without a proxy in front needs no token
+    if not key and config.protocol not in _KEYLESS:  # a box without a proxy in front needs no token
         raise SpecError(f"provider {config.name}: environment variable {config.key_env} is not set")
     name, url, model, timeout_s = config.name, config.url, config.models[0], config.timeout_s
     price = config.price.model(config.quality) if config.price is not None else None
@@ -186,6 +208,8 @@ def build_provider(config: ProviderConfig, *, api_key: str | None = None) -> Pro
             price=price,
             timeout_s=timeout_s,
         )
+    if config.protocol == "segmentation" and isinstance(price, PerGpuSecond):
+        return local_cutout_provider(name=name, usd_per_hour=price.usd_per_hour, timeout_s=timeout_s)
     if config.protocol == "removebg" and config.price is not None and config.price.usd is not None:
         return RemoveBgProvider(
             name=name, base_url=url, api_key=key, usd_per_credit=config.price.usd, timeout_s=timeout_s

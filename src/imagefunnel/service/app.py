@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 from imagefunnel.providers.base import Provider
 from imagefunnel.service.api.main import include_routers
+from imagefunnel.service.deps import require_tenant
 from imagefunnel.service.errors import install_error_handlers
 from imagefunnel.service.limits import BodyLimitMiddleware
 from imagefunnel.service.metrics import build_registry
@@ -27,13 +28,15 @@ _UPLOAD_PATHS = ("/v1/evaluations", "/evaluations", "/v1/uploads", "/jobs/new")
 
 
 def _extra_routers() -> tuple[APIRouter, ...]:
-    """Routers other packages contribute when installed (workflow runs)."""
+    """Routers other packages contribute when installed (workflow runs), behind the API key every
+    other resource asks for: a workflow run spends on the ComfyUI boxes."""
     try:
         from imagefunnel.workflows.api import create_router  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return ()
-    router: APIRouter = create_router()
-    return (router,)
+    guarded = APIRouter(dependencies=[Depends(require_tenant)])
+    guarded.include_router(create_router())
+    return (guarded,)
 
 
 def create_app(
