@@ -218,12 +218,18 @@ def _store_images(
 
 
 def _score_now(
-    runtime: RuntimeDep, names: list[str], decoded: list[DecodedImage], spec: JobSpec | None, use_case: str
+    runtime: RuntimeDep,
+    names: list[str],
+    decoded: list[DecodedImage],
+    spec: JobSpec | None,
+    use_case: str,
+    spans: Spans,
 ) -> list[ScoredImageResult]:
     scorer = runtime.scorers.get(use_case=use_case, spec=spec)
     results = []
     for position, (name, image) in enumerate(zip(names, decoded, strict=True)):
-        verdict = scorer.score(image)
+        with spans.span("score"):  # the scorer's own time, what calling the library costs
+            verdict = scorer.score(image)
         results.append(ScoredImageResult(position, verdict.passed, verdict_json(name, verdict, scorer)))
     return results
 
@@ -251,8 +257,7 @@ def _evaluate(
         stored = _store_images(runtime, images, decoded)
     results = None
     if len(images) <= runtime.settings.sync_evaluation_images:
-        with spans.span("score"):
-            results = _score_now(runtime, [name for name, _ in images], decoded, spec, use_case)
+        results = _score_now(runtime, [name for name, _ in images], decoded, spec, use_case, spans)
     with spans.span("store"):
         evaluation_id = runtime.evaluations.create(
             tenant_id,
