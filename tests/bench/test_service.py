@@ -8,6 +8,7 @@ from imagefunnel.bench.service import (
     ConcurrencyRow,
     PairedOverhead,
     ServiceBench,
+    _Local,
     _Timed,
     markdown,
     paired_overhead,
@@ -16,18 +17,21 @@ from imagefunnel.bench.service import (
 
 
 def _timed(latency: float, decode: float, score: float, total: float) -> _Timed:
-    return _Timed(latency, {"decode": decode, "score": score, "store": 1.0, "total": total})
+    server = {"read": 0.5, "decode": decode, "score": score, "store": 1.0, "total": total}
+    return _Timed(latency, server, cpu_ms=latency / 2)
 
 
 def test_overhead_is_latency_beyond_the_servers_own_scoring_per_request() -> None:
     timed = [_timed(110, 2, 100, 105), _timed(214, 2, 200, 206), _timed(160, 3, 150, 156)]
-    summary = paired_overhead([101, 199, 150], timed)
+    summary = paired_overhead([_Local(t, t / 2 - 1) for t in (101, 199, 150)], timed)
     assert summary.pairs == 3
     assert summary.overhead_p50_ms == pytest.approx(8.0)  # 8, 12, 7
     assert summary.overhead_p99_ms == pytest.approx(12.0)
     assert summary.handler_p50_ms == pytest.approx(3.0)  # 3, 4, 3
     assert summary.paired_p50_ms == pytest.approx(10.0)  # 9, 15, 10
     assert summary.scoring_p50_ms == pytest.approx(153.0)
+    assert summary.store_p50_ms == pytest.approx(1.0)
+    assert summary.cpu_p50_ms == pytest.approx(6.0)  # 5.5, 8.5, 6
 
 
 def _bench(overhead: float) -> ServiceBench:
@@ -37,7 +41,8 @@ def _bench(overhead: float) -> ServiceBench:
         in_process_p99_ms=130.0,
         rows=(ConcurrencyRow(1, 4, 9.0, 140.0, 150.0),),
         first_event_ms=(300.0, 400.0),
-        paired=PairedOverhead(4, 100.0, overhead, overhead + 3, 2.0, overhead + 1, overhead + 9),
+        paired=PairedOverhead(4, 100.0, overhead, overhead + 3, 2.0, 1.0, overhead + 1, overhead + 9, 3.0),
+        load="1.0, 1.0, 1.0",
         command="imagefunnel bench service",
     )
 

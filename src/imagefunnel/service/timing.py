@@ -1,8 +1,8 @@
 """Where a request's time went, as a ``Server-Timing`` header (W3C Server Timing).
 
 Clients (and ``imagefunnel bench service``) read it to tell the scoring itself from what the
-service adds around it: an evaluation's response carries ``decode``, ``score``, ``store`` and
-``total`` (the handler's own time), in milliseconds.
+service adds around it: an evaluation's response carries ``read`` (the upload), ``decode``, ``score``,
+``store`` (blobs and the database) and ``total`` (the handler's own time), in milliseconds.
 """
 
 from __future__ import annotations

@@ -301,9 +301,10 @@ async def create_evaluation(
     request: Request, response: Response, tenant: TenantDep, runtime: RuntimeDep
 ) -> EvaluationOut:
     """Score up to ``sync_evaluation_images`` images now (200), or queue more (202). The response's
-    ``Server-Timing`` header says how long decoding, scoring and storing took."""
+    ``Server-Timing`` header says how long reading, decoding, scoring and storing took."""
     spans = Spans()
-    images, spec, use_case = await _read_request(request, runtime)
+    with spans.span("read"):
+        images, spec, use_case = await _read_request(request, runtime)
     evaluated = await asyncio.to_thread(_evaluate, runtime, tenant.id, images, spec, use_case, spans)
     response.headers["Location"] = f"/v1/evaluations/{evaluated.id}"
     if evaluated.results is None:
