@@ -14,6 +14,7 @@ from service_fixtures import Service
 
 from imagefunnel.evaluation import load_manifest
 from imagefunnel.service.feedback import HUMAN_REJECT, export_feedback_set
+from imagefunnel.service.timing import parse_server_timing
 
 
 def _photo() -> bytes:
@@ -44,6 +45,11 @@ def test_sync_verdicts_feedback_and_export_for_calibration(make_service, tmp_pat
     dims = {d["name"]: d for d in blank["result"]["dimensions"]}
     assert dims["uniformity"]["passed"] is False and dims["uniformity"]["threshold"] is not None
     assert blank["name"] == "<img src=x onerror=alert(1)>.png"  # kept as given; pages escape it
+    timing = parse_server_timing(answer.headers["server-timing"])
+    assert set(timing) == {"read", "decode", "score", "store", "total"}
+    assert timing["total"] >= timing["read"] + timing["decode"] + timing["score"] + timing["store"]
+    stored = service.client.get(answer.headers["location"], headers=service.a)
+    assert stored.json() == body  # built in memory, as the store has it
     image = service.client.get(photo["image"], headers=service.a)
     assert image.content == _photo()
 
@@ -81,6 +87,8 @@ def test_a_batch_is_queued_scored_by_a_worker_and_announced(make_service) -> Non
     images = [{"name": f"{i}.png", "data": base64.b64encode(_blank()).decode()} for i in range(2)]
     answer = service.client.post("/v1/evaluations", json={"images": images}, headers=service.a)
     assert answer.status_code == 202 and answer.json()["status"] == "queued"
+    assert [r["passed"] for r in answer.json()["results"]] == [None, None]
+    assert "score" not in parse_server_timing(answer.headers["server-timing"])  # a worker scores it
     url = answer.headers["location"]
     for _ in range(200):
         body = service.client.get(url, headers=service.a).json()

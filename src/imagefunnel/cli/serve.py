@@ -159,6 +159,7 @@ def bench_service_cmd(
     requests: Annotated[int, typer.Option(min=1, help="requests per concurrency level")] = 64,
     size: Annotated[int, typer.Option(min=64, help="image side in pixels")] = 512,
     jobs: Annotated[int, typer.Option(min=1, help="jobs for the submit → first event latency")] = 5,
+    pairs: Annotated[int, typer.Option(min=2, help="interleaved in-process/service pairs")] = 40,
     write: Annotated[Path | None, typer.Option(help="update this Markdown file's section")] = None,
 ) -> None:
     """Evaluations API throughput and p50/p99 at 1, 8, 32 clients; overhead over in-process scoring."""
@@ -167,7 +168,7 @@ def bench_service_cmd(
 
     from imagefunnel.bench.service import markdown, run_service_bench
 
-    bench = run_service_bench(requests=requests, size=size, jobs=jobs)
+    bench = run_service_bench(requests=requests, size=size, jobs=jobs, pairs=pairs)
     command = ("imagefunnel bench service " + shlex.join(sys.argv[3:])).strip()
     text = markdown(
         type(bench)(**{**{f: getattr(bench, f) for f in bench.__dataclass_fields__}, "command": command})

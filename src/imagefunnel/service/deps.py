@@ -23,5 +23,10 @@ def require_tenant(request: Request) -> Tenant:
     return authenticate_request(request, runtime.tenancy, runtime.limiter)
 
 
-RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
+async def _runtime(request: Request) -> ServiceRuntime:
+    # async: FastAPI runs a plain-function dependency on a worker thread: a hop per request, for a lookup
+    return get_runtime(request)
+
+
+RuntimeDep = Annotated[ServiceRuntime, Depends(_runtime)]
 TenantDep = Annotated[Tenant, Depends(require_tenant)]

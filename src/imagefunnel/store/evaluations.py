@@ -45,6 +45,10 @@ class FeedbackEntry:
     use_case: str
 
 
+def _result_text(item: ScoredImageResult) -> str:
+    return json.dumps(item.result, separators=(",", ":"))
+
+
 class EvaluationStore:
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -57,18 +61,24 @@ class EvaluationStore:
         spec_json: str | None,
         images: Sequence[NewImage],
         queued: bool,
+        results: Sequence[ScoredImageResult] | None = None,
     ) -> str:
+        """A new evaluation; with ``results`` (one per image, by position) it is stored ``done`` in
+        the same transaction, so an evaluation scored in the request costs one commit."""
         evaluation_id = uuid.uuid4().hex
+        by_position = {r.position: r for r in results} if results is not None else {}
+        done = results is not None and not queued
         with self._store.session() as s:
             s.add(
                 EvaluationRow(
                     id=evaluation_id,
                     tenant_id=tenant_id,
-                    status="queued" if queued else "running",
+                    status="done" if done else "queued" if queued else "running",
                     use_case=use_case,
                     spec_json=spec_json,
                     images=len(images),
-                    passed=0,
+                    passed=sum(r.passed for r in by_position.values()) if done else 0,
+                    finished_at=utcnow() if done else None,
                 )
             )
             s.flush()
@@ -79,6 +89,8 @@ class EvaluationStore:
                     filename=image.filename,
                     blob_sha256=image.blob_sha256,
                     content_type=image.content_type,
+                    passed=by_position[i].passed if done else None,
+                    result=_result_text(by_position[i]) if done else None,
                 )
                 for i, image in enumerate(images)
             )
@@ -94,7 +106,7 @@ class EvaluationStore:
                         EvaluationImageRow.evaluation_id == evaluation_id,
                         EvaluationImageRow.position == item.position,
                     )
-                    .values(passed=item.passed, result=json.dumps(item.result, separators=(",", ":")))
+                    .values(passed=item.passed, result=_result_text(item))
                 )
             s.execute(
                 update(EvaluationRow)

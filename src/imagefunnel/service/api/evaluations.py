@@ -14,6 +14,7 @@ import asyncio
 import base64
 import binascii
 import json
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -26,6 +27,7 @@ from imagefunnel.service.deps import RuntimeDep, TenantDep
 from imagefunnel.service.errors import ApiError
 from imagefunnel.service.inputs import decode_upload, parse_json, parse_spec_body, spec_from_data
 from imagefunnel.service.scoring import verdict_json
+from imagefunnel.service.timing import SERVER_TIMING, Spans
 from imagefunnel.spec import JobSpec, UseCase
 from imagefunnel.store.evaluations import NewImage, ScoredImageResult
 from imagefunnel.store.service_models import EvaluationRow
@@ -197,11 +199,12 @@ async def _read_request(
     return images, spec, _use_case(use_case, spec)
 
 
-def _decode_all(runtime: RuntimeDep, images: list[tuple[str, bytes]]) -> list[DecodedImage]:
+def _decode_all(runtime: RuntimeDep, images: list[tuple[str, bytes]], spans: Spans) -> list[DecodedImage]:
     s = runtime.settings
-    return [
-        decode_upload(n, d, max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels) for n, d in images
-    ]
+    with spans.span("decode"):
+        return [
+            decode_upload(n, d, max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels) for n, d in images
+        ]
 
 
 def _store_images(
@@ -215,14 +218,80 @@ def _store_images(
 
 
 def _score_now(
-    runtime: RuntimeDep, names: list[str], decoded: list[DecodedImage], spec: JobSpec | None, use_case: str
+    runtime: RuntimeDep,
+    names: list[str],
+    decoded: list[DecodedImage],
+    spec: JobSpec | None,
+    use_case: str,
+    spans: Spans,
 ) -> list[ScoredImageResult]:
     scorer = runtime.scorers.get(use_case=use_case, spec=spec)
     results = []
     for position, (name, image) in enumerate(zip(names, decoded, strict=True)):
-        verdict = scorer.score(image)
+        with spans.span("score"):  # the scorer's own time, what calling the library costs
+            verdict = scorer.score(image)
         results.append(ScoredImageResult(position, verdict.passed, verdict_json(name, verdict, scorer)))
     return results
+
+
+@dataclass(frozen=True, slots=True)
+class _Evaluated:
+    id: str
+    stored: list[NewImage]
+    results: list[ScoredImageResult] | None  # None: queued for a worker
+
+
+def _evaluate(
+    runtime: RuntimeDep,
+    tenant_id: str,
+    images: list[tuple[str, bytes]],
+    spec: JobSpec | None,
+    use_case: str,
+    spans: Spans,
+) -> _Evaluated:
+    """Everything off the event loop, in one thread hop: decode each image once (refusing bombs
+    before anything is stored), store the bytes, score the decoded pixels, then write the
+    evaluation with its results in one transaction, committed before the client hears of it."""
+    decoded = _decode_all(runtime, images, spans)
+    with spans.span("store"):
+        stored = _store_images(runtime, images, decoded)
+    results = None
+    if len(images) <= runtime.settings.sync_evaluation_images:
+        results = _score_now(runtime, [name for name, _ in images], decoded, spec, use_case, spans)
+    with spans.span("store"):
+        evaluation_id = runtime.evaluations.create(
+            tenant_id,
+            use_case=use_case,
+            spec_json=spec.model_dump_json() if spec is not None else None,
+            images=stored,
+            queued=results is None,
+            results=results,
+        )
+    return _Evaluated(evaluation_id, stored, results)
+
+
+def _created_out(evaluated: _Evaluated, use_case: str) -> EvaluationOut:
+    """The new evaluation as GET would show it, from memory rather than read back from the store."""
+    by_position = {r.position: r for r in evaluated.results or ()}
+    results = [
+        ImageResult(
+            position=i,
+            name=image.filename,
+            image=f"/v1/evaluations/{evaluated.id}/images/{i}",
+            passed=by_position[i].passed if i in by_position else None,
+            result=by_position[i].result if i in by_position else None,
+        )
+        for i, image in enumerate(evaluated.stored)
+    ]
+    return EvaluationOut(
+        id=evaluated.id,
+        status="queued" if evaluated.results is None else "done",
+        use_case=use_case,
+        images=len(evaluated.stored),
+        passed=sum(r.passed for r in evaluated.results or ()),
+        error=None,
+        results=results,
+    )
 
 
 @router.post(
@@ -231,29 +300,18 @@ def _score_now(
 async def create_evaluation(
     request: Request, response: Response, tenant: TenantDep, runtime: RuntimeDep
 ) -> EvaluationOut:
-    images, spec, use_case = await _read_request(request, runtime)
-    decoded = await asyncio.to_thread(_decode_all, runtime, images)  # refuses bombs before storing
-    stored = await asyncio.to_thread(_store_images, runtime, images, decoded)
-    batch = len(images) > runtime.settings.sync_evaluation_images
-    spec_json = spec.model_dump_json() if spec is not None else None
-    evaluation_id = await asyncio.to_thread(
-        runtime.evaluations.create,
-        tenant.id,
-        use_case=use_case,
-        spec_json=spec_json,
-        images=stored,
-        queued=batch,
-    )
-    response.headers["Location"] = f"/v1/evaluations/{evaluation_id}"
-    if batch:
+    """Score up to ``sync_evaluation_images`` images now (200), or queue more (202). The response's
+    ``Server-Timing`` header says how long reading, decoding, scoring and storing took."""
+    spans = Spans()
+    with spans.span("read"):
+        images, spec, use_case = await _read_request(request, runtime)
+    evaluated = await asyncio.to_thread(_evaluate, runtime, tenant.id, images, spec, use_case, spans)
+    response.headers["Location"] = f"/v1/evaluations/{evaluated.id}"
+    if evaluated.results is None:
         response.status_code = 202
-    else:
-        names = [name for name, _ in images]
-        results = await asyncio.to_thread(_score_now, runtime, names, decoded, spec, use_case)
-        await asyncio.to_thread(runtime.evaluations.record, evaluation_id, results)
-    row = runtime.evaluations.get(tenant.id, evaluation_id)
-    assert row is not None
-    return _evaluation_out(runtime, row)
+    out = _created_out(evaluated, use_case)
+    response.headers[SERVER_TIMING] = spans.header()
+    return out
 
 
 @router.get("", response_model=list[EvaluationOut])
