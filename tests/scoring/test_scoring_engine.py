@@ -163,3 +163,15 @@ def test_dimensions_missing_context_inputs_are_skipped() -> None:
     assert scorer.score(image).skipped == ("prompt_match",)
     verdict = scorer.score(image, ScoringContext(prompt="a red car"))
     assert verdict.value("prompt_match") == 0.9 and seen == ["a red car"]
+
+
+def test_cpu_seconds_are_reported_for_measured_dimensions_only(portraits: dict[str, Rgb]) -> None:
+    black = np.zeros((256, 256, 3), dtype=np.uint8)  # fails an early dimension, the rest is skipped
+    scorer = Scorer()
+    cpu: dict[str, float] = {}
+    verdict = scorer.score(as_image(black), cpu_s=cpu)
+    assert set(cpu) == {s.name for s in verdict.scores}
+    assert all(v >= 0.0 for v in cpu.values())
+    again = scorer.score(as_image(portraits["biden"]), cpu_s=cpu)  # adds up across images
+    assert set(cpu) == {s.name for s in verdict.scores} | {s.name for s in again.scores}
+    assert again == scorer.score(as_image(portraits["biden"]))  # the clock changes nothing

@@ -146,3 +146,17 @@ def test_missing_model_files_skip_the_dimensions_with_a_reason(
 def test_degenerate_shapes_read_no_text(shape: tuple[int, int, int]) -> None:
     noise = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
     assert TEXT.score(as_image(noise)).value("text_area") == 0.0
+
+
+def test_detector_input_by_lookup_is_the_librarys_own_bit_for_bit() -> None:
+    # The detector's normalisation is replaced by a table made from the library's own; a different
+    # float anywhere would move the boxes, so the two must agree exactly, whatever the size.
+    from rapidocr_onnxruntime.ch_ppocr_det.utils import DetPreProcess
+
+    engine = TextReader()._load()
+    rng = np.random.default_rng(0)
+    for shape in ((512, 512, 3), (512, 300, 3), (200, 512, 3)):
+        img = rng.integers(0, 256, shape, dtype=np.uint8)
+        fast = engine.text_det.get_preprocess(max(shape[:2]))(img)  # type: ignore[attr-defined]
+        library = DetPreProcess(960, "max", [0.5, 0.5, 0.5], [0.5, 0.5, 0.5])(img)
+        assert fast.dtype == library.dtype and np.array_equal(fast, library), shape
