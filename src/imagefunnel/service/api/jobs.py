@@ -145,6 +145,8 @@ def list_jobs(
 
 @router.get("/{job_id}", response_model=JobOut)
 def get_job(job: JobDep, runtime: RuntimeDep) -> JobOut:
+    """The job. ``quote``: the quote its worker made as it first claimed it, before buying anything,
+    and once it ended ``quote.check``, quoted vs actual (null until a worker quoted it)."""
     return _job(runtime, job)
 
 
