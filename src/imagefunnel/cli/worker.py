@@ -79,6 +79,13 @@ def worker_cmd(
     stats: Annotated[
         Path | None, typer.Option(help="write this worker's stats (jobs finished, peak RSS) as JSON here")
     ] = None,
+    quote: Annotated[
+        bool,
+        typer.Option(
+            help="quote each job as it is first claimed, before buying (a spec with confidence is "
+            "quoted regardless)"
+        ),
+    ] = True,
 ) -> None:
     """Claim queued jobs from a shared store and run them until SIGTERM or SIGINT.
 
@@ -88,7 +95,7 @@ def worker_cmd(
     from imagefunnel.routing.cooldowns import open_cooldowns
 
     settings = WorkerSettings(
-        worker_id=worker_id or "", jobs=jobs, lease_s=lease_s, poll_s=min(0.5, lease_s / 6)
+        worker_id=worker_id or "", jobs=jobs, lease_s=lease_s, poll_s=min(0.5, lease_s / 6), quote=quote
     )
     with _providers_factory(providers, market) as factory:
         opened = Store(store)

@@ -83,6 +83,8 @@ class EventRecorder:
             "stop_reason": end.stop_reason,
             "delivered_ids": list(end.delivered_ids),
         }
+        if end.quote is not None:  # quoted vs actual; the quote itself is on GET /v1/jobs/{id}
+            data["quote"] = end.quote.model_dump(mode="json", exclude={"quote", "requote"})
         await asyncio.to_thread(self.record, end.job_id, self.jobs.owner(end.job_id), end.status, data)
 
 

@@ -26,6 +26,7 @@ from imagefunnel.service.webhooks import WebhookDispatcher
 from imagefunnel.spec import JobSpec
 from imagefunnel.store import BlobStore, Store
 from imagefunnel.store.evaluations import EvaluationStore
+from imagefunnel.store.job_quotes import JobQuotes
 from imagefunnel.store.provider_samples import ProviderSamples
 from imagefunnel.store.service_jobs import ServiceJobs
 from imagefunnel.store.tenancy import Tenancy
@@ -55,6 +56,7 @@ class ServiceRuntime:
     catalog: Sequence[Provider] = ()
     tenancy: Tenancy = field(init=False)
     jobs: ServiceJobs = field(init=False)
+    quotes: JobQuotes = field(init=False)
     uploads: Uploads = field(init=False)
     evaluations: EvaluationStore = field(init=False)
     webhooks: WebhookLog = field(init=False)
@@ -81,6 +83,7 @@ class ServiceRuntime:
         s = self.settings
         self.tenancy = Tenancy(self.store)
         self.jobs = ServiceJobs(self.store)
+        self.quotes = JobQuotes(self.store)
         self.uploads = Uploads(self.store)
         self.evaluations = EvaluationStore(self.store)
         self.webhooks = WebhookLog(self.store)
@@ -106,7 +109,11 @@ class ServiceRuntime:
             blobs=self.blobs,
             providers=self.providers,
             settings=WorkerSettings(
-                jobs=s.jobs_per_worker, lease_s=s.lease_s, poll_s=s.poll_s, cancel_poll_s=s.cancel_poll_s
+                jobs=s.jobs_per_worker,
+                lease_s=s.lease_s,
+                poll_s=s.poll_s,
+                cancel_poll_s=s.cancel_poll_s,
+                quote=s.quote_jobs,
             ),
             observers=self.recorder.observer,
             cancellations=self.jobs.cancel_requested,

@@ -31,6 +31,9 @@ class ServiceSettings(BaseSettings):
     lease_s: float = Field(default=30.0, gt=0)
     poll_s: float = Field(default=0.5, gt=0)
     cancel_poll_s: float = Field(default=0.5, gt=0)
+    # Quote each job as a worker first claims it, before it buys anything (about a second for a
+    # 60-image job); a spec with a ``confidence`` is quoted regardless.
+    quote_jobs: bool = True
 
     # Hostile input: every limit is checked before the expensive step it protects.
     max_body_bytes: int = Field(default=8_000_000, ge=1_000)  # whole request, counted as it arrives

@@ -36,6 +36,18 @@ class JobRow(Base):
     claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
+class JobQuoteRow(Base):
+    """The quote a worker made for a queued job before buying anything (the first claim's, kept on
+    every re-claim), and once the job ended, how it held: JSON of ``quote_check`` records."""
+
+    __tablename__ = "job_quotes"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    record_json: Mapped[str] = mapped_column(Text)  # QuoteRecord
+    check_json: Mapped[str | None] = mapped_column(Text, nullable=True)  # QuoteCheck, once ended
+    quoted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class LedgerRow(Base):
     """One attempt to buy one generation from one provider: intent (quote) first, outcome after."""
 

@@ -12,6 +12,12 @@ the job to stop (the job task is then cancelled, so in-flight provider requests 
 the protocol allows, and the job ends ``cancelled`` delivering the best of what had passed);
 ``on_end`` hears how each job this worker finished ended; :meth:`JobWorker.wake` cuts an idle
 worker's poll short (a front end that has just queued a job).
+
+Before a job buys anything, its first claim quotes it (:func:`imagefunnel.quoting.quote_job`, from
+the pass rates in the shared store and this worker's providers) and keeps the quote with the job
+(:mod:`imagefunnel.store.job_quotes`); a re-claim keeps that first quote. A spec with a
+``confidence`` its budget cannot reach fails there, with the budget it needs, having bought nothing.
+When the job ends its holder records how the quote held (:func:`imagefunnel.quote_check.check_quote`).
 """
 
 from __future__ import annotations
@@ -27,14 +33,19 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from imagefunnel.errors import ImageFunnelError
+from imagefunnel.errors import ImageFunnelError, NoProviderAvailable, SpecError
+from imagefunnel.forecast import refusal
 from imagefunnel.funnel import FunnelObserver, FunnelOutcome
+from imagefunnel.funnel.result import load_result
 from imagefunnel.funnel.selection import Ranked, best_k
 from imagefunnel.jobs import run_funnel_job
 from imagefunnel.providers.base import Provider
+from imagefunnel.quote_check import QuoteCheck, QuoteRecord, check_quote
+from imagefunnel.quoting import quote_job, store_pass_rates
 from imagefunnel.routing.cooldowns import LocalCooldowns, SharedCooldowns
 from imagefunnel.spec import JobSpec
 from imagefunnel.store import BlobStore, Store
+from imagefunnel.store.job_quotes import JobQuotes, StoredQuote
 from imagefunnel.store.queue import Claim, JobQueue
 from imagefunnel.workers.lease import LeaseKeeper
 
@@ -62,12 +73,14 @@ SpecResolver = Callable[[str, JobSpec], JobSpec]
 
 @dataclass(frozen=True, slots=True)
 class JobEnd:
-    """How a job this worker held ended: delivered | partial | failed | cancelled."""
+    """How a job this worker held ended: delivered | partial | failed | cancelled; ``quote``: how
+    its quote held (None: not quoted, or it ended before it ran)."""
 
     job_id: str
     status: str
     stop_reason: str
     delivered_ids: tuple[int, ...]
+    quote: QuoteCheck | None = None
 
 
 EndHook = Callable[[JobEnd], Awaitable[None]]
@@ -88,13 +101,15 @@ def default_worker_id() -> str:
 class WorkerSettings:
     """``jobs``: jobs run at once; ``lease_s``: how long a claim holds without renewal; ``poll_s``: how
     often an idle worker looks for work; ``cancel_poll_s``: how often a running job's cancel flag is
-    looked at (only with a ``cancellations`` hook)."""
+    looked at (only with a ``cancellations`` hook); ``quote``: quote each job as it is first claimed
+    (about a second for a 60-image job; a spec with a ``confidence`` is quoted regardless)."""
 
     worker_id: str = ""
     jobs: int = 2
     lease_s: float = 30.0
     poll_s: float = 0.5
     cancel_poll_s: float = 0.5
+    quote: bool = True
 
 
 class JobWorker:
@@ -118,6 +133,7 @@ class JobWorker:
         that runs (default: as stored)."""
         self._store = store
         self._queue = JobQueue(store)
+        self._quotes = JobQuotes(store)
         self._blobs = blobs
         self._providers = providers
         self._observers = observers
@@ -225,7 +241,8 @@ class JobWorker:
         else:
             await asyncio.to_thread(lease.stop)
             self.finished.append(outcome)
-            end = JobEnd(outcome.job_id, outcome.status, outcome.stop_reason, outcome.delivered_ids)
+            check = await asyncio.to_thread(self._check_quote, claim.job_id)
+            end = JobEnd(outcome.job_id, outcome.status, outcome.stop_reason, outcome.delivered_ids, check)
         finally:
             watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -243,12 +260,31 @@ class JobWorker:
         self._store.mark_delivered(chosen)
         reason = f"cancelled on request; delivered {len(chosen)} of {job.deliver} that had passed"
         self._store.finish_job(job_id, status="cancelled", stop_reason=reason, delivered=len(chosen))
-        return JobEnd(job_id, "cancelled", reason, tuple(chosen))
+        return JobEnd(job_id, "cancelled", reason, tuple(chosen), self._check_quote(job_id))
+
+    def _check_quote(self, job_id: str) -> QuoteCheck | None:
+        """Hold the ended job to its quote and keep the check with it (None: it was not quoted).
+
+        Its wall time runs from the quote (made as it was first claimed) to its end, so a job that was
+        re-claimed counts the time its first holder had it and the wait for the next one."""
+        stored = self._quotes.get(job_id)
+        if stored is None:
+            return None
+        job = self._store.job(job_id)
+        end = job.finished_at or stored.quoted_at
+        note = "since its first claim" + (", time between claims included" if job.claims > 1 else "")
+        result = load_result(self._store, self._blobs, job_id)
+        check = check_quote(
+            stored.record, result, wall_s=max(0.0, (end - stored.quoted_at).total_seconds()), wall_note=note
+        )
+        self._quotes.set_check(job_id, check)
+        return check
 
     async def _execute(self, claim: Claim) -> FunnelOutcome:
         spec = JobSpec.model_validate_json(claim.spec_json)
         if self._resolve_spec is not None:
             spec = await asyncio.to_thread(self._resolve_spec, claim.job_id, spec)
+        await self._quote(claim.job_id, spec)
         providers = self._providers(spec)
         observer = self._observers(claim.job_id) if self._observers else None
         return await run_funnel_job(
@@ -262,6 +298,32 @@ class JobWorker:
             executor_url=self._executor_url,
             cooldowns=self.cooldowns,
         )
+
+    async def _quote(self, job_id: str, spec: JobSpec) -> StoredQuote | None:
+        """The job's quote: the one it was first given, else one made now (before anything is bought).
+
+        A spec with a ``confidence`` its budget cannot reach is refused (:class:`SpecError`, with the
+        budget it needs), and so is one when nothing can be quoted. Without a ``confidence``, a job
+        nothing can be quoted for runs unquoted, and finds out for itself.
+        """
+        stored = await asyncio.to_thread(self._quotes.get, job_id)
+        if stored is None and (self.settings.quote or spec.confidence is not None):
+            try:
+                book = await asyncio.to_thread(store_pass_rates, self._store.engine)
+                fresh = await quote_job(spec, self._providers(spec), pass_rates=book)
+            except NoProviderAvailable:
+                if spec.confidence is not None:
+                    raise
+                log.info("job %s: nothing to quote it on; it runs unquoted", job_id)
+                return None
+            stored = await asyncio.to_thread(
+                self._quotes.keep, job_id, QuoteRecord(quote=fresh, source="run")
+            )
+        if stored is not None and spec.confidence is not None:
+            why = refusal(stored.record.quote)
+            if why is not None:
+                raise SpecError(f"confidence: {why}", field="confidence")
+        return stored
 
     async def _watch_cancel(self, claim: Claim, job: asyncio.Task[FunnelOutcome]) -> _Watch:
         """Until the job ends, ask every ``cancel_poll_s`` whether it should stop; cancel it if so."""

@@ -69,7 +69,7 @@ JobDep = Annotated[JobRow, Depends(owned_job)]
 
 
 def _job(runtime: RuntimeDep, row: JobRow) -> JobOut:
-    return job_out(row, spent_usd=runtime.store.spent_usd(row.id))
+    return job_out(row, spent_usd=runtime.store.spent_usd(row.id), quote=runtime.quotes.get(row.id))
 
 
 async def queue_job(
@@ -135,14 +135,18 @@ def list_jobs(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> JobPage:
     rows, total = runtime.jobs.page(tenant.id, status=status, limit=limit, offset=offset)
-    spent = runtime.jobs.spent_by_job([r.id for r in rows])
-    items = [job_out(r, spent_usd=spent.get(r.id, 0.0)) for r in rows]
+    ids = [r.id for r in rows]
+    spent = runtime.jobs.spent_by_job(ids)
+    quotes = runtime.quotes.many(ids)
+    items = [job_out(r, spent_usd=spent.get(r.id, 0.0), quote=quotes.get(r.id)) for r in rows]
     more = offset + len(rows) < total
     return JobPage(items=items, total=total, next_offset=offset + len(rows) if more else None)
 
 
 @router.get("/{job_id}", response_model=JobOut)
 def get_job(job: JobDep, runtime: RuntimeDep) -> JobOut:
+    """The job. ``quote``: the quote its worker made as it first claimed it, before buying anything,
+    and once it ended ``quote.check``, quoted vs actual (null until a worker quoted it)."""
     return _job(runtime, job)
 
 

@@ -7,6 +7,9 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
+from imagefunnel.forecast import JobQuote
+from imagefunnel.quote_check import QuoteCheck
+from imagefunnel.store.job_quotes import StoredQuote
 from imagefunnel.store.models import CandidateRow, JobRow, LedgerRow, ScoreRow
 from imagefunnel.store.service_models import WebhookDeliveryRow
 
@@ -18,11 +21,13 @@ __all__ = [
     "JobLinks",
     "JobOut",
     "JobPage",
+    "JobQuoteOut",
     "LedgerOut",
     "candidate_out",
     "delivery_out",
     "job_out",
     "ledger_out",
+    "quote_out",
 ]
 
 
@@ -32,6 +37,17 @@ class JobLinks(BaseModel):
     candidates: str
     delivered_zip: str
     dashboard: str
+
+
+class JobQuoteOut(BaseModel):
+    """The quote a worker made as it first claimed the job, before anything was bought, and once
+    the job ended, quoted vs actual (``check``: spend, wall time, candidates, delivery, the plan)."""
+
+    quoted_at: datetime
+    quote: JobQuote
+    requote: JobQuote | None
+    unavailable: list[str]
+    check: QuoteCheck | None
 
 
 class JobOut(BaseModel):
@@ -46,6 +62,7 @@ class JobOut(BaseModel):
     finished_at: datetime | None
     spec: dict[str, object]
     links: JobLinks
+    quote: JobQuoteOut | None = None  # None: not quoted (yet, or quoting is off for the service)
 
 
 class JobPage(BaseModel):
@@ -113,7 +130,18 @@ class DeliveryOut(BaseModel):
     delivered_at: datetime | None
 
 
-def job_out(row: JobRow, *, spent_usd: float) -> JobOut:
+def quote_out(stored: StoredQuote) -> JobQuoteOut:
+    record = stored.record
+    return JobQuoteOut(
+        quoted_at=stored.quoted_at,
+        quote=record.quote,
+        requote=record.requote,
+        unavailable=record.unavailable,
+        check=stored.check,
+    )
+
+
+def job_out(row: JobRow, *, spent_usd: float, quote: StoredQuote | None = None) -> JobOut:
     base = f"/v1/jobs/{row.id}"
     return JobOut(
         id=row.id,
@@ -133,6 +161,7 @@ def job_out(row: JobRow, *, spent_usd: float) -> JobOut:
             delivered_zip=f"{base}/delivered.zip",
             dashboard=f"/jobs/{row.id}",
         ),
+        quote=None if quote is None else quote_out(quote),
     )
 
 

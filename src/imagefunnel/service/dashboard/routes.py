@@ -152,6 +152,7 @@ def job_page(request: Request, job_id: str) -> Response:
         rejects=sorted(rejects.items(), key=lambda kv: -len(kv[1])),
         passed=sum(c["passed"] for c in candidates),
         ledger=runtime.jobs.ledger(tenant.id, job_id=job.id),
+        quote=runtime.quotes.get(job.id),
     )
 
 
