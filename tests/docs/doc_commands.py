@@ -6,7 +6,7 @@ writes a results file (``--write``). They must parse completely: the subcommands
 exist, the values must validate and required arguments must be there. **Mentions** are the other
 inline code spans that start with ``imagefunnel`` (``imagefunnel bench routing`` runs ...): they
 must name a real command, and any option they give must exist and validate, but they may leave out
-required arguments.
+required arguments, and a last option may be named without its value.
 
 Parsing builds the Click command from ``imagefunnel.cli.app`` and calls ``make_context`` on each
 level, which parses and converts every parameter without invoking any command. A ``--scenario``
@@ -195,6 +195,9 @@ def _parse(command: DocCommand, argv: list[str]) -> str | None:
         return None if exit_.exit_code == 0 else f"exits {exit_.exit_code}"
     except click.exceptions.NoArgsIsHelpError:
         return None if not command.recorded else "a group shown without its subcommand"
+    except click.exceptions.BadOptionUsage as exc:  # "`imagefunnel cutout --providers` reads ..."
+        named_only = not command.recorded and command.argv[-1:] and command.argv[-1].startswith("-")
+        return None if named_only and "requires an argument" in exc.format_message() else exc.format_message()
     except click.exceptions.MissingParameter as exc:
         return None if not command.recorded else exc.format_message()
     except click.exceptions.UsageError as exc:  # unknown command or option, bad value, extra argument

@@ -1,4 +1,4 @@
-"""Every ``imagefunnel`` command the README and the benchmarks show parses against the CLI as it is.
+"""Every ``imagefunnel`` command the README and the docs show parses against the CLI as it is.
 
 A renamed option, a removed benchmark or a value the CLI now refuses fails here instead of leaving a
 stale document. Nothing is run: each command is only parsed (see ``doc_commands``).
@@ -13,7 +13,8 @@ import pytest
 from doc_commands import DocCommand, commands_in, parse_problem
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCHMARKS = ROOT / "docs" / "benchmarks.md"
+DOCS = ROOT / "docs"
+BENCHMARKS = DOCS / "benchmarks.md"
 README = ROOT / "README.md"
 
 
@@ -21,6 +22,8 @@ def _all_commands() -> list[DocCommand]:
     return [
         *commands_in(BENCHMARKS, source="docs/benchmarks.md", inline=True),
         *commands_in(README, source="README.md", inline=False),
+        *commands_in(DOCS / "architecture.md", source="docs/architecture.md", inline=True),
+        *commands_in(DOCS / "providers.md", source="docs/providers.md", inline=True),
     ]
 
 
@@ -78,6 +81,7 @@ def test_finds_the_commands_it_should() -> None:
         ("```bash\nimagefunnel bench routing | bench scoring\n```\n", "not a program"),
         ("Command: `imagefunnel bench load --jobs many`\n", "--jobs"),
         ("Run `imagefunnel bench crash --kill 3` first.\n", "No such option"),
+        ("```bash\nimagefunnel cutout photo.jpg --providers\n```\n", "requires an argument"),
         (
             "Command: `imagefunnel bench routing --scenario seed --write docs/benchmarks.md`\n",
             "no built-in scenario",
@@ -99,6 +103,7 @@ def test_a_stale_command_is_caught(tmp_path: Path, markdown: str, problem: str) 
     [
         "`imagefunnel run` kills nothing\n",  # a mention may leave out required arguments
         "`imagefunnel bench` has subcommands\n",
+        "`imagefunnel cutout --providers` reads a providers file\n",
         "```bash\nimagefunnel --help\n```\n",
         "```bash\nX=1 .venv/bin/imagefunnel bench routing --scenario calm > out.txt &\n```\n",
         "```bash\nexport IMAGEFUNNEL_STORE=sqlite:///q.db\n```\n\n```sh\nimagefunnel worker --until-done\n```\n",
