@@ -58,11 +58,6 @@ def _stop_all(servers: list[ComfyUIServer]) -> None:
 
 
 @pytest.fixture(scope="module")
-def library() -> AssetLibrary:
-    return AssetLibrary()
-
-
-@pytest.fixture(scope="module")
 def tls() -> ssl.SSLContext:
     return ssl.create_default_context()
 

@@ -23,11 +23,6 @@ SIZES = [(768, 512), (512, 640), (512, 288), (288, 512)]
 
 
 @pytest.fixture(scope="module")
-def library() -> AssetLibrary:
-    return AssetLibrary()
-
-
-@pytest.fixture(scope="module")
 def scorer() -> Scorer:
     return Scorer(dimensions=["face_margin", "face_count"], score_all=True)
 

@@ -28,11 +28,6 @@ from imagefunnel.market.images import (
 NEAR_DUPLICATE = 4  # phash bits: the funnel's duplicate threshold
 
 
-@pytest.fixture(scope="module")
-def library() -> AssetLibrary:
-    return AssetLibrary()
-
-
 def decode(data: bytes) -> Image.Image:
     return Image.open(io.BytesIO(data)).convert("RGB")
 

@@ -6,6 +6,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from market_fixtures import Clock
 
 from imagefunnel.market import Market, ProviderProfile, Scenario
 from imagefunnel.market.defects import Defect
@@ -13,19 +14,6 @@ from imagefunnel.market.engine import ImageInput, Job, Phase, Rejection
 from imagefunnel.market.images import AssetLibrary
 
 MODEL = "fal-ai/flux/dev"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@pytest.fixture(scope="module")
-def library() -> AssetLibrary:
-    return AssetLibrary()
 
 
 def market(library: AssetLibrary, clock: Clock | None = None, seed: int = 1, **overrides: Any) -> Market:

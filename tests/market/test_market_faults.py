@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from market_fixtures import Clock
 
 from imagefunnel.bench.sim import SimProvider
 from imagefunnel.bench.vclock import run_virtual
@@ -22,19 +23,6 @@ from imagefunnel.providers.base import GenerationRequest
 
 MODEL = "fal-ai/flux/dev"
 SERVER_ERRORS = {500, 502, 503, 504}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@pytest.fixture(scope="module")
-def library() -> AssetLibrary:
-    return AssetLibrary()
 
 
 def profile(*faults: dict[str, Any], **overrides: Any) -> ProviderProfile:

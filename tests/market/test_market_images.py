@@ -14,11 +14,6 @@ from imagefunnel.market.images import AssetLibrary, Truth, plan_image, render
 from imagefunnel.market.products import PRODUCT_DEFECTS
 
 
-@pytest.fixture(scope="module")
-def library() -> AssetLibrary:
-    return AssetLibrary()
-
-
 def plan(library: AssetLibrary, seed: int, **overrides: object) -> Truth:
     options: dict[str, object] = {
         "provider": "p",

@@ -29,11 +29,6 @@ CATALOGUE = "a red gift box on a seamless white backdrop, studio light"
 WHITE = (255, 255, 255)
 
 
-@pytest.fixture(scope="module")
-def library() -> AssetLibrary:
-    return AssetLibrary()
-
-
 def decode(data: bytes) -> NDArray[np.uint8]:
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)

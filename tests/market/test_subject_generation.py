@@ -27,11 +27,6 @@ FAST = {"queue_s": [0.0, 0.0], "processing_s": [0.1, 0.2]}
 
 
 @pytest.fixture(scope="module")
-def library() -> AssetLibrary:
-    return AssetLibrary()
-
-
-@pytest.fixture(scope="module")
 def market(library: AssetLibrary) -> Iterator[MarketServer]:
     fal = {"protocol": "fal", "models": [MODEL], "price_usd_per_mp": 0.02, **FAST}
     box = {"models": [MODEL], "usd_per_hour": 0.5, "seconds_per_step": 0.05, "load_s": 1.0}

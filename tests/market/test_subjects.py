@@ -6,18 +6,12 @@ import io
 
 import cv2
 import numpy as np
-import pytest
 from PIL import Image
 
 from imagefunnel.market.defects import Defect
 from imagefunnel.market.engine import derive_rng
 from imagefunnel.market.images import IDENTITY_DRIFT, AssetLibrary, Truth, plan_image
 from imagefunnel.market.subjects import identity_of
-
-
-@pytest.fixture(scope="module")
-def library() -> AssetLibrary:
-    return AssetLibrary()
 
 
 def png(rgb: np.ndarray) -> bytes:
