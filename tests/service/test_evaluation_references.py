@@ -134,7 +134,18 @@ def test_bad_reference_names_are_refused_before_anything_is_kept(service: Servic
     )
     assert refused.status_code == 422, refused.text
     assert "references[1]" in refused.json()["error"]["message"]
-    assert service.client.get("/v1/uploads", headers=service.a).json() == []
+    theirs = _upload(service, "obama_3.jpg", service.b)
+    files[-1] = ("reference", (None, theirs))
+    refused = service.client.post(
+        "/v1/evaluations", files=files, data={"use_case": "headshot"}, headers=service.a
+    )
+    assert refused.status_code == 404 and "references[1]" in refused.json()["error"]["message"]
+    assert service.client.get("/v1/uploads", headers=service.a).json() == []  # the file was not kept
+    many = [("reference", (None, "upload:" + f"{i:032x}")) for i in range(9)]
+    refused = service.client.post(
+        "/v1/evaluations", files=[*_headshots(), *many], data={"use_case": "headshot"}, headers=service.a
+    )
+    assert refused.status_code == 413 and refused.json()["error"]["code"] == "too_many_references"
     # A reference photo without a face says so, naming the photo.
     noface = service.client.post(
         "/v1/evaluations",

@@ -59,9 +59,12 @@ def json_references(data: object) -> list[ReferenceInput]:
     return found
 
 
-def _owned_paths(runtime: ServiceRuntime, tenant: Tenant, names: Sequence[str]) -> tuple[Path, ...]:
+def _owned_paths(
+    runtime: ServiceRuntime, tenant: Tenant, names: Sequence[tuple[int, str]]
+) -> tuple[Path, ...]:
+    """The blobs of the tenant's uploads ``names`` ((position in the references, name))."""
     paths = []
-    for index, name in enumerate(names):
+    for index, name in names:
         field = f"references[{index}]"
         upload = runtime.uploads.get(tenant.id, parse_upload_ref(name, field))
         if upload is None:
@@ -73,22 +76,34 @@ def _owned_paths(runtime: ServiceRuntime, tenant: Tenant, names: Sequence[str]) 
     return tuple(paths)
 
 
-def resolve_request(
+def _check_names(
     runtime: ServiceRuntime, tenant: Tenant, spec: JobSpec | None, extra: Sequence[ReferenceInput]
-) -> Resolved:
-    """The evaluation's references, checked for the request: 422 for a malformed name (before any
-    file sent is kept), 404 for an upload that is not the tenant's, 429 past the upload quota.
-    Files sent are kept as the tenant's uploads."""
+) -> None:
+    """422 for a malformed name, 413 for too many, 404 for an upload not the tenant's: all before
+    any file sent is kept."""
     offset = len(spec.references) if spec is not None else 0
+    named: list[tuple[int, str]] = []
     for index, item in enumerate(extra):
         if isinstance(item, str):
             parse_upload_ref(item, f"references[{offset + index}]")
+            named.append((offset + index, item))
     total = offset + len(extra)
-    if total > runtime.settings.max_references_per_evaluation:
-        limit = runtime.settings.max_references_per_evaluation
+    limit = runtime.settings.max_references_per_evaluation
+    if total > limit:
         raise ApiError(
             413, "too_many_references", f"{total} reference photos: at most {limit} per evaluation"
         )
+    if spec is not None:
+        check_owned(spec, tenant.id, runtime.uploads)  # the spec's own (and its source)
+    _owned_paths(runtime, tenant, named)
+
+
+def resolve_request(
+    runtime: ServiceRuntime, tenant: Tenant, spec: JobSpec | None, extra: Sequence[ReferenceInput]
+) -> Resolved:
+    """The evaluation's references, checked for the request (see :func:`_check_names`; 429 past the
+    upload quota). Files sent are kept as the tenant's uploads."""
+    _check_names(runtime, tenant, spec, extra)
     names = [
         upload_ref(store_upload(runtime, tenant, item.name, item.data)[0].id)
         if isinstance(item, ReferenceFile)
@@ -96,8 +111,8 @@ def resolve_request(
         for item in extra
     ]
     if spec is None:
-        return Resolved(None, _owned_paths(runtime, tenant, names), stored_json(None, names), tuple(names))
+        paths = _owned_paths(runtime, tenant, list(enumerate(names)))
+        return Resolved(None, paths, stored_json(None, names), tuple(names))
     named = with_references(spec, names) if names else spec
-    check_owned(named, tenant.id, runtime.uploads)  # 404 for another tenant's, before any is read
     scoring = resolve_uploads(named, tenant.id, runtime.uploads, runtime.blobs)
     return Resolved(scoring, (), stored_json(named, names), tuple(map(str, named.references)))
