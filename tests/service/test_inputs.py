@@ -129,7 +129,9 @@ def test_uploads(api: Service) -> None:
     _error(
         upload(("x.svg", b"<svg xmlns='http://www.w3.org/2000/svg'/>")), 422, "invalid_image", mentions="SVG"
     )
-    _error(upload(*[(f"{i}.png", _png()) for i in range(65)]), 400, "http_error")  # over max_files
+    # One over the images allowed is named; past the parser's file count (images + references) too.
+    _error(upload(*[(f"{i}.png", _png()) for i in range(65)]), 413, "too_many_images")
+    _error(upload(*[(f"{i}.png", _png()) for i in range(73)]), 400, "http_error")  # over max_files
     malformed = api.client.post(
         "/v1/evaluations",
         content=b'--xyz\r\nContent-Disposition: form-data; name="images"\r\n\r\nunterminated',

@@ -21,6 +21,7 @@ from imagefunnel.cli.market_serve import market_app
 from imagefunnel.cli.providers import providers_app
 from imagefunnel.cli.quote import quote_cmd
 from imagefunnel.cli.serve import bench_service_cmd, evaluations_app, keys_app, serve_cmd
+from imagefunnel.cli.uploads_cmd import uploads_app
 from imagefunnel.cli.worker import submit_cmd, worker_cmd
 from imagefunnel.cli.workflows import workflows_app
 from imagefunnel.errors import ImageFunnelError
@@ -51,6 +52,7 @@ app.add_typer(market_app, name="market")
 app.command("serve")(serve_cmd)
 app.add_typer(keys_app, name="keys")
 app.add_typer(evaluations_app, name="evaluations")
+app.add_typer(uploads_app, name="uploads")
 bench_app.command("service")(bench_service_cmd)
 console = Console()
 err_console = Console(stderr=True)

@@ -17,6 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imagefunnel.errors import ImageError, ImageFunnelError, ImageTooLarge, SpecError, StoreError
 from imagefunnel.store.service_jobs import IdempotencyConflict, TenantBudgetExceeded
+from imagefunnel.store.upload_lifecycle import UploadInUse
+from imagefunnel.store.uploads import UploadQuotaExceeded
 
 __all__ = ["ApiError", "as_api_error", "error_body", "install_error_handlers"]
 
@@ -49,6 +51,12 @@ def _own_error(exc: ImageFunnelError) -> tuple[int, str]:
         return 409, "idempotency_conflict"
     if isinstance(exc, TenantBudgetExceeded):
         return 402, "tenant_budget_exceeded"
+    if isinstance(exc, UploadQuotaExceeded):
+        # 429, not 413: the image itself is within every size limit; the tenant has kept too many
+        # (the message names the limit). Waiting does not help; deleting uploads does.
+        return 429, "upload_quota_exceeded"
+    if isinstance(exc, UploadInUse):
+        return 409, "upload_in_use"
     if isinstance(exc, SpecError):
         return 422, "invalid_spec"
     if isinstance(exc, ImageTooLarge):

@@ -25,7 +25,15 @@ from imagefunnel.spec import JobSpec
 from imagefunnel.store import BlobStore
 from imagefunnel.store.uploads import Upload, Uploads
 
-__all__ = ["UPLOAD_SCHEME", "NamedUpload", "check_owned", "named_uploads", "resolve_uploads", "upload_ref"]
+__all__ = [
+    "UPLOAD_SCHEME",
+    "NamedUpload",
+    "check_owned",
+    "named_uploads",
+    "parse_upload_ref",
+    "resolve_uploads",
+    "upload_ref",
+]
 
 UPLOAD_SCHEME = "upload:"
 _ID = re.compile(r"[0-9a-f]{32}")
@@ -42,6 +50,23 @@ def upload_ref(upload_id: str) -> str:
     return f"{UPLOAD_SCHEME}{upload_id}"
 
 
+def parse_upload_ref(text: str, field: str) -> str:
+    """The upload id ``text`` (``upload:<id>``) names; 422 naming ``field`` for anything else."""
+    if not text.startswith(UPLOAD_SCHEME):
+        raise ApiError(
+            422,
+            "invalid_spec",
+            f"{field}: paths on the server are not accepted over the API; upload the image "
+            f"(POST /v1/uploads) and name it as {UPLOAD_SCHEME}<id>",
+        )
+    upload_id = text.removeprefix(UPLOAD_SCHEME)
+    if _ID.fullmatch(upload_id) is None:
+        raise ApiError(
+            422, "invalid_spec", f"{field}: {text[:80]!r} is not an upload ({UPLOAD_SCHEME}<32 hex digits>)"
+        )
+    return upload_id
+
+
 def _image_fields(spec: JobSpec) -> list[tuple[str, Path]]:
     fields = [("source", spec.source)] if spec.source is not None else []
     return fields + [(f"references[{i}]", path) for i, path in enumerate(spec.references)]
@@ -52,24 +77,9 @@ def named_uploads(spec: JobSpec, *, uploads_allowed: bool) -> list[NamedUpload]:
     any image at all where ``uploads_allowed`` is False), or for a malformed upload id."""
     named = []
     for field, path in _image_fields(spec):
-        text = str(path)
         if not uploads_allowed:
             raise ApiError(422, "invalid_spec", f"{field}: paths on the server are not accepted over the API")
-        if not text.startswith(UPLOAD_SCHEME):
-            raise ApiError(
-                422,
-                "invalid_spec",
-                f"{field}: paths on the server are not accepted over the API; upload the image "
-                f"(POST /v1/uploads) and name it as {UPLOAD_SCHEME}<id>",
-            )
-        upload_id = text.removeprefix(UPLOAD_SCHEME)
-        if _ID.fullmatch(upload_id) is None:
-            raise ApiError(
-                422,
-                "invalid_spec",
-                f"{field}: {text[:80]!r} is not an upload ({UPLOAD_SCHEME}<32 hex digits>)",
-            )
-        named.append(NamedUpload(field, upload_id))
+        named.append(NamedUpload(field, parse_upload_ref(str(path), field)))
     return named
 
 

@@ -140,7 +140,12 @@ class ServiceRuntime:
         s = self.settings
         self.workers = [self._worker() for _ in range(s.workers)]
         runner = EvaluationRunner(
-            self.evaluations, self.blobs, self.scorers, self.webhooks, worker_id=default_worker_id()
+            self.evaluations,
+            self.blobs,
+            self.uploads,
+            self.scorers,
+            self.webhooks,
+            worker_id=default_worker_id(),
         )
         coroutines: list[Coroutine[Any, Any, None]] = [w.run(self._stop) for w in self.workers]
         if s.workers:

@@ -14,13 +14,18 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from imagefunnel.errors import ImageFunnelError
 from imagefunnel.jobs import build_scorer
 from imagefunnel.scoring import Scorer, Verdict
+from imagefunnel.scoring.identity import load_references
+from imagefunnel.scoring.registry import ScoringContext
+from imagefunnel.service.evaluation_references import resolve_stored
 from imagefunnel.spec import JobSpec
 from imagefunnel.store import BlobStore
 from imagefunnel.store.evaluations import EvaluationStore, ScoredImageResult
+from imagefunnel.store.uploads import Uploads
 from imagefunnel.store.webhook_log import WebhookLog
 
 __all__ = ["EvaluationRunner", "ScorerCache", "verdict_json"]
@@ -30,26 +35,33 @@ TOP_ISSUES = 3
 
 
 class ScorerCache:
-    """Least-recently-used scorers by (use case, canonical spec)."""
+    """Least-recently-used scorers by (use case, canonical spec, reference photos).
+
+    A spec's uploads arrive resolved to their blobs, which are named by their content, so the same
+    reference photos find the same scorer (and their faces, analysed once) whoever sends them."""
 
     def __init__(self, *, size: int = 16) -> None:
         self._size = size
         self._scorers: OrderedDict[str, Scorer] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, *, use_case: str, spec: JobSpec | None) -> Scorer:
-        text = spec.model_dump_json() if spec is not None else ""
+    def get(self, *, use_case: str, spec: JobSpec | None, references: Sequence[Path] = ()) -> Scorer:
+        """The scorer of ``spec`` (its own references), or of ``use_case`` judged against
+        ``references`` when there is no spec."""
+        text = spec.model_dump_json() if spec is not None else "\n".join(map(str, references))
         key = hashlib.sha256(f"{use_case}\n{text}".encode()).hexdigest()
         with self._lock:
             found = self._scorers.get(key)
             if found is not None:
                 self._scorers.move_to_end(key)
                 return found
-        scorer = (
-            build_scorer(spec.model_copy(update={"score_all": True}))
-            if spec is not None
-            else Scorer(use_case=use_case, score_all=True)
-        )
+        if spec is not None:
+            scorer = build_scorer(spec.model_copy(update={"score_all": True}))
+        elif references:
+            context = ScoringContext(references=load_references(references))
+            scorer = Scorer(use_case=use_case, score_all=True, context=context)
+        else:
+            scorer = Scorer(use_case=use_case, score_all=True)
         with self._lock:
             self._scorers[key] = scorer
             while len(self._scorers) > self._size:
@@ -94,6 +106,7 @@ class EvaluationRunner:
 
     evaluations: EvaluationStore
     blobs: BlobStore
+    uploads: Uploads
     scorers: ScorerCache
     webhooks: WebhookLog
     worker_id: str
@@ -117,8 +130,9 @@ class EvaluationRunner:
 
     def _score(self, evaluation_id: str, tenant_id: str, use_case: str, spec_json: str | None) -> None:
         try:
-            spec = JobSpec.model_validate_json(spec_json) if spec_json else None
-            scorer = self.scorers.get(use_case=use_case, spec=spec)
+            # Its reference uploads, as the blobs holding them (still the tenant's, still there).
+            inputs = resolve_stored(spec_json, tenant_id, self.uploads, self.blobs)
+            scorer = self.scorers.get(use_case=use_case, spec=inputs.spec, references=inputs.references)
             images = [
                 (i.filename, self.blobs.get(i.blob_sha256)) for i in self.evaluations.images(evaluation_id)
             ]

@@ -44,6 +44,15 @@ class ServiceSettings(BaseSettings):
     max_image_pixels: int = Field(default=25_000_000, ge=1_000)
     max_images_per_evaluation: int = Field(default=64, ge=1)
     sync_evaluation_images: int = Field(default=4, ge=1, description="more than this: 202 and a worker")
+    max_references_per_evaluation: int = Field(default=8, ge=0, description="reference photos sent with one")
+
+    # Uploads a tenant keeps (POST /v1/uploads, reference photos sent with evaluations and forms):
+    # a new one past either limit is refused (429 upload_quota_exceeded); re-sending kept bytes is not.
+    upload_quota_count: int = Field(default=1000, ge=1)
+    upload_quota_bytes: int = Field(default=2_000_000_000, ge=1_000)
+    # Retention: `imagefunnel uploads prune` removes uploads no job or evaluation has named for this
+    # many days (None: it needs --days; nothing is removed on its own).
+    upload_retention_days: float | None = Field(default=None, gt=0)
 
     # Tenants: requests per second and burst when a tenant has no limits of its own.
     rate_per_s: float = Field(default=50.0, gt=0)

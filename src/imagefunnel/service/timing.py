@@ -2,7 +2,8 @@
 
 Clients (and ``imagefunnel bench service``) read it to tell the scoring itself from what the
 service adds around it: an evaluation's response carries ``read`` (the upload), ``decode``, ``score``,
-``store`` (blobs and the database) and ``total`` (the handler's own time), in milliseconds.
+``store`` (blobs and the database) and ``total`` (the handler's own time), in milliseconds; ``refs``
+(checking reference photos, keeping those sent) only when the evaluation has some.
 """
 
 from __future__ import annotations

@@ -39,6 +39,13 @@ class BlobStore:
             raise StoreError(f"cannot write blob {digest}: {exc}") from exc
         return digest
 
+    def delete(self, sha256: str) -> None:
+        """Remove the blob (nothing if it is not there); the caller knows nothing else names it."""
+        try:
+            self.path(sha256).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot remove blob {sha256}: {exc}") from exc
+
     def get(self, sha256: str) -> bytes:
         try:
             return self.path(sha256).read_bytes()

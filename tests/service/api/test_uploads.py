@@ -53,7 +53,7 @@ def test_a_host_path_is_refused_as_source_as_well_as_reference(service: Service,
         "/v1/jobs", content=yaml, headers={**service.a, "content-type": "application/yaml"}
     )
     _error(response, 422, "invalid_spec", mentions="source")
-    # An evaluation's spec names no image at all: neither a path nor an upload.
+    # An evaluation's spec names no path either (uploads only).
     evaluation = service.client.post(
         "/v1/evaluations",
         files={"images": ("x.png", _png())},

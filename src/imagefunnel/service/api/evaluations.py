@@ -2,6 +2,9 @@
 
 A request carries images as ``multipart/form-data`` (``images`` files, optional ``spec`` and
 ``use_case`` fields) or as JSON (``{"images": [{"name", "data": base64}], "spec"?, "use_case"?}``).
+Reference photos (identity, skin tone) come as the spec's ``references: ["upload:<id>"]`` and/or
+``reference`` parts beside the images (files, or ``upload:<id>``); see
+:mod:`imagefunnel.service.evaluation_references`.
 Up to ``sync_evaluation_images`` images are scored in the request (200 with every verdict); more are
 queued (202, then poll, and an ``evaluation.completed`` webhook). Feedback (accept/reject per image)
 is stored so that ``imagefunnel evaluations export`` can write it as a labelled set for
@@ -23,14 +26,22 @@ from starlette.datastructures import UploadFile
 
 from imagefunnel.imaging import DecodedImage
 from imagefunnel.scoring import default_registry
+from imagefunnel.service.api.evaluation_refs import (
+    ReferenceInput,
+    form_references,
+    json_references,
+    resolve_request,
+)
 from imagefunnel.service.deps import RuntimeDep, TenantDep
 from imagefunnel.service.errors import ApiError
+from imagefunnel.service.evaluation_references import Resolved, reference_names
 from imagefunnel.service.inputs import decode_upload, parse_json, parse_spec_body, spec_from_data
 from imagefunnel.service.scoring import verdict_json
 from imagefunnel.service.timing import SERVER_TIMING, Spans
 from imagefunnel.spec import JobSpec, UseCase
 from imagefunnel.store.evaluations import NewImage, ScoredImageResult
 from imagefunnel.store.service_models import EvaluationRow
+from imagefunnel.store.tenancy import Tenant
 
 __all__ = ["router"]
 
@@ -50,6 +61,11 @@ _UPLOAD_BODY = {
                             "description": "job spec (JSON or YAML) whose thresholds apply",
                         },
                         "use_case": {"type": "string", "enum": [u.value for u in UseCase]},
+                        "reference": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "reference photos (files, or upload:<id>) for identity",
+                        },
                     },
                     "required": ["images"],
                 }
@@ -75,6 +91,7 @@ class EvaluationOut(BaseModel):
     images: int
     passed: int
     error: str | None
+    references: list[str] = Field(description="the reference photos judged against, as upload:<id>")
     results: list[ImageResult]
 
 
@@ -121,6 +138,7 @@ def _evaluation_out(runtime: RuntimeDep, row: EvaluationRow) -> EvaluationOut:
         images=row.images,
         passed=row.passed,
         error=row.error,
+        references=reference_names(row.spec_json),
         results=results,
     )
 
@@ -140,12 +158,27 @@ def _file_name(name: object, position: int) -> str:
     return (text or f"image-{position}")[:200]
 
 
+@dataclass(frozen=True, slots=True)
+class _Read:
+    images: list[tuple[str, bytes]]
+    spec: JobSpec | None
+    use_case: str
+    references: list[ReferenceInput]  # sent beside the images (the spec's own are in it)
+
+    @property
+    def names_images(self) -> bool:
+        """Whether the evaluation has reference photos (or an input image) to resolve."""
+        spec = self.spec
+        return bool(self.references) or (spec is not None and bool(spec.references or spec.source))
+
+
 async def _multipart(
     request: Request, runtime: RuntimeDep
-) -> tuple[list[tuple[str, bytes]], JobSpec | None, object]:
+) -> tuple[list[tuple[str, bytes]], JobSpec | None, object, list[ReferenceInput]]:
     s = runtime.settings
+    refs = s.max_references_per_evaluation
     form = await request.form(
-        max_files=s.max_images_per_evaluation, max_fields=8, max_part_size=s.max_spec_bytes
+        max_files=s.max_images_per_evaluation + refs, max_fields=8 + refs, max_part_size=s.max_spec_bytes
     )
     uploads = [f for f in form.getlist("images") if isinstance(f, UploadFile)]
     images = []
@@ -157,9 +190,10 @@ async def _multipart(
     if isinstance(spec_text, str) and spec_text.strip():
         media = "application/json" if spec_text.lstrip().startswith("{") else "application/yaml"
         spec = parse_spec_body(
-            spec_text.encode(), media, max_bytes=s.max_spec_bytes, max_depth=s.max_json_depth
+            spec_text.encode(), media, max_bytes=s.max_spec_bytes, max_depth=s.max_json_depth, uploads=True
         )
-    return images, spec, form.get("use_case")
+    references = await form_references(form, max_image_bytes=s.max_image_bytes)
+    return images, spec, form.get("use_case"), references
 
 
 def _json_images(data: object) -> list[tuple[str, bytes]]:
@@ -177,18 +211,17 @@ def _json_images(data: object) -> list[tuple[str, bytes]]:
     return images
 
 
-async def _read_request(
-    request: Request, runtime: RuntimeDep
-) -> tuple[list[tuple[str, bytes]], JobSpec | None, str]:
+async def _read_request(request: Request, runtime: RuntimeDep) -> _Read:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media == "multipart/form-data":
-        images, spec, use_case = await _multipart(request, runtime)
+        images, spec, use_case, references = await _multipart(request, runtime)
     elif media == "application/json":
         data = parse_json(await request.body(), max_depth=runtime.settings.max_json_depth)
         images = _json_images(data)
         spec_data = data.get("spec") if isinstance(data, dict) else None
-        spec = spec_from_data(spec_data) if spec_data is not None else None
+        spec = spec_from_data(spec_data, uploads=True) if spec_data is not None else None
         use_case = data.get("use_case") if isinstance(data, dict) else None
+        references = json_references(data)
     else:
         raise ApiError(415, "unsupported_media_type", "send multipart/form-data or application/json")
     if not images:
@@ -196,7 +229,7 @@ async def _read_request(
     limit = runtime.settings.max_images_per_evaluation
     if len(images) > limit:
         raise ApiError(413, "too_many_images", f"{len(images)} images: at most {limit} per evaluation")
-    return images, spec, _use_case(use_case, spec)
+    return _Read(images, spec, _use_case(use_case, spec), references)
 
 
 def _decode_all(runtime: RuntimeDep, images: list[tuple[str, bytes]], spans: Spans) -> list[DecodedImage]:
@@ -221,11 +254,11 @@ def _score_now(
     runtime: RuntimeDep,
     names: list[str],
     decoded: list[DecodedImage],
-    spec: JobSpec | None,
+    inputs: Resolved,
     use_case: str,
     spans: Spans,
 ) -> list[ScoredImageResult]:
-    scorer = runtime.scorers.get(use_case=use_case, spec=spec)
+    scorer = runtime.scorers.get(use_case=use_case, spec=inputs.spec, references=inputs.references)
     results = []
     for position, (name, image) in enumerate(zip(names, decoded, strict=True)):
         with spans.span("score"):  # the scorer's own time, what calling the library costs
@@ -239,35 +272,40 @@ class _Evaluated:
     id: str
     stored: list[NewImage]
     results: list[ScoredImageResult] | None  # None: queued for a worker
+    references: tuple[str, ...]
 
 
-def _evaluate(
-    runtime: RuntimeDep,
-    tenant_id: str,
-    images: list[tuple[str, bytes]],
-    spec: JobSpec | None,
-    use_case: str,
-    spans: Spans,
-) -> _Evaluated:
+def _inputs(runtime: RuntimeDep, tenant: Tenant, read: _Read, spans: Spans) -> Resolved:
+    spec = read.spec
+    if not read.names_images:  # nothing to look up: no store round trip
+        return Resolved(spec, (), spec.model_dump_json() if spec is not None else None)
+    with spans.span("refs"):
+        return resolve_request(runtime, tenant, spec, read.references)
+
+
+def _evaluate(runtime: RuntimeDep, tenant: Tenant, read: _Read, spans: Spans) -> _Evaluated:
     """Everything off the event loop, in one thread hop: decode each image once (refusing bombs
-    before anything is stored), store the bytes, score the decoded pixels, then write the
-    evaluation with its results in one transaction, committed before the client hears of it."""
+    before anything is stored), check the reference photos (keeping those sent as uploads), store
+    the bytes, score the decoded pixels, then write the evaluation with its results in one
+    transaction, committed before the client hears of it."""
+    images, use_case = read.images, read.use_case
     decoded = _decode_all(runtime, images, spans)
+    inputs = _inputs(runtime, tenant, read, spans)
     with spans.span("store"):
         stored = _store_images(runtime, images, decoded)
     results = None
     if len(images) <= runtime.settings.sync_evaluation_images:
-        results = _score_now(runtime, [name for name, _ in images], decoded, spec, use_case, spans)
+        results = _score_now(runtime, [name for name, _ in images], decoded, inputs, use_case, spans)
     with spans.span("store"):
         evaluation_id = runtime.evaluations.create(
-            tenant_id,
+            tenant.id,
             use_case=use_case,
-            spec_json=spec.model_dump_json() if spec is not None else None,
+            spec_json=inputs.stored_json,
             images=stored,
             queued=results is None,
             results=results,
         )
-    return _Evaluated(evaluation_id, stored, results)
+    return _Evaluated(evaluation_id, stored, results, inputs.names)
 
 
 def _created_out(evaluated: _Evaluated, use_case: str) -> EvaluationOut:
@@ -290,6 +328,7 @@ def _created_out(evaluated: _Evaluated, use_case: str) -> EvaluationOut:
         images=len(evaluated.stored),
         passed=sum(r.passed for r in evaluated.results or ()),
         error=None,
+        references=list(evaluated.references),
         results=results,
     )
 
@@ -304,12 +343,12 @@ async def create_evaluation(
     ``Server-Timing`` header says how long reading, decoding, scoring and storing took."""
     spans = Spans()
     with spans.span("read"):
-        images, spec, use_case = await _read_request(request, runtime)
-    evaluated = await asyncio.to_thread(_evaluate, runtime, tenant.id, images, spec, use_case, spans)
+        read = await _read_request(request, runtime)
+    evaluated = await asyncio.to_thread(_evaluate, runtime, tenant, read, spans)
     response.headers["Location"] = f"/v1/evaluations/{evaluated.id}"
     if evaluated.results is None:
         response.status_code = 202
-    out = _created_out(evaluated, use_case)
+    out = _created_out(evaluated, read.use_case)
     response.headers[SERVER_TIMING] = spans.header()
     return out
 

@@ -24,7 +24,8 @@ from imagefunnel.service.inputs import decode_upload
 from imagefunnel.service.references import upload_ref
 from imagefunnel.service.runtime import ServiceRuntime
 from imagefunnel.store.tenancy import Tenant
-from imagefunnel.store.uploads import NewUpload, Upload
+from imagefunnel.store.upload_lifecycle import delete_upload
+from imagefunnel.store.uploads import NewUpload, Upload, UploadQuota
 
 __all__ = ["UploadOut", "file_name", "router", "store_upload"]
 
@@ -80,7 +81,8 @@ def file_name(name: object, fallback: str = "upload") -> str:
 
 
 def store_upload(runtime: ServiceRuntime, tenant: Tenant, name: str, data: bytes) -> tuple[Upload, bool]:
-    """Check one image as hostile input and keep it for ``tenant``; (upload, created now)."""
+    """Check one image as hostile input and keep it for ``tenant`` within its upload quota (429
+    ``upload_quota_exceeded`` naming the limit); (upload, created now)."""
     s = runtime.settings
     decoded = decode_upload(name, data, max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels)
     height, width = decoded.rgb.shape[:2]
@@ -93,7 +95,8 @@ def store_upload(runtime: ServiceRuntime, tenant: Tenant, name: str, data: bytes
         height=height,
         size_bytes=len(data),
     )
-    return runtime.uploads.add(tenant.id, new)
+    quota = UploadQuota(count=s.upload_quota_count, total_bytes=s.upload_quota_bytes)
+    return runtime.uploads.add(tenant.id, new, quota=quota)
 
 
 async def _read_image(request: Request, runtime: ServiceRuntime) -> tuple[str, bytes]:
@@ -159,3 +162,14 @@ def get_upload_image(upload: UploadDep, runtime: RuntimeDep) -> Response:
         media_type=_MIME.get(upload.format, "application/octet-stream"),
         headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"},
     )
+
+
+@router.delete(
+    "/{upload_id}", status_code=204, responses={409: {"description": "queued or running work names it"}}
+)
+def remove_upload(upload: UploadDep, tenant: TenantDep, runtime: RuntimeDep) -> Response:
+    """Delete the upload and, unless other records hold the same bytes, the bytes. Refused (409
+    ``upload_in_use``, naming the job or evaluation) while queued or running work names it; finished
+    work keeps its record. It frees the upload's share of the tenant's quota."""
+    delete_upload(runtime.store, runtime.uploads, runtime.blobs, tenant.id, upload.id)
+    return Response(status_code=204)
