@@ -115,6 +115,12 @@ class PointResult:
     mismatched: int
     closed_at_quote: int  # attempts resume could not re-attach (interrupted or lost)
     wall_s: float
+    # The naming window: the process died after the provider took a request and before its answer
+    # (the provider's id) reached the store. Resume cannot look such a request up: it is booked at
+    # its quote, and its image, if any, is never fetched. Every other mismatch or loss is a defect.
+    unnamed_billed: int = 0  # requests the market billed whose provider id the ledger never learned
+    mismatched_named: int = 0  # mismatches between the ledger and the bill for requests it had named
+    lost_named: int = 0  # billed images lost although their request was named in the ledger
 
     @property
     def ledger_delta_usd(self) -> float:
@@ -336,6 +342,8 @@ def _books(
     mismatched = sum(abs(charged.get(pid, 0.0) - bill_usd.get(pid, 0.0)) > _CENT_EPSILON for pid in known)
     # A charge the ledger holds under no provider id (closed at its quote) has no bill to match.
     mismatched += sum(1 for r in ledger if r.provider_request_id is None and (r.charged_usd or 0.0) > 0)
+    unnamed = [pid for pid in bills if pid not in charged]
+    mismatched_named = sum(abs(charged[pid] - bill_usd.get(pid, 0.0)) > _CENT_EPSILON for pid in charged)
     return PointResult(
         point=point,
         job_id=job_id,
@@ -356,6 +364,9 @@ def _books(
         mismatched=mismatched,
         closed_at_quote=sum(r.status in ("interrupted", "lost") for r in ledger),
         wall_s=wall_s,
+        unnamed_billed=len(unnamed),
+        mismatched_named=mismatched_named,
+        lost_named=sum(pid in charged for pid in lost),
     )
 
 

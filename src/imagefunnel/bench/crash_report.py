@@ -28,7 +28,7 @@ def _row(r: PointResult) -> str:
         f"| {where} | {kill} | {r.resumes} | {r.status} {r.delivered}/{r.asked} | {r.attempts} "
         f"| {r.candidates} | {r.billed} | {r.closed_at_quote} | {r.candidates_lost} | {r.double_charges} "
         f"| {r.ledger_usd:.6f} | {r.billed_usd:.6f} | {r.ledger_delta_usd:+.6f} | {r.mismatched} "
-        f"| {r.wall_s:.1f} |"
+        f"| {r.unnamed_billed} | {r.wall_s:.1f} |"
     )
 
 
@@ -43,12 +43,14 @@ def crash_markdown(report: CrashReport) -> str:
         f"**Totals over {n} kill points ({report.killed} landed before the job ended):** jobs delivered "
         f"K {report.delivered_jobs}/{n} · candidates lost {report.candidates_lost} · double charges "
         f"{report.double_charges} · ledger − billing ${report.ledger_delta_usd:+.6f} · requests whose "
-        f"ledger charge differs from their bill {report.mismatched}.",
+        f"ledger charge differs from their bill {report.mismatched}, of them named "
+        f"{sum(p.mismatched_named for p in report.points)} (the rest died in the naming window: taken by "
+        "the provider, its id not yet stored).",
         "",
         "| kill point | attempts / in flight at kill | resumes | outcome | attempts | candidates "
         "| billed | closed at quote | lost | double | ledger $ | billed $ | ledger − billed $ "
-        "| mismatched | wall s |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| mismatched | billed, never named | wall s |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *(_row(r) for r in (report.baseline, *report.points) if r is not None),
     ]
     return "\n".join(lines)
