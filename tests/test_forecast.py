@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -10,10 +11,12 @@ import pytest
 
 from imagefunnel.errors import SpecError
 from imagefunnel.forecast import (
+    DEFAULT_FAILURE_RATE,
     JobPlan,
     ProviderOutlook,
     chance,
     forecast,
+    holds,
     policy_scores,
     refusal,
     wave_sizes,
@@ -160,3 +163,60 @@ def test_a_printed_chance_never_overstates_the_forecast() -> None:
     assert chance(0.9895) == "0.989"
     assert chance(0.71) == "0.710"
     assert chance(1.0) == "1.000"
+
+
+def test_requests_in_flight_when_k_pass_are_bought_as_the_funnel_buys_them() -> None:
+    # K=2, two slots, a sure pass: the first wave asks for 4. The first image to arrive frees a slot
+    # while the second is still running, so a third request goes out before K have passed; the
+    # fourth finds K passed and is never sent. Three are bought, not the two a round-by-round
+    # play would buy.
+    sure = dataclasses.replace(outlook("only", 0.01, 1000.0, 0.001), failure_rate=0.0)
+    job = JobPlan(deliver=2, budget_usd=1.0, deadline_s=600.0, candidate_cap=8, concurrency=2)
+    quote = forecast(job, [sure], seed=1, simulations=400)
+    assert quote.p_deliver == 1.0
+    assert quote.expected_spend_usd == pytest.approx(0.03)
+    assert quote.expected_candidates == pytest.approx(3.0)
+
+
+def test_a_failed_request_falls_over_to_the_runner_up_at_its_price() -> None:
+    cheap = outlook("cheap", 0.001, 90.0, 10.0, learned=True)
+    dear = outlook("dear", 0.004, 90.0, 10.0, learned=True)
+    shares = {}
+    spend = {}
+    for rate in (0.0, 0.5):
+        market = [dataclasses.replace(cheap, failure_rate=rate), dear]
+        quote = forecast(plan(1.0), market, seed=1, simulations=500)
+        shares[rate] = {p.provider: p.share for p in quote.providers}["dear"]
+        spend[rate] = quote.expected_spend_usd
+    assert shares[0.0] < 0.01
+    assert shares[0.5] == pytest.approx(0.5, abs=0.05)
+    assert spend[0.5] > 2 * spend[0.0]
+
+
+def test_an_unmeasured_provider_is_assumed_to_fail_a_few_requests() -> None:
+    fresh = outlook("fresh", 0.001, 2.0, 1.0)
+    assert fresh.failure_rate == DEFAULT_FAILURE_RATE > 0
+    measured = ProviderOutlook.from_option(
+        option("flaky", 0.001, 0.5, errors=0.2), time_left_s=60.0, learned=False
+    )
+    assert measured.failure_rate == pytest.approx(0.2)
+
+
+def test_a_gpu_second_request_holds_its_worst_case_as_the_dispatcher_does() -> None:
+    # $0.001 a GPU-second, a 6 s run quoted at $0.006: held at the rate with its stop grace for at
+    # most four runs, at least two, within what is left.
+    timed = dataclasses.replace(outlook("box", 0.006, 9.0, 1.0), gpu_second_usd=0.001)
+    flat = outlook("api", 0.006, 9.0, 1.0)
+    held = holds([timed, flat], np.array([math.inf, 0.012]), np.array([600.0, 600.0]))
+    assert held[0] == pytest.approx([0.001 * 1.25 * 24, 0.006])
+    assert held[1] == pytest.approx([0.001 * 1.25 * 12, 0.006])  # 9.6 s affordable < two runs
+
+
+def test_a_tight_budget_runs_fewer_gpu_second_requests_at_once() -> None:
+    timed = dataclasses.replace(outlook("box", 0.006, 900.0, 1.0), gpu_second_usd=0.001)
+    flat = outlook("api", 0.006, 900.0, 1.0)
+    job = JobPlan(deliver=8, budget_usd=0.12, deadline_s=600.0, candidate_cap=32, concurrency=8)
+    box = forecast(job, [timed], seed=1, simulations=300)
+    api = forecast(job, [flat], seed=1, simulations=300)
+    assert api.p_deliver == box.p_deliver == 1.0
+    assert box.expected_wall_s > 1.5 * api.expected_wall_s  # $0.12 holds three 5x holds at a time

@@ -3,16 +3,22 @@
 Each simulation is one possible world the router's beliefs allow: every provider's true pass rate is
 drawn from its Beta posterior, then the job is played as the funnel plays it. Waves are sized by the
 funnel's own rule (:func:`wave_sizes`, the twin of ``Funnel._next_wave_size``, tested to agree);
-``concurrency`` requests are in flight at once and a request is not bought once K have passed; each
+``concurrency`` requests are in flight at once, each sent when a slot frees, and a request is not
+bought once K have passed by then (those already in flight are bought and billed all the same); each
 request goes where the default routing policy (``cost_per_accepted``, Thompson draws included) sends
 it, and the simulated router learns from each verdict as the real one does; a purchase the budget
-cannot hold is refused as the budget guard refuses it. A run stops as the funnel stops: K passed,
-the budget refuses, the candidate cap or the deadline. Prices are the router's expected prices
-(quote × learned drift); each request takes its provider's expected latency with some jitter.
+cannot hold is refused as the budget guard refuses it, holding what the dispatcher holds while
+a request is in flight (the worst case of a GPU-second price: a tight budget runs fewer of those at
+once). A request the provider fails (``failure_rate``, at least :data:`DEFAULT_FAILURE_RATE`) goes to
+the runner-up, as the router retries it. A run stops as the funnel stops: K passed, the budget
+refuses, the candidate cap or the deadline. Prices are the router's expected prices (quote ×
+learned drift; a GPU-second request bills the seconds it ran); each request takes its provider's
+expected latency with some jitter.
 
-Not modelled (yet): provider failures, rate limits and outages, a provider's own capacity (a box
-that runs one prompt at a time), scoring time, duplicates. Everything is vectorised over simulations
-with numpy, so a quote of a 60-image job takes well under a second.
+Not modelled (yet): outages and rate limits beyond that failure rate, prices that change while the
+job runs (a price the adapter cannot see moves only the bill), a provider's own capacity (a box that
+runs one prompt at a time), scoring time, duplicates. Everything is vectorised over simulations
+with numpy. ``imagefunnel bench quote`` measures how well the quotes hold on the emulated market.
 """
 
 from __future__ import annotations
@@ -26,16 +32,20 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
 from imagefunnel.funnel.engine import PRIOR_FAIL, PRIOR_PASS, WAVE_SAFETY
+from imagefunnel.providers.base import PriceUnit
+from imagefunnel.routing.dispatch import BILLED_TAIL, STOP_GRACE, TimeoutSettings
 from imagefunnel.routing.passrates import PassRatePrior
 from imagefunnel.routing.policies import _MIN_PASS, CostPerAcceptedPolicy, Option, Situation
 
 __all__ = [
+    "DEFAULT_FAILURE_RATE",
     "JobPlan",
     "JobQuote",
     "ProviderOutlook",
     "ProviderQuote",
     "chance",
     "forecast",
+    "holds",
     "policy_scores",
     "refusal",
     "usd",
@@ -50,6 +60,13 @@ Bools = NDArray[np.bool_]
 LATENCY_WEIGHT = 1.0
 # Relative spread of a request's latency around its provider's expected latency (a Gamma of this CV).
 LATENCY_CV = 0.25
+# The share of requests a provider is assumed to fail (5xx, a failed run) when the router has not
+# measured more: hosted image APIs fail a few requests in a hundred, and each failure sends its
+# request to the next-ranked provider, which usually costs more. A router that starts a job has
+# measured nothing yet (its health is per process), so without this the forecast promised spend
+# as if no request ever failed over.
+DEFAULT_FAILURE_RATE = 0.02
+_TIMEOUT_S = TimeoutSettings().max_s  # a fresh router's attempt timeout (no latency measured yet)
 _MIN_ESTIMATE = 0.05  # the funnel never sizes a wave for a pass rate below this
 _MAX_WAVES = 10_000  # every wave buys or refuses at least one request: a bound, never reached
 _STOPS = ("delivered", "budget", "deadline", "candidate cap")
@@ -87,6 +104,8 @@ class ProviderOutlook:
     latency_s: float  # the latency the forecast's clock uses per request
     error_rate: float
     cost_per_accepted_usd: float  # the policy's score with the posterior mean, at the job's start
+    failure_rate: float = DEFAULT_FAILURE_RATE  # a request fails and goes to the next-ranked provider
+    gpu_second_usd: float = 0.0  # the quote's price per GPU-second (0: not time-billed)
 
     @classmethod
     def from_option(
@@ -95,6 +114,7 @@ class ProviderOutlook:
         """The outlook of a routing option; ``latency_s`` overrides the router's expected latency
         for the forecast's clock (e.g. what a market scenario or a providers file states)."""
         situation = Situation(now=0.0, time_left_s=time_left_s, use_case="")
+        quote = option.priced.quote
         score = CostPerAcceptedPolicy(thompson=False, latency_weight=LATENCY_WEIGHT).score(option, situation)
         return cls(
             provider=option.provider,
@@ -108,6 +128,8 @@ class ProviderOutlook:
             latency_s=option.expected_latency_s if latency_s is None else latency_s,
             error_rate=option.health.error_rate,
             cost_per_accepted_usd=score,
+            failure_rate=max(DEFAULT_FAILURE_RATE, option.health.error_rate),
+            gpu_second_usd=quote.unit_price_usd if quote.unit is PriceUnit.PER_GPU_SECOND else 0.0,
         )
 
 
@@ -190,7 +212,8 @@ class _Runs:
     generated: Ints
     requested: Ints
     refused: Ints
-    spent: Floats
+    spent: Floats  # what the bought requests cost (those in flight included)
+    held: Floats  # what the budget holds for requests in flight on top of their cost
     clock: Floats
     refused_usd: Floats  # the last refused request's price (NaN: no refusal stands)
     stop: Ints  # -1 while running
@@ -210,6 +233,7 @@ class _Runs:
             requested=zeros.copy(),
             refused=zeros.copy(),
             spent=np.zeros(sims),
+            held=np.zeros(sims),
             clock=np.zeros(sims),
             refused_usd=np.full(sims, np.nan),
             stop=np.full(sims, -1, dtype=np.int64),
@@ -234,19 +258,105 @@ def _stop(runs: _Runs, plan: JobPlan, budget: float) -> Bools:
     return going
 
 
-def _fits(spent: Floats, cost: Floats, go: Bools, budget: float) -> Bools:
-    """Which of each run's requests (in order) the budget guard lets through: a refused request adds
-    nothing, so a cheaper one after it may still fit."""
-    fits = spent[:, None] + np.cumsum(np.where(go, cost, 0.0), axis=1) <= budget + 1e-12
-    tight = np.flatnonzero((go & ~fits).any(axis=1))
-    if tight.size:  # rare (the last dollars): replay those runs request by request
-        committed = spent[tight].copy()
-        for lane in range(cost.shape[1]):
-            ok = go[tight, lane] & (committed + cost[tight, lane] <= budget + 1e-12)
-            fits[tight, lane] = ok
-            committed += np.where(ok, cost[tight, lane], 0.0)
-    bought: Bools = fits & go
-    return bought
+def holds(outlooks: Sequence[ProviderOutlook], left_usd: Floats, time_left_s: Floats) -> Floats:
+    """What the budget holds while each provider's request is in flight (runs × providers), as the
+    dispatcher's ``_held`` holds it: the expected price, or for a GPU-second price the worst case
+    (the rate with its stop grace times the attempt's timeout, at most ``BILLED_TAIL`` expected runs
+    and what is left, at least two expected runs). Holds are why a tight budget runs fewer
+    GPU-second requests at once, and stops while a few quotes' worth is still left."""
+    price = np.array([o.expected_usd for o in outlooks])
+    rate = np.array([o.gpu_second_usd for o in outlooks])
+    timed = rate > 0
+    if not timed.any():
+        return np.broadcast_to(price, (len(left_usd), len(outlooks)))
+    quoted = np.array([o.quoted_usd for o in outlooks])
+    unit = np.where(timed, rate, 1.0) * (1 + STOP_GRACE)
+    run_s = quoted / np.where(timed, rate, 1.0)
+    timeout = np.minimum(_TIMEOUT_S, np.maximum(time_left_s, 0.001))[:, None]
+    affordable = np.minimum(np.minimum(timeout, left_usd[:, None] / unit), BILLED_TAIL * run_s)
+    worst = np.where(affordable < 2 * run_s, np.maximum(quoted, unit * 2 * run_s), unit * affordable)
+    return np.where(timed, np.maximum(worst, price), price)
+
+
+def _route(
+    draws: Floats,
+    outlooks: Sequence[ProviderOutlook],
+    time_left_s: Floats,
+    committed: Floats,
+    budget: float,
+    rng: np.random.Generator,
+) -> tuple[Ints, Floats, Floats, Bools]:
+    """Where each request ends up, its price, what the budget holds for it, and whether it fits.
+
+    The policy's first choice must fit the budget (else the request is refused); a request it fails
+    (free: a 5xx or a failed run) goes to the runner-up, which must fit in turn, as the router
+    retries a failed request on the next-ranked provider.
+    """
+    price = np.array([o.expected_usd for o in outlooks])
+    hold = holds(outlooks, budget - committed, time_left_s)
+    rows = np.arange(len(draws))
+    scores = policy_scores(draws, outlooks, time_left_s)
+    if len(outlooks) == 1:
+        choice = np.zeros(len(draws), dtype=np.int64)
+    else:
+        order = np.argsort(scores, axis=1, kind="stable")
+        first, second = order[:, 0], order[:, 1]
+        failure = np.array([o.failure_rate for o in outlooks])
+        fits_first = committed + hold[rows, first] <= budget + 1e-12
+        failed = fits_first & (rng.random(len(draws)) < failure[first])
+        choice = np.where(failed, second, first)
+    held = hold[rows, choice]
+    return choice, price[choice], held, committed + held <= budget + 1e-12
+
+
+@dataclass(slots=True)
+class _Slots:
+    """The ``concurrency`` slots of the runs playing a wave: when each is free, and the request it
+    holds until its verdict arrives (finish time, provider, whether an image came and passed)."""
+
+    free: Floats  # runs × lanes
+    finish: Floats
+    choice: Ints
+    ok: Bools  # the image arrived before the deadline
+    good: Bools  # ... and passed
+    busy: Bools  # a verdict still to come
+    extra: Floats  # what the budget holds for it beyond its price
+
+    @classmethod
+    def start(cls, clock: Floats, lanes: int) -> _Slots:
+        shape = (clock.size, lanes)
+        return cls(
+            free=np.tile(clock[:, None], (1, lanes)),
+            finish=np.zeros(shape),
+            choice=np.zeros(shape, dtype=np.int64),
+            ok=np.zeros(shape, dtype=np.bool_),
+            good=np.zeros(shape, dtype=np.bool_),
+            busy=np.zeros(shape, dtype=np.bool_),
+            extra=np.zeros(shape),
+        )
+
+
+def _settle(runs: _Runs, slots: _Slots, index: Ints, sim: Ints, until: Floats) -> None:
+    """The verdicts that arrived by ``until`` (per run in ``index``): candidates, passes, and what the
+    simulated router learns from them."""
+    arrived = slots.busy[index] & (slots.finish[index] <= until[:, None])
+    if not arrived.any():
+        return
+    good = arrived & slots.good[index]
+    ok = arrived & slots.ok[index]
+    runs.passed[sim] += good.sum(axis=1)
+    runs.generated[sim] += ok.sum(axis=1)
+    runs.held[sim] -= np.where(arrived, slots.extra[index], 0.0).sum(axis=1)  # settled at its price
+    row, lane = np.nonzero(arrived)
+    count = runs.alpha.shape[1]
+    cell = sim[row] * count + slots.choice[index[row], lane]  # (run, provider), flattened
+    size = runs.alpha.size
+    runs.alpha += np.bincount(cell, weights=good[row, lane], minlength=size).reshape(runs.alpha.shape)
+    failed = ok[row, lane] & ~good[row, lane]
+    runs.beta += np.bincount(cell, weights=failed, minlength=size).reshape(runs.beta.shape)
+    busy = slots.busy[index]
+    busy[arrived] = False
+    slots.busy[index] = busy
 
 
 def _play_wave(
@@ -258,50 +368,54 @@ def _play_wave(
     budget: float,
     rng: np.random.Generator,
 ) -> None:
-    """One wave of each run in ``rows``, ``concurrency`` requests at a time.
-
-    Each round puts one request on each of the ``concurrency`` slots (a slot runs its requests one
-    after another); the round's decisions see the verdicts of the rounds before it, as requests
-    decided while others are in flight do, and no round starts once K have passed.
-    """
-    lanes, count = plan.concurrency, len(outlooks)
-    price = np.array([o.expected_usd for o in outlooks])
+    """One wave of each run in ``rows``, as the funnel plays it: its requests go out in order, each
+    when one of the ``concurrency`` slots is free, and each decision (buy at all? which provider?)
+    sees only the verdicts that arrived by then. So the requests in flight when K pass are bought
+    and billed all the same, as they are in a real job. A refused request leaves its slot free."""
     latency = np.array([o.latency_s for o in outlooks])
+    timed = np.array([o.gpu_second_usd > 0 for o in outlooks])
     shape = 1.0 / (LATENCY_CV * LATENCY_CV)
-    slot_clock = np.tile(runs.clock[rows][:, None], (1, lanes))
+    slots = _Slots.start(runs.clock[rows], plan.concurrency)
     runs.requested[rows] += sizes
-    for first in range(0, int(sizes.max()), lanes):
-        index = np.flatnonzero((first < sizes) & (runs.passed[rows] < plan.deliver))
-        free = slot_clock[index]
-        go = (np.arange(lanes)[None, :] < (sizes[index] - first)[:, None]) & (free < plan.deadline_s)
-        at = np.nonzero(go)  # this round's requests, each run's in slot order
+    over = np.zeros(rows.size, dtype=np.bool_)  # the wave's remaining requests are skipped
+    for step in range(int(sizes.max())):
+        index = np.flatnonzero((step < sizes) & ~over)
+        if index.size == 0:
+            break
         sim = rows[index]
-        req = sim[at[0]]
-        draws = rng.beta(runs.alpha[req], runs.beta[req])  # the router's Thompson draw, per request
-        picked = np.argmin(policy_scores(draws, outlooks, plan.deadline_s - free[at]), axis=1)
-        choice = np.zeros(go.shape, dtype=np.int64)
-        choice[at] = picked
-        cost = price[choice]
-        buy = _fits(runs.spent[sim], cost, go, budget)
-        refused = go & ~buy
-        runs.refused[sim] += refused.sum(axis=1)
-        last = np.flatnonzero(refused.any(axis=1))
-        runs.refused_usd[sim[last]] = cost[last, lanes - 1 - np.argmax(refused[last, ::-1], axis=1)]
-        # A request cut off by the deadline counts at its price: a provider may bill it all the same.
-        runs.spent[sim] += np.where(buy, cost, 0.0).sum(axis=1)
-        runs.bought += np.bincount(choice[buy], minlength=count)
-        finish = free + latency[choice] * rng.gamma(shape, 1.0 / shape, size=free.shape)
-        ok = buy & (finish <= plan.deadline_s)
-        good = ok & (rng.random(free.shape) < runs.true_p[sim[:, None], choice])
-        slot_clock[index] = np.where(buy, np.minimum(finish, plan.deadline_s), free)
-        # The round's verdicts: candidates, passes, and what the router learns from them.
-        runs.passed[sim] += good.sum(axis=1)
-        runs.generated[sim] += ok.sum(axis=1)
-        for provider in range(count):
-            mine = choice == provider
-            runs.alpha[sim, provider] += (mine & good).sum(axis=1)
-            runs.beta[sim, provider] += (mine & ok & ~good).sum(axis=1)
-    runs.clock[rows] = np.maximum(runs.clock[rows], slot_clock.max(axis=1))
+        lane = np.argmin(slots.free[index], axis=1)
+        now = slots.free[index, lane]
+        _settle(runs, slots, index, sim, now)
+        stop = (runs.passed[sim] >= plan.deliver) | (now >= plan.deadline_s)
+        over[index[stop]] = True
+        index, sim, lane, now = index[~stop], sim[~stop], lane[~stop], now[~stop]
+        draws = rng.beta(runs.alpha[sim], runs.beta[sim])  # the router's Thompson draw, per request
+        committed = runs.spent[sim] + runs.held[sim]
+        choice, cost, hold, buy = _route(draws, outlooks, plan.deadline_s - now, committed, budget, rng)
+        refused = ~buy
+        runs.refused[sim[refused]] += 1
+        runs.refused_usd[sim[refused]] = hold[refused]
+        index, sim, lane, now = index[buy], sim[buy], lane[buy], now[buy]
+        choice, cost, hold = choice[buy], cost[buy], hold[buy]
+        jitter = rng.gamma(shape, 1.0 / shape, size=now.size)
+        finish = now + latency[choice] * jitter
+        # A GPU-second request bills the seconds it ran (within what was held for it); any other
+        # its price. One cut off by the deadline counts too: a provider may bill it all the same.
+        cost = np.where(timed[choice], np.minimum(cost * jitter, hold), cost)
+        runs.spent[sim] += cost
+        runs.held[sim] += hold - cost
+        runs.bought += np.bincount(choice, minlength=len(outlooks))
+        slots.extra[index, lane] = hold - cost
+        ok = finish <= plan.deadline_s
+        slots.finish[index, lane] = finish
+        slots.choice[index, lane] = choice
+        slots.ok[index, lane] = ok
+        slots.good[index, lane] = ok & (rng.random(now.size) < runs.true_p[sim, choice])
+        slots.busy[index, lane] = True
+        slots.free[index, lane] = np.minimum(finish, plan.deadline_s)
+    everyone = np.arange(rows.size)
+    _settle(runs, slots, everyone, rows, np.full(rows.size, np.inf))  # the wave waits for them all
+    runs.clock[rows] = np.maximum(runs.clock[rows], slots.free.max(axis=1))
 
 
 def _simulate(
@@ -410,8 +524,10 @@ def forecast(
         raise ValueError("confidence must be in (0, 1) and simulations ≥ 1")
     ordered = sorted(outlooks, key=lambda o: o.provider)  # the policy breaks ties by name
     unbounded = _simulate(plan, ordered, budget=math.inf, sims=simulations, seed=seed)
-    # A budget no run reached refuses nothing: its runs are the unbounded ones, step for step.
-    within = float(unbounded.spent.max()) <= plan.budget_usd
+    # A budget no run came near refuses nothing: its runs are the unbounded ones, step for step
+    # (near: within what ``concurrency`` requests in flight may hold).
+    widest = float(holds(ordered, np.array([math.inf]), np.array([plan.deadline_s])).max())
+    within = float(unbounded.spent.max()) + plan.concurrency * widest <= plan.budget_usd
     runs = (
         unbounded if within else _simulate(plan, ordered, budget=plan.budget_usd, sims=simulations, seed=seed)
     )

@@ -15,6 +15,7 @@ from rich.table import Table
 from imagefunnel.cli.crash_bench import crash_cmd
 from imagefunnel.cli.cutout import bench_bg_removal_cmd
 from imagefunnel.cli.eval import bench_scoring_cmd
+from imagefunnel.cli.quote_bench import quote_bench_cmd
 from imagefunnel.cli.scaleout_bench import load_cmd, ray_scaling_cmd
 
 if TYPE_CHECKING:
@@ -143,3 +144,4 @@ bench_app.command("bg-removal")(bench_bg_removal_cmd)  # self-hosted vs API vs r
 bench_app.command("load")(load_cmd)  # workers sharing one PostgreSQL under load (cli/scaleout_bench.py)
 bench_app.command("ray-scaling")(ray_scaling_cmd)  # scoring throughput on Ray next to threads
 bench_app.command("crash")(crash_cmd)  # kill -9 and resume, ledger vs billing (cli/crash_bench.py)
+bench_app.command("quote")(quote_bench_cmd)  # forecast vs simulated jobs (cli/quote_bench.py)
