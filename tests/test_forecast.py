@@ -220,3 +220,26 @@ def test_a_tight_budget_runs_fewer_gpu_second_requests_at_once() -> None:
     api = forecast(job, [flat], seed=1, simulations=300)
     assert api.p_deliver == box.p_deliver == 1.0
     assert box.expected_wall_s > 1.5 * api.expected_wall_s  # $0.12 holds three 5x holds at a time
+
+
+def test_a_box_that_runs_one_prompt_at_a_time_queues_the_jobs_requests() -> None:
+    # K=8 sure passes, four at once, 0.5 s each: a hosted API runs them side by side (a few rounds
+    # of 0.5 s, the slowest of each round counting), a one-slot box one after another (every
+    # request bought, in flight when K passed included, x 0.5 s); what is bought is the same.
+    sure = dataclasses.replace(outlook("box", 0.001, 1000.0, 0.001), failure_rate=0.0)
+    job = JobPlan(deliver=8, budget_usd=1.0, deadline_s=600.0, candidate_cap=16, concurrency=4)
+    hosted = forecast(job, [sure], seed=1, simulations=400)
+    box = forecast(job, [dataclasses.replace(sure, slots=1)], seed=1, simulations=400)
+    two = forecast(job, [dataclasses.replace(sure, slots=2)], seed=1, simulations=400)
+    assert 0.9 < hosted.expected_wall_s < 2.0
+    assert box.expected_wall_s == pytest.approx(box.expected_candidates * 0.5, rel=0.1)
+    assert two.expected_wall_s == pytest.approx(box.expected_wall_s / 2, rel=0.2)
+    assert box.expected_candidates == hosted.expected_candidates
+
+
+def test_a_deadline_shorter_than_the_boxs_queue_is_quoted_as_unlikely() -> None:
+    sure = dataclasses.replace(outlook("box", 0.001, 1000.0, 0.001), failure_rate=0.0, slots=1)
+    job = JobPlan(deliver=8, budget_usd=1.0, deadline_s=2.5, candidate_cap=16, concurrency=4)
+    assert forecast(job, [sure], seed=1, simulations=400).p_deliver < 0.05
+    hosted = dataclasses.replace(sure, slots=None)
+    assert forecast(job, [hosted], seed=1, simulations=400).p_deliver > 0.9

@@ -39,7 +39,7 @@ def test_every_figure_past_its_p95_is_said_plainly() -> None:
     assert check.broken == [
         "spend $0.3 is above the quoted p95 of $0.15 (expected $0.1)",
         "12 candidates is above the quoted p95 of 9 (expected 6.0)",
-        "wall time 20.0s is above the quoted p95 of 8.0s (expected 5.0s; the quote counts provider latency only)",
+        "wall time 20.0s is above the quoted p95 of 8.0s (expected 5.0s; the quote counts provider latency and box queues, not scoring time)",
         "delivered 3 of 4; the quote gave P(deliver 4) = 0.970",
     ]
     assert not check.plan_changed  # b's 10 % share never came up: the plan was kept

@@ -16,8 +16,9 @@ learned drift; a GPU-second request bills the seconds it ran); each request take
 expected latency with some jitter.
 
 Not modelled (yet): outages and rate limits beyond that failure rate, prices that change while the
-job runs (a price the adapter cannot see moves only the bill), a provider's own capacity (a box that
-runs one prompt at a time), scoring time, duplicates. Everything is vectorised over simulations
+job runs (a price the adapter cannot see moves only the bill), scoring time, duplicates. A provider
+with a slot limit (``ProviderOutlook.slots``: a ComfyUI server runs one prompt at a time) queues
+what it cannot run at once, across waves. Everything is vectorised over simulations
 with numpy. ``imagefunnel bench quote`` measures how well the quotes hold on the emulated market.
 """
 
@@ -106,10 +107,19 @@ class ProviderOutlook:
     cost_per_accepted_usd: float  # the policy's score with the posterior mean, at the job's start
     failure_rate: float = DEFAULT_FAILURE_RATE  # a request fails and goes to the next-ranked provider
     gpu_second_usd: float = 0.0  # the quote's price per GPU-second (0: not time-billed)
+    # Requests it runs at once; the rest wait in its queue (a ComfyUI server runs one prompt at a
+    # time). None: as many as are sent (a hosted API).
+    slots: int | None = None
 
     @classmethod
     def from_option(
-        cls, option: Option, *, time_left_s: float, learned: bool, latency_s: float | None = None
+        cls,
+        option: Option,
+        *,
+        time_left_s: float,
+        learned: bool,
+        latency_s: float | None = None,
+        slots: int | None = None,
     ) -> ProviderOutlook:
         """The outlook of a routing option; ``latency_s`` overrides the router's expected latency
         for the forecast's clock (e.g. what a market scenario or a providers file states)."""
@@ -130,6 +140,7 @@ class ProviderOutlook:
             cost_per_accepted_usd=score,
             failure_rate=max(DEFAULT_FAILURE_RATE, option.health.error_rate),
             gpu_second_usd=quote.unit_price_usd if quote.unit is PriceUnit.PER_GPU_SECOND else 0.0,
+            slots=slots,
         )
 
 
@@ -218,6 +229,9 @@ class _Runs:
     refused_usd: Floats  # the last refused request's price (NaN: no refusal stands)
     stop: Ints  # -1 while running
     bought: Ints  # per provider, over all simulations
+    # sims × providers × slots: when each of a provider's slots is next free (-inf: a provider
+    # without a slot limit never queues; +inf pads a provider's unused columns). Kept across waves.
+    slot_free: Floats
 
     @classmethod
     def start(cls, outlooks: Sequence[ProviderOutlook], sims: int, rng: np.random.Generator) -> _Runs:
@@ -238,7 +252,21 @@ class _Runs:
             refused_usd=np.full(sims, np.nan),
             stop=np.full(sims, -1, dtype=np.int64),
             bought=np.zeros(len(outlooks), dtype=np.int64),
+            slot_free=np.tile(_slot_row(outlooks), (sims, 1, 1)),
         )
+
+
+def _slot_row(outlooks: Sequence[ProviderOutlook]) -> Floats:
+    """providers × slots: 0 (free from the start) for each slot a provider has, +inf padding the rest,
+    -inf throughout for a provider without a limit."""
+    width = max((o.slots for o in outlooks if o.slots is not None), default=1)
+    row = np.full((len(outlooks), width), np.inf)
+    for i, o in enumerate(outlooks):
+        if o.slots is None:
+            row[i, :] = -np.inf
+        else:
+            row[i, : o.slots] = 0.0
+    return row
 
 
 def _stop(runs: _Runs, plan: JobPlan, budget: float) -> Bools:
@@ -398,7 +426,13 @@ def _play_wave(
         index, sim, lane, now = index[buy], sim[buy], lane[buy], now[buy]
         choice, cost, hold = choice[buy], cost[buy], hold[buy]
         jitter = rng.gamma(shape, 1.0 / shape, size=now.size)
-        finish = now + latency[choice] * jitter
+        # A provider with a slot limit starts the request when its first slot frees (its queue).
+        queue = runs.slot_free[sim, choice]  # requests × slots
+        slot = np.argmin(queue, axis=1)
+        start = np.maximum(now, queue[np.arange(now.size), slot])
+        finish = start + latency[choice] * jitter
+        limited = np.isfinite(queue[np.arange(now.size), slot])
+        runs.slot_free[sim[limited], choice[limited], slot[limited]] = finish[limited]
         # A GPU-second request bills the seconds it ran (within what was held for it); any other
         # its price. One cut off by the deadline counts too: a provider may bill it all the same.
         cost = np.where(timed[choice], np.minimum(cost * jitter, hold), cost)

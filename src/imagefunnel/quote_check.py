@@ -176,7 +176,7 @@ def check_quote(record: QuoteRecord, result: JobResult, *, wall_s: float, wall_n
     if wall.above_p95:
         broken.append(
             f"wall time {wall.actual:.1f}s is above the quoted p95 of {wall.quoted_p95:.1f}s "
-            f"(expected {wall.quoted_expected:.1f}s; the quote counts provider latency only)"
+            f"(expected {wall.quoted_expected:.1f}s; the quote counts provider latency and box queues, not scoring time)"
         )
     delivered_all = result.delivered >= result.asked
     if not delivered_all:

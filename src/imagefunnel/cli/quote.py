@@ -190,7 +190,7 @@ def print_quote(console: Console, quote: JobQuote, *, name: str) -> None:
         f"candidates: expected {quote.expected_candidates:.1f}, p95 {quote.candidates_p95:.0f} "
         f"(cap {quote.candidate_cap})",
         f"wall time: expected {quote.expected_wall_s:.1f}s, p95 {quote.wall_p95_s:.1f}s "
-        "(provider latency; scoring time and provider queues not modelled)",
+        "(provider latency and one-prompt-at-a-time box queues; scoring time not modelled)",
         "stops: " + ", ".join(f"{why} {share:.0%}" for why, share in quote.stops.items()),
     ]
     if quote.needed_budget_usd is not None:

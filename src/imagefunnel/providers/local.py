@@ -93,6 +93,11 @@ class LocalWorkerProvider:
         self.refused = 0
 
     @property
+    def slots(self) -> int:
+        """Requests it runs at once (its workers); the rest wait, or are refused when saturated."""
+        return self._workers
+
+    @property
     def warm(self) -> bool:
         return self._warm
 
