@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from imagefunnel.evaluation import LabeledImage, ScoredImage
@@ -46,8 +48,32 @@ def test_wilson_interval_is_sound_at_the_edges() -> None:
 
 def test_clean_quantile_fit_pushes_the_edge_out_by_the_headroom() -> None:
     train = [item("a", v) for v in (1.0, 2.0, 3.0, 4.0, 5.0)]
-    fitted = fit_clean_quantile({"noise": INFO}, quantile=1.0, headroom=0.5)(train)
+    fitted = fit_clean_quantile({"noise": INFO}, quantile=1.0, headroom=0.5, persons={})(train)
     assert fitted["noise"] == pytest.approx(5.0 + 0.5 * (5.0 - 3.0))
+
+
+def test_one_person_apart_from_the_rest_widens_the_fit_by_their_step() -> None:
+    # Most clean photos measure 0 (a spike: no spread to scale a margin by); person E's reach 1.5.
+    # A new person may lie beyond the seen ones by as much as E lay beyond the rest: D, at 2.0,
+    # fitted without D, passes; the quantile and headroom alone would have rejected D.
+    train = [*(item(s, 0.0) for s in ("a", "b", "c") for _ in range(20)), item("e", 1.5)]
+    persons = {"a": "A", "b": "B", "c": "C", "d": "D", "e": "E", "e2": "E"}
+    fitted = fit_clean_quantile({"noise": INFO}, persons=persons)(train)
+    assert fitted["noise"] == pytest.approx(1.5 + 1.5) and fitted["noise"] > 2.0
+    spike_only = fit_clean_quantile({"noise": INFO}, persons=persons, beyond=0.0)(train)
+    assert spike_only["noise"] < 2.0
+    # Two photos of one person are one person: E's second photo does not make a step of its own.
+    fitted = fit_clean_quantile({"noise": INFO}, persons=persons)([*train, item("e2", 1.0)])
+    assert fitted["noise"] == pytest.approx(1.5 + 1.5)
+    apart = fit_clean_quantile({"noise": INFO}, persons={})([*train, item("e2", 1.0)])
+    assert apart["noise"] < 2.5  # each photo its own person: E2 is a step of 0.5, not E of 1.5
+
+
+def test_higher_is_better_fit_widens_downwards() -> None:
+    info = dataclasses.replace(INFO, direction=Direction.HIGHER_IS_BETTER)
+    train = [*(item(s, 10.0) for s in ("a", "b") for _ in range(10)), item("c", 8.0)]
+    fitted = fit_clean_quantile({"noise": info}, persons={"a": "A", "b": "B", "c": "C"})(train)
+    assert fitted["noise"] == pytest.approx(8.0 - 2.0)
 
 
 def test_a_person_unlike_the_others_is_rejected_only_when_held_out() -> None:
@@ -61,10 +87,9 @@ def test_a_person_unlike_the_others_is_rejected_only_when_held_out() -> None:
         item("b", 30.0, "noise_gaussian", 1.0),
         item("c", 3.0, "noise_gaussian", 0.25),  # mild: not a hard defect
     ]
-    fit = fit_clean_quantile({"noise": INFO}, quantile=1.0, headroom=0.1)
-    held = leave_one_person_out(
-        scored, fit=fit, directions={"noise": INFO.direction}, persons={"a": "A", "b": "B", "c": "C"}
-    )
+    persons = {"a": "A", "b": "B", "c": "C"}
+    fit = fit_clean_quantile({"noise": INFO}, quantile=1.0, headroom=0.1, persons=persons)
+    held = leave_one_person_out(scored, fit=fit, directions={"noise": INFO.direction}, persons=persons)
     assert held.in_sample_clean.part == 0 and held.in_sample_hard == Rate(2, 2)
     by_person = {p.person: p for p in held.people}
     assert by_person["B"].clean == Rate(2, 2) and by_person["A"].clean == Rate(0, 3)

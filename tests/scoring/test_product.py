@@ -31,7 +31,8 @@ def _failed(scorer: Scorer, rgb: np.ndarray) -> set[str]:
 def test_red_box_on_white_passes_product_but_not_the_portrait_assumptions() -> None:
     box = studio_shot()
     generic = Scorer(use_case="generic", score_all=True, context=ScoringContext(waived=TEXT_DIMENSIONS))
-    assert {"color_cast", "highlight_clipping"} <= _failed(generic, box)  # what a portrait rule says
+    # What a portrait rule says (highlight clipping reads the central oval, which the box fills).
+    assert "color_cast" in _failed(generic, box)
     assert _failed(_scorer(source=studio_shot(seed=3, scale=0.5)), box) == set()
     for name in ("color_cast", "highlight_clipping", "uniformity"):
         assert "product" in default_registry.get(name).info.not_for

@@ -94,12 +94,29 @@ def test_brightness_is_the_95th_percentile_of_luma() -> None:
     assert measure("brightness", rgb)[0] == 40.0
 
 
-def test_highlight_clipping_counts_only_the_central_half() -> None:
+def test_highlight_clipping_counts_only_the_central_oval() -> None:
     rgb = np.full((100, 100, 3), 128, np.uint8)
-    rgb[:25] = 255  # white band at the top edge: outside the centre
+    rgb[:30] = 255  # white band at the top edge: outside the oval
+    rgb[:, :30] = 255  # and a bright wall down the left side
+    rgb[25:32, 25:32] = 255  # a corner of the central half, beside the head: outside the oval
     assert measure("highlight_clipping", rgb)[0] == 0.0
-    rgb[25:50, 25:75] = 255  # half of the central region
-    assert measure("highlight_clipping", rgb)[0] == pytest.approx(0.5)
+    rgb[:50] = 255  # the top half of the frame blown: the top half of the oval
+    assert measure("highlight_clipping", rgb)[0] == pytest.approx(0.5, abs=0.01)
+    assert measure("highlight_clipping", np.full((100, 100, 3), 255, np.uint8))[0] == 1.0
+
+
+def test_highlight_clipping_ignores_a_bright_background_beside_a_real_face(
+    portraits: dict[str, Rgb],
+) -> None:
+    # A real portrait against a wall blown out right up to the head passes; the face blown fails.
+    rgb = portraits["biden"].copy()
+    w = rgb.shape[1]
+    rgb[:, : int(0.32 * w)] = 255
+    rgb[:, int(0.68 * w) :] = 255
+    assert measure("highlight_clipping", rgb)[1]
+    assert not measure(
+        "highlight_clipping", defects.apply_pixel_defect(portraits["biden"], Defect.OVEREXPOSED, 0.5)
+    )[1]
 
 
 def test_uniformity_of_blank_and_two_tone_images() -> None:

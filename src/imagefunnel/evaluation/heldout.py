@@ -21,6 +21,7 @@ from imagefunnel.evaluation.metrics import HARD_STRENGTH, ScoredImage, rejects
 from imagefunnel.scoring import DimensionInfo, Direction
 
 __all__ = [
+    "BEYOND",
     "CLEAN_QUANTILE",
     "HEADROOM",
     "NOT_FITTED",
@@ -36,9 +37,12 @@ __all__ = [
 
 Fit = Callable[[Sequence[ScoredImage]], Mapping[str, float]]
 # The rule the data-derived defaults follow: the clean distribution's 0.5th/99.5th percentile, pushed
-# out by half of its distance from the clean median.
+# out by half of its distance from the clean median, and never inside the clean extreme plus the
+# largest step by which one person's clean extreme lay beyond everyone else's (``BEYOND`` of it):
+# a new face may differ from the faces seen as much as one seen face differed from the rest.
 CLEAN_QUANTILE = 0.995
 HEADROOM = 0.5
+BEYOND = 1.0
 # Defaults that are not fitted to photos, held out or not: a file decodes or not, one face is one
 # face, and the detector's confidence cut is the model's own.
 NOT_FITTED = frozenset(
@@ -175,37 +179,67 @@ def _quantile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
+def _library_persons() -> dict[str, str]:
+    from imagefunnel.evaluation.photos import photos
+
+    return {p.source.name: p.source.person for p in photos()}
+
+
+def _person_step(extremes: Mapping[str, float]) -> float:
+    """How far one person's clean extreme (signed so that larger is worse) lay beyond the most
+    extreme of everyone else's, at most; 0 with fewer than two people."""
+    if len(extremes) < 2:
+        return 0.0
+    ordered = sorted(extremes.values())
+    return max(ordered[-1] - ordered[-2], 0.0)
+
+
 def fit_clean_quantile(
     infos: Mapping[str, DimensionInfo],
     *,
     quantile: float = CLEAN_QUANTILE,
     headroom: float = HEADROOM,
+    beyond: float = BEYOND,
+    persons: Mapping[str, str] | None = None,
     fixed: frozenset[str] = NOT_FITTED,
 ) -> Fit:
     """The fit every default follows, as a function of a training set: per dimension, the clean
     values' ``quantile`` (their 0.5th percentile for higher-is-better), pushed ``headroom`` of its
-    distance from the clean median further out. A dimension in ``fixed``, or with no clean values,
-    keeps its default."""
+    distance from the clean median further out; and no stricter than the clean extreme pushed out by
+    ``beyond`` times the largest step between one person's clean extreme and everyone else's.
+
+    The second term is what makes the fit hold for faces it has not seen: with a few people, the
+    clean distribution of a dimension is often a spike (no face cut by the frame, no blown pixels)
+    with one person's photos apart from it; a margin scaled by the spike alone rejects the next
+    such person. ``persons`` maps a source photo to its person (default: the bundled photos'
+    ``LICENSES.md``; an unknown source is its own person). A dimension in ``fixed``, or with no
+    clean values, keeps its default."""
+    owners = dict(persons) if persons is not None else _library_persons()
 
     def fit(train: Sequence[ScoredImage]) -> dict[str, float]:
         out = {}
         for name, info in infos.items():
-            clean = [
-                v
-                for item in train
-                if item.label.clean and math.isfinite(v := item.values.get(name, math.nan))
-            ]
+            lower = info.direction is Direction.LOWER_IS_BETTER
+            sign = 1.0 if lower else -1.0  # signed so that larger is worse
+            extremes: dict[str, float] = {}
+            clean = []
+            for item in train:
+                value = item.values.get(name, math.nan)
+                if item.label.clean and math.isfinite(value):
+                    clean.append(sign * value)
+                    who = owners.get(item.label.source, item.label.source)
+                    extremes[who] = max(extremes.get(who, -math.inf), sign * value)
             if not clean or name in fixed:
                 out[name] = info.default_threshold
                 continue
             median = _quantile(clean, 0.5)
+            edge = _quantile(clean, quantile)
+            worst = max(clean) + beyond * _person_step(extremes)
+            threshold = sign * max(
+                edge + headroom * max(edge - median, 0.0), worst if beyond > 0 else -math.inf
+            )
             lo, hi = info.value_range
-            if info.direction is Direction.LOWER_IS_BETTER:
-                edge = _quantile(clean, quantile)
-                out[name] = min(hi, edge + headroom * max(edge - median, 0.0))
-            else:
-                edge = _quantile(clean, 1.0 - quantile)
-                out[name] = max(lo, edge - headroom * max(median - edge, 0.0))
+            out[name] = min(hi, max(lo, threshold))
         return out
 
     return fit
