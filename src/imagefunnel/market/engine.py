@@ -441,7 +441,7 @@ class Market:
     # -- accounting -------------------------------------------------------------------------
     def billing(self) -> list[BillingRecord]:
         """Every charge so far, in completion order (see ``market.billing`` for each unit). Failed
-        and 5xx requests are free (a preempted job's GPU time is not); garbage outputs on HTTP 200 are
+        and 5xx requests are free (the GPU time a failed job used is not); garbage outputs on HTTP 200 are
         charged like any other output."""
         now = self.now_s()
         with self._lock:
@@ -450,9 +450,8 @@ class Market:
         for profile, job in jobs:
             phase = self.phase(job, now)
             ended = self.cancelled_at(job, now) if phase is Phase.CANCELLED else job.done_s
-            # A preempted job ran until its machine went: GPU time up to then is billed.
-            billable = phase in (Phase.DONE, Phase.CANCELLED) or (phase is Phase.FAILED and job.preempted)
-            if not billable or ended is None:
+            # A failed job (preempted or not) ran until it failed: billed where the unit is GPU time.
+            if phase not in (Phase.DONE, Phase.CANCELLED, Phase.FAILED) or ended is None:
                 continue
             record = bill(job, profile, ended_s=ended, finished=phase is Phase.DONE)
             if record is not None:

@@ -17,7 +17,7 @@ submitted inside it that it hits:
   others run it as part of the job (billed only where the unit is GPU time);
 * ``preemption``: the machine running a job disappears after ``at_fraction`` of its processing:
   the job fails, its output is lost, GPU time up to then is billed (any per-output unit is not);
-  a synchronous call (OpenAI, Together) loses its connection instead of getting an answer.
+  a synchronous call (OpenAI, Together) gets the HTTP 500 of the API's gateway, which stays up.
 
 And one that is not a window, ``unreachable``: the provider's address refuses connections
 (``mode: refused``) or never completes a TCP handshake (``mode: timeout``) for the whole run; the

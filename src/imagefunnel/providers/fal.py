@@ -29,7 +29,15 @@ import httpx
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from imagefunnel.errors import BadOutput, ProviderError, ProviderTimeout, ProviderUnavailable, RateLimited
+from imagefunnel.errors import (
+    BadOutput,
+    ConnectionLost,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+)
+from imagefunnel.providers import _http
 from imagefunnel.providers._http import retry_after_s
 from imagefunnel.providers.base import (
     Capabilities,
@@ -147,7 +155,7 @@ class FalProvider:
         self._poll_interval_s = poll_interval_s
         self._timeout_s = timeout_s
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(min(30.0, timeout_s)))
+        self._client = client or httpx.AsyncClient(timeout=_http.timeouts(timeout_s))
         if pricing_url is None:
             on_real_fal = self._base.host == _REAL_QUEUE_HOST
             pricing_url = _REAL_PRICING_URL if on_real_fal else str(self._base.join("v1/models/pricing"))
@@ -307,7 +315,14 @@ class FalProvider:
             if self._reference_endpoint is None:
                 raise ProviderUnavailable("no reference_endpoint configured", provider=self.name)
             endpoint, body["image_url"] = self._reference_endpoint, _data_uri(request.reference_images[0])
-        response = await self._send("POST", str(self._base.join(endpoint)), json=body)
+        try:
+            response = await self._send("POST", str(self._base.join(endpoint)), json=body)
+        except ConnectionLost as exc:
+            # Sent, then the connection went: fal may have queued it (and will bill its output)
+            # under an id we never saw. Nothing to cancel or look up: booked as charged, not free.
+            charged = self._price.cost(request.megapixels) if self._price else 0.0
+            detail = f"{exc.args[0]} (the request may have been queued: booked as possibly charged)"
+            raise ConnectionLost(detail, provider=self.name, charged_usd=charged) from exc
         handle = self._parse(_Handle, response, "submit")
         for url in (handle.status_url, handle.response_url, handle.cancel_url):
             # These URLs receive our API key: never follow them off the provider's host.
@@ -432,10 +447,8 @@ class FalProvider:
     ) -> httpx.Response:
         try:
             response = await self._client.request(method, url, json=json, params=params, headers=self._auth)
-        except httpx.TimeoutException as exc:
-            raise ProviderTimeout(f"{method} {url}: {exc!r}", provider=self.name) from exc
         except httpx.HTTPError as exc:
-            raise ProviderUnavailable(f"{method} {url}: {exc!r}", provider=self.name) from exc
+            raise _http.transport_error(exc, f"{method} {url}", provider=self.name) from exc
         if response.status_code == 429:
             retry_after = retry_after_s(response.headers.get("retry-after"))
             raise RateLimited("HTTP 429", provider=self.name, retry_after_s=retry_after)

@@ -26,7 +26,14 @@ from urllib.parse import quote as url_quote
 
 import httpx
 
-from imagefunnel.errors import BadOutput, ProviderError, ProviderTimeout, ProviderUnavailable, RateLimited
+from imagefunnel.errors import (
+    BadOutput,
+    ConnectionLost,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+)
 from imagefunnel.providers import _http
 from imagefunnel.providers.base import (
     Capabilities,
@@ -115,7 +122,7 @@ class ReplicateProvider:
         # cancel is the normal path, the deadline the backstop if this process dies first.
         self._cancel_after_s = timeout_s + _CANCEL_TIMEOUT_S if cancel_after_s is None else cancel_after_s
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(min(30.0, timeout_s)))
+        self._client = client or httpx.AsyncClient(timeout=_http.timeouts(timeout_s))
         self._output_format = output_format
         self._max_image_bytes = max_image_bytes
         self._max_image_pixels = max_image_pixels
@@ -232,7 +239,14 @@ class ReplicateProvider:
         else:
             url = str(self._base.join(f"v1/models/{self._owner}/{self._model_name}/predictions"))
         headers = {"Cancel-After": _duration(self._cancel_after_s)}
-        return self._checked(self._parse(await self._send("POST", url, json=body, headers=headers)), "create")
+        try:
+            response = await self._send("POST", url, json=body, headers=headers)
+        except ConnectionLost as exc:
+            # Sent, then the connection went: the prediction may exist (and bill) under an id we
+            # never saw; its Cancel-After bounds what it can cost. Booked as charged, not free.
+            detail = f"{exc.args[0]} (the prediction may have been created: booked as possibly charged)"
+            raise ConnectionLost(detail, provider=self.name, charged_usd=self._price.quote(request)) from exc
+        return self._checked(self._parse(response), "create")
 
     def _checked(self, prediction: _Prediction, what: str) -> _Prediction:
         for link in (prediction.urls.get, prediction.urls.cancel):
@@ -261,9 +275,12 @@ class ReplicateProvider:
         return prediction
 
     def _charge(self, prediction: _Prediction, request: GenerationRequest) -> float:
-        """What Replicate bills for a prediction that ended, from its own numbers: failed and
-        aborted ones are free, a canceled one costs the GPU time it used (if GPU-priced)."""
-        if prediction.status in ("failed", "aborted"):
+        """What Replicate bills for a prediction that ended, from its own numbers: an aborted one
+        is free; a canceled or failed one (a preempted machine) costs the GPU time it used, if
+        GPU-priced; only a succeeded one costs a per-output price."""
+        if prediction.status == "aborted" or (
+            prediction.status == "failed" and prediction.predict_time is None
+        ):
             return 0.0
         produced = prediction.status == "succeeded"
         observed = Observed(
