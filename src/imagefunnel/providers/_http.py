@@ -12,7 +12,7 @@ import binascii
 import email.utils
 import re
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -96,12 +96,28 @@ async def send(
     headers: Mapping[str, str],
     json: Mapping[str, object] | None = None,
     request_timeout: httpx.Timeout | None = None,
+    on_sent: Callable[[], None] | None = None,
 ) -> httpx.Response:
     """One API call; 429 → ``RateLimited``, any other non-2xx or transport error → ``ProviderUnavailable``
-    (a connection lost after sending: ``ConnectionLost``; see ``transport_error``)."""
+    (a connection lost after sending: ``ConnectionLost``; see ``transport_error``). ``on_sent`` is
+    called once the whole request has been written: before that, the provider cannot have it."""
+    extensions: dict[str, object] = {}
+    if on_sent is not None:
+
+        async def trace(event: str, info: Mapping[str, object]) -> None:
+            # httpcore's trace: the whole request is on the wire once its body is written.
+            if event.endswith("send_request_body.complete"):
+                on_sent()
+
+        extensions["trace"] = trace
     try:
         response = await client.request(
-            method, url, json=json, headers=headers, timeout=request_timeout or httpx.USE_CLIENT_DEFAULT
+            method,
+            url,
+            json=json,
+            headers=headers,
+            timeout=request_timeout or httpx.USE_CLIENT_DEFAULT,
+            extensions=extensions,
         )
     except httpx.HTTPError as exc:
         raise transport_error(exc, f"{method} {url}", provider=provider) from exc
