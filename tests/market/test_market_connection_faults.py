@@ -3,15 +3,19 @@ starts and preempted jobs, as a client meets them on the wire and as the billing
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from imagefunnel.errors import SpecError
+from imagefunnel.bench.sim import SimProvider
+from imagefunnel.bench.vclock import run_virtual
+from imagefunnel.errors import ConnectionLost, SpecError
 from imagefunnel.market import Market, MarketServer, ProviderProfile, Scenario, load_scenario
 from imagefunnel.market.engine import ImageInput, Job, Phase
+from imagefunnel.providers.base import GenerationRequest
 
 FAL_MODEL = "fal-ai/flux/dev"
 REPLICATE_MODEL = "black-forest-labs/flux-schnell"
@@ -192,3 +196,21 @@ def test_the_profile_accepts_every_new_kind_from_yaml(tmp_path: Path) -> None:
         "preemption",
         "unreachable",
     ]
+
+
+@pytest.mark.parametrize(("at", "billed"), [("request", False), ("response", True)])
+def test_the_simulated_adapter_meets_a_reset_as_a_lost_connection(at: str, billed: bool) -> None:
+    reset = {**ALWAYS, "kind": "connection_reset", "at": at}
+
+    async def main() -> ConnectionLost:
+        loop = asyncio.get_running_loop()
+        provider = SimProvider(Market(scenario(fal("f", reset)), clock=loop.time), "f")
+        request = GenerationRequest(
+            request_id="r", model=FAL_MODEL, prompt="p", width=512, height=512, seed=1
+        )
+        with pytest.raises(ConnectionLost) as info:
+            await provider.generate(request)
+        return info.value
+
+    lost = run_virtual(main())
+    assert (lost.charged_usd > 0) is billed

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import math
 
-from imagefunnel.errors import BadOutput, ProviderUnavailable, RateLimited
+from imagefunnel.errors import BadOutput, ConnectionLost, ProviderUnavailable, RateLimited
 from imagefunnel.market.billing import bill
 from imagefunnel.market.defects import Defect
 from imagefunnel.market.engine import ImageInput, Job, Market, Phase, Rejection
@@ -142,6 +142,13 @@ class SimProvider:
             raise _rejected(outcome, self.name)
         job = outcome
         self.jobs[job.id] = job
+        if job.reset:  # taken, answer lost: the adapters book it as charged, as it will be billed
+            record = bill(job, self.profile, ended_s=job.done_s, finished=not job.fails)
+            raise ConnectionLost(
+                "connection reset after sending",
+                provider=self.name,
+                charged_usd=record.usd if record else 0.0,
+            )
         wait = job.done_s - self.market.now_s()
         try:
             await asyncio.sleep(math.ceil(wait / self._poll_s) * self._poll_s if self._poll_s > 0 else wait)
@@ -195,6 +202,10 @@ class SimProvider:
 
 
 def _rejected(rejection: Rejection, provider: str) -> RateLimited | ProviderUnavailable:
+    if rejection.reset:
+        # The adapters book the quote here (they cannot tell this reset from one after the
+        # provider took the request); the simulation knows nothing was taken.
+        return ConnectionLost("connection reset before the request was taken", provider=provider)
     if rejection.status_code == 429:
         retry = rejection.retry_after_s
         # The HTTP apps round Retry-After up to whole seconds; so does this.
