@@ -43,6 +43,7 @@ __all__ = [
     "parse",
     "retry_after_s",
     "send",
+    "sent_trace",
     "timeouts",
     "transport_error",
 ]
@@ -63,6 +64,17 @@ class Wire(BaseModel):
 
 
 _W = TypeVar("_W", bound=Wire)
+
+
+def sent_trace(on_sent: Callable[[], None]) -> dict[str, object]:
+    """httpx request ``extensions`` that call ``on_sent`` once the whole request is on the wire
+    (httpcore's trace reports the body written): before that, a provider cannot have it."""
+
+    async def trace(event: str, info: Mapping[str, object]) -> None:
+        if event.endswith("send_request_body.complete"):
+            on_sent()
+
+    return {"trace": trace}
 
 
 def timeouts(timeout_s: float) -> httpx.Timeout:
@@ -101,15 +113,7 @@ async def send(
     """One API call; 429 → ``RateLimited``, any other non-2xx or transport error → ``ProviderUnavailable``
     (a connection lost after sending: ``ConnectionLost``; see ``transport_error``). ``on_sent`` is
     called once the whole request has been written: before that, the provider cannot have it."""
-    extensions: dict[str, object] = {}
-    if on_sent is not None:
-
-        async def trace(event: str, info: Mapping[str, object]) -> None:
-            # httpcore's trace: the whole request is on the wire once its body is written.
-            if event.endswith("send_request_body.complete"):
-                on_sent()
-
-        extensions["trace"] = trace
+    extensions = sent_trace(on_sent) if on_sent is not None else {}
     try:
         response = await client.request(
             method,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from typing import Literal
 from urllib.parse import quote as url_quote
 
@@ -153,24 +154,25 @@ class ReplicateProvider:
     ) -> Generation:
         started = time.monotonic()
         create: asyncio.Task[_Prediction] | None = None
+        sent: list[bool] = []  # set once the create is on the wire: from then on it may exist
         try:
             async with asyncio.timeout(self._timeout_s):
                 # Shielded: if we are cancelled mid-create, the create still lands and we can cancel
                 # the prediction, instead of paying for one we no longer know about.
-                create = asyncio.create_task(self._create(request))
+                create = asyncio.create_task(self._create(request, sent))
                 created = await asyncio.shield(create)
                 if on_submitted is not None:  # named before we wait: a crash from here on is recoverable
                     on_submitted(Submitted(request.request_id, self.name, created.id))
                 prediction, data, charged = await self._collect(created, request)
         except (TimeoutError, ProviderTimeout) as exc:
-            charged = await self._abandon(create, request)
+            charged = await self._abandon(create, request, sent)
             raise ProviderTimeout(
                 f"no result within {self._timeout_s:g} s", provider=self.name, charged_usd=charged
             ) from exc
         except asyncio.CancelledError as exc:
             # A hedged or abandoned request: stop paying for it, and say what it cost so far (the
             # router books that figure for a request it cut off).
-            carry_charge(exc, await self._abandon(create, request))
+            carry_charge(exc, await self._abandon(create, request, sent))
             raise
         return await self._generation(request, prediction, data, charged, started)
 
@@ -221,7 +223,7 @@ class ReplicateProvider:
         )
 
     # -- steps ------------------------------------------------------------------------------
-    async def _create(self, request: GenerationRequest) -> _Prediction:
+    async def _create(self, request: GenerationRequest, sent: list[bool] | None = None) -> _Prediction:
         body: dict[str, object] = {
             "input": {
                 "prompt": request.prompt,
@@ -240,7 +242,8 @@ class ReplicateProvider:
             url = str(self._base.join(f"v1/models/{self._owner}/{self._model_name}/predictions"))
         headers = {"Cancel-After": _duration(self._cancel_after_s)}
         try:
-            response = await self._send("POST", url, json=body, headers=headers)
+            on_sent = (lambda: sent.append(True)) if sent is not None else None
+            response = await self._send("POST", url, json=body, headers=headers, on_sent=on_sent)
         except ConnectionLost as exc:
             # Sent, then the connection went: the prediction may exist (and bill) under an id we
             # never saw; its Cancel-After bounds what it can cost. Booked as charged, not free.
@@ -327,7 +330,9 @@ class ReplicateProvider:
             max_bytes=self._max_image_bytes,
         )
 
-    async def _abandon(self, create: asyncio.Task[_Prediction] | None, request: GenerationRequest) -> float:
+    async def _abandon(
+        self, create: asyncio.Task[_Prediction] | None, request: GenerationRequest, sent: list[bool]
+    ) -> float:
         """Best-effort cancel of a prediction we gave up on; returns what it will probably cost."""
         if create is None:
             return 0.0
@@ -336,9 +341,10 @@ class ReplicateProvider:
                 prediction = await asyncio.shield(create)
         except TimeoutError:
             create.cancel()  # its Cancel-After deadline still bounds what it can cost
-            return 0.0
-        except ProviderError:
-            return 0.0  # the create itself failed: nothing is running
+            # Still unanswered: once on the wire it may exist under an id we will never see.
+            return self._price.quote(request) if sent else 0.0
+        except ProviderError as exc:
+            return exc.charged_usd  # refused (free), or lost after sending (possibly charged)
         return await self._cancel(prediction, request)
 
     async def _cancel(self, prediction: _Prediction, request: GenerationRequest) -> float:
@@ -359,9 +365,16 @@ class ReplicateProvider:
         *,
         json: dict[str, object] | None = None,
         headers: dict[str, str] | None = None,
+        on_sent: Callable[[], None] | None = None,
     ) -> httpx.Response:
         return await _http.send(
-            self._client, method, url, provider=self.name, headers=self._auth | (headers or {}), json=json
+            self._client,
+            method,
+            url,
+            provider=self.name,
+            headers=self._auth | (headers or {}),
+            json=json,
+            on_sent=on_sent,
         )
 
     def _parse(self, response: httpx.Response) -> _Prediction:
