@@ -4,6 +4,7 @@ the GPU time a preempted Replicate prediction used."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -11,7 +12,7 @@ import pytest
 
 from imagefunnel.errors import ConnectionLost, ProviderUnavailable
 from imagefunnel.market import MarketServer, Scenario
-from imagefunnel.providers.base import GenerationRequest, Provider
+from imagefunnel.providers.base import GenerationRequest, Provider, abandoned_charge
 from imagefunnel.providers.fal import FalProvider
 from imagefunnel.providers.pricing import PerGpuSecond, PerImage, PerMegapixel
 from imagefunnel.providers.replicate import ReplicateProvider
@@ -153,3 +154,14 @@ async def test_default_clients_connect_within_a_few_seconds_whatever_the_read_ti
         await provider.aclose()
     assert timeout.connect is not None and timeout.read is not None
     assert timeout.connect <= 3.0 < timeout.read
+
+
+async def test_a_synchronous_call_cut_off_before_it_was_sent_carries_no_charge(market: MarketServer) -> None:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=5.0)) as client:
+        provider = adapter(market, client, "together-timeout")  # stuck in the handshake
+        task = asyncio.create_task(provider.generate(req(4)))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError) as info:
+            await task
+    assert abandoned_charge(info.value) == 0.0

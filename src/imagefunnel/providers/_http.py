@@ -67,11 +67,13 @@ _W = TypeVar("_W", bound=Wire)
 
 
 def sent_trace(on_sent: Callable[[], None]) -> dict[str, object]:
-    """httpx request ``extensions`` that call ``on_sent`` once the whole request is on the wire
-    (httpcore's trace reports the body written): before that, a provider cannot have it."""
+    """httpx request ``extensions`` that call ``on_sent`` once the request may be on the wire: when
+    httpcore's trace reports the body being written (headers are out). Before that a provider cannot
+    have it; from then on, it may (a cancellation can land after the last byte left but before the
+    write returned, so waiting for the write's end would book a billed request as free)."""
 
     async def trace(event: str, info: Mapping[str, object]) -> None:
-        if event.endswith("send_request_body.complete"):
+        if event.endswith("send_request_body.started"):
             on_sent()
 
     return {"trace": trace}
