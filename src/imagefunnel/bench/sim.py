@@ -158,10 +158,12 @@ class SimProvider:
         return job
 
     def charge(self, job: Job) -> float:
-        """What the market bills for ``job`` if it finished (the provider's own numbers)."""
-        if self.market.phase(job) is not Phase.DONE:
+        """What the market bills for ``job`` once it ended (the provider's own numbers): a finished
+        one, or the GPU time a failed one used (free in any per-output unit)."""
+        phase = self.market.phase(job)
+        if phase not in (Phase.DONE, Phase.FAILED):
             return 0.0
-        record = bill(job, self.profile, ended_s=job.done_s, finished=True)
+        record = bill(job, self.profile, ended_s=job.done_s, finished=phase is Phase.DONE)
         return record.usd if record is not None else 0.0
 
     def _collect(self, job: Job, request: GenerationRequest, started: float) -> Generation:
@@ -173,7 +175,8 @@ class SimProvider:
                 "HTTP 503 while fetching the result", provider=self.name, charged_usd=charged
             )
         if phase is not Phase.DONE:
-            raise ProviderUnavailable(f"request {job.id} ended {phase.value}", provider=self.name)
+            detail = f"request {job.id} ended {phase.value}" + (" (preempted)" if job.preempted else "")
+            raise ProviderUnavailable(detail, provider=self.name, charged_usd=charged)
         if job.truth.garbage and job.truth.defect is Defect.TRUNCATED:
             raise BadOutput("output does not decode (truncated)", provider=self.name, charged_usd=charged)
         return Generation(
