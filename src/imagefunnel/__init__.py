@@ -6,6 +6,7 @@ The library surface is small; everything else lives in subpackages (see ``docs/a
 from imagefunnel.errors import (
     BadOutput,
     BudgetExceeded,
+    ConnectionLost,
     ExecutorError,
     ImageDecodeError,
     ImageError,
@@ -46,6 +47,7 @@ __all__ = [
     "BlobStore",
     "BudgetExceeded",
     "Capabilities",
+    "ConnectionLost",
     "DecodedImage",
     "ExecutorError",
     "Funnel",

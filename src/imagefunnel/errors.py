@@ -13,6 +13,7 @@ raised ``from`` the original, so the funnel, router and CLI only ever handle our
     │   ├── RateLimited           HTTP 429; carries Retry-After
     │   ├── ProviderTimeout       no answer within the allotted time
     │   ├── ProviderUnavailable   5xx, connection refused, outage, failed request
+    │   │   └── ConnectionLost    the connection dropped after the request was sent (maybe taken)
     │   ├── BadOutput             an answer that is not a usable image (black, truncated, garbage)
     │   └── NotAdmitted           the provider went into cooldown between decision and send (nothing sent)
     ├── NoProviderAvailable       every capable provider failed or was excluded
@@ -79,6 +80,10 @@ class ProviderTimeout(ProviderError):
 
 class ProviderUnavailable(ProviderError):
     """Server error, refused connection, outage, or a request the provider reported as failed."""
+
+
+class ConnectionLost(ProviderUnavailable):
+    """The connection dropped after the request was sent: the provider may have taken it, and bill it."""
 
 
 class BadOutput(ProviderError):

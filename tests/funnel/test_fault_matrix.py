@@ -4,7 +4,12 @@ the only one. Whatever happens, the job ends delivered or with a reason that nam
 no more than its budget, and its ledger equals the market's billing log; and no request reaches a
 provider before the Retry-After of its last 429.
 
-Not in the matrix: connection resets and connect timeouts (the hosted emulator cannot inject them).
+Below HTTP and in the provider's machines: a connection reset after the provider took the request
+(it runs and is billed, but its answer never comes), an address that refuses connections or never
+answers a handshake, a cold start longer than the adapter waits, and a job whose machine is
+preempted mid-generation (Replicate billed by GPU time, so the lost job is partly billed).
+
+Run one cell with ``-m slow -k <cell id>``: the fixture runs only the cells selected.
 """
 
 from __future__ import annotations
@@ -82,7 +87,35 @@ FAULTS: Mapping[str, dict[str, Any]] = {
     "price_change": {},  # the schedule depends on the protocol's unit price (see ``_profile``)
     "hang": {"processing_s": [2 * FOREVER_S, 2 * FOREVER_S]},
     "hang_past_deadline": {"processing_s": [2 * FOREVER_S, 2 * FOREVER_S]},
+    "reset": {
+        "faults": [
+            {"kind": "connection_reset", "at": "response", "start_s": 0, "end_s": FOREVER_S, "fraction": 0.5}
+        ]
+    },
+    "refused": {"faults": [{"kind": "unreachable", "mode": "refused"}]},
+    "connect_timeout": {"faults": [{"kind": "unreachable", "mode": "timeout"}]},
+    # Longer than the faulty provider's timeout (``HANG_TIMEOUT_S``): what was bought while it
+    # booted is billed as the protocol bills it, and the job goes on elsewhere or once it is warm.
+    "cold_start": {
+        "faults": [
+            {"kind": "cold_start", "idle_s": 60, "extra_s": [2.0, 2.0], "start_s": 0, "end_s": FOREVER_S}
+        ]
+    },
+    "preemption": {
+        "processing_s": [0.5, 0.5],
+        "faults": [
+            {
+                "kind": "preemption",
+                "at_fraction": [0.3, 0.7],
+                "start_s": 0,
+                "end_s": FOREVER_S,
+                "fraction": 1.0,
+            }
+        ],
+    },
 }
+# Faults whose provider gets the short timeout: it hangs, or boots for longer than it.
+SHORT_TIMEOUT = ("hang", "cold_start")
 # What a stop reason must name when the job fell short (black images are scored, so they use up
 # the candidate cap or the budget even beside a fallback).
 CAUSES: Mapping[str, str] = {
@@ -94,6 +127,11 @@ CAUSES: Mapping[str, str] = {
     "price_change": r"budget",
     "hang": r"ProviderTimeout|no (result|image) within",
     "hang_past_deadline": r"deadline",
+    "reset": r"reset|disconnected|ReadError|RemoteProtocolError",
+    "refused": r"refused|ConnectError",
+    "connect_timeout": r"ConnectTimeout|connect",
+    "cold_start": r"ProviderTimeout|no (result|image) within",
+    "preemption": r"preempted|connection lost",
 }
 # Cells that reveal a defect not fixable inside the funnel or the adapters: strict, so a fix shows.
 KNOWN: Mapping[str, str] = {
@@ -157,6 +195,9 @@ def _profile(protocol: str, name: str, factor: float, fault: str | None) -> dict
         profile["price_schedule"] = [jump]
     elif fault is not None:
         profile.update(FAULTS[fault])
+    if fault == "preemption" and protocol == "replicate":
+        # Hardware-priced: the GPU time a preempted prediction used is billed without an output.
+        profile["pricing"] = {"unit": "gpu_second", "usd": BASE_PRICE[protocol] * factor}
     return profile
 
 
@@ -192,7 +233,7 @@ def _providers(market: MarketServer, cell: Cell) -> list[Provider]:
     built: list[Provider] = []
     for profile in market.scenario.providers:
         config = market_provider_config(market, profile, model)
-        if cell.fault == "hang" and profile.name == "faulty":
+        if cell.fault in SHORT_TIMEOUT and profile.name == "faulty":
             config = config.model_copy(update={"timeout_s": HANG_TIMEOUT_S})
         built.append(build_provider(config, api_key=DEMO_API_KEY))
     return built
@@ -268,7 +309,7 @@ async def _run(cell: Cell, tmp_path: Path) -> Run:
     )
 
 
-async def _run_all(root: Path) -> dict[str, Run | BaseException]:
+async def _run_all(root: Path, cells: list[Cell]) -> dict[str, Run | BaseException]:
     gate = asyncio.Semaphore(PARALLEL_CELLS)
 
     async def one(cell: Cell) -> Run | BaseException:
@@ -280,14 +321,22 @@ async def _run_all(root: Path) -> dict[str, Run | BaseException]:
             except Exception as exc:  # a traceback out of a job is a finding of its own cell
                 return exc
 
-    runs = await asyncio.gather(*(one(cell) for cell in CELLS))
-    return {cell.id: run for cell, run in zip(CELLS, runs, strict=True)}
+    runs = await asyncio.gather(*(one(cell) for cell in cells))
+    return {cell.id: run for cell, run in zip(cells, runs, strict=True)}
 
 
 @pytest.fixture(scope="module")
-def matrix() -> Iterator[dict[str, Run | BaseException]]:
+def matrix(request: pytest.FixtureRequest) -> Iterator[dict[str, Run | BaseException]]:
+    # Only the cells this session selected (``-k``): one cell costs seconds, the matrix minutes.
+    chosen: set[str] = set()
+    for item in request.session.items:
+        callspec = getattr(item, "callspec", None)
+        cell = callspec.params.get("cell") if callspec is not None else None
+        if isinstance(cell, Cell):
+            chosen.add(cell.id)
+    cells = [cell for cell in CELLS if cell.id in chosen] or CELLS
     with tempfile.TemporaryDirectory() as root:
-        yield asyncio.run(_run_all(Path(root)))
+        yield asyncio.run(_run_all(Path(root), cells))
 
 
 @pytest.mark.parametrize("cell", list(_cells()))

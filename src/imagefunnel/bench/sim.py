@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import math
 
-from imagefunnel.errors import BadOutput, ProviderUnavailable, RateLimited
+from imagefunnel.errors import BadOutput, ConnectionLost, ProviderUnavailable, RateLimited
 from imagefunnel.market.billing import bill
 from imagefunnel.market.defects import Defect
 from imagefunnel.market.engine import ImageInput, Job, Market, Phase, Rejection
@@ -142,6 +142,13 @@ class SimProvider:
             raise _rejected(outcome, self.name)
         job = outcome
         self.jobs[job.id] = job
+        if job.reset:  # taken, answer lost: the adapters book it as charged, as it will be billed
+            record = bill(job, self.profile, ended_s=job.done_s, finished=not job.fails)
+            raise ConnectionLost(
+                "connection reset after sending",
+                provider=self.name,
+                charged_usd=record.usd if record else 0.0,
+            )
         wait = job.done_s - self.market.now_s()
         try:
             await asyncio.sleep(math.ceil(wait / self._poll_s) * self._poll_s if self._poll_s > 0 else wait)
@@ -151,10 +158,12 @@ class SimProvider:
         return job
 
     def charge(self, job: Job) -> float:
-        """What the market bills for ``job`` if it finished (the provider's own numbers)."""
-        if self.market.phase(job) is not Phase.DONE:
+        """What the market bills for ``job`` once it ended (the provider's own numbers): a finished
+        one, or the GPU time a failed one used (free in any per-output unit)."""
+        phase = self.market.phase(job)
+        if phase not in (Phase.DONE, Phase.FAILED):
             return 0.0
-        record = bill(job, self.profile, ended_s=job.done_s, finished=True)
+        record = bill(job, self.profile, ended_s=job.done_s, finished=phase is Phase.DONE)
         return record.usd if record is not None else 0.0
 
     def _collect(self, job: Job, request: GenerationRequest, started: float) -> Generation:
@@ -166,7 +175,8 @@ class SimProvider:
                 "HTTP 503 while fetching the result", provider=self.name, charged_usd=charged
             )
         if phase is not Phase.DONE:
-            raise ProviderUnavailable(f"request {job.id} ended {phase.value}", provider=self.name)
+            detail = f"request {job.id} ended {phase.value}" + (" (preempted)" if job.preempted else "")
+            raise ProviderUnavailable(detail, provider=self.name, charged_usd=charged)
         if job.truth.garbage and job.truth.defect is Defect.TRUNCATED:
             raise BadOutput("output does not decode (truncated)", provider=self.name, charged_usd=charged)
         return Generation(
@@ -195,6 +205,10 @@ class SimProvider:
 
 
 def _rejected(rejection: Rejection, provider: str) -> RateLimited | ProviderUnavailable:
+    if rejection.reset:
+        # The adapters book the quote here (they cannot tell this reset from one after the
+        # provider took the request); the simulation knows nothing was taken.
+        return ConnectionLost("connection reset before the request was taken", provider=provider)
     if rejection.status_code == 429:
         retry = rejection.retry_after_s
         # The HTTP apps round Retry-After up to whole seconds; so does this.

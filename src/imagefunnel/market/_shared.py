@@ -20,14 +20,20 @@ from imagefunnel.market.engine import Job, Market, Phase, Rejection
 __all__ = [
     "CONTENT_TYPES",
     "EXTENSIONS",
+    "RESET_EXTENSION",
     "file_url",
     "hold",
     "image_bytes",
+    "reset_connection",
     "retry_after",
     "serve_file",
     "wall_seconds",
     "wall_time",
 ]
+
+# The scope extension under which the market's outer app hands endpoints a way to drop the
+# connection (see ``server._ByProtocol``): ASGI itself can only answer, never reset.
+RESET_EXTENSION = "imagefunnel.market.reset"
 
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
@@ -68,6 +74,20 @@ async def hold(request: Request, seconds: float) -> bool:
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
     return not done
+
+
+async def reset_connection(request: Request) -> Response:
+    """Drop the request's TCP connection with an RST instead of answering (a ``connection_reset``
+    or a preempted synchronous call): the client sees a reset, never an HTTP status. Without the
+    server's hook (an app mounted elsewhere) it raises, so a fault is never silently an answer."""
+    reset = (request.scope.get("extensions") or {}).get(RESET_EXTENSION)
+    if reset is None:
+        raise RuntimeError("this server cannot reset connections")
+    reset()
+    # Let the server see the connection go before the endpoint returns, so it writes nothing more.
+    for _ in range(2):
+        await asyncio.sleep(0)
+    return Response(status_code=499)  # nobody reads this
 
 
 async def image_bytes(market: Market, executor: Executor | None, job: Job) -> bytes:

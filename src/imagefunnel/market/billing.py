@@ -11,8 +11,9 @@ something instead of comparing a formula with itself.
 | `gpu_second` | scenario seconds the job ran (until it was cancelled) | price × quantity                |
 | `token`      | output tokens the protocol reported               | (out × price + in × input_usd) / 1M |
 
-Only ``gpu_second`` pricing bills a job that was cancelled while running (the GPU time was spent);
-every other unit bills finished outputs only.
+Only ``gpu_second`` pricing bills a job that was cancelled while running, or failed (preempted or
+not): the GPU time was spent, as Replicate bills a hardware-priced prediction's ``predict_time``
+whatever its end; every other unit bills finished outputs only.
 """
 
 from __future__ import annotations

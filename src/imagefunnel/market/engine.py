@@ -29,7 +29,14 @@ import numpy as np
 
 from imagefunnel.market.billing import BillingRecord, bill
 from imagefunnel.market.defects import Defect
-from imagefunnel.market.faults import FaultHits, GarbageFault, RateLimitFault, draw_faults
+from imagefunnel.market.faults import (
+    ColdStartFault,
+    ConnectionResetFault,
+    FaultHits,
+    GarbageFault,
+    RateLimitFault,
+    draw_faults,
+)
 from imagefunnel.market.images import AssetLibrary, Truth, plan_image, plan_product_image, render
 from imagefunnel.market.products import ProductAsk, product_ask, reference_color
 from imagefunnel.market.records import (
@@ -73,6 +80,10 @@ class _ProviderState:
         self.tokens_at = 0.0
         # Scenario time until which the last 429 asked clients to stay away (its Retry-After).
         self.retry_until = 0.0
+        # Cold starts: the provider is warm until ``warm_until`` (its last job's end + idle_s), and
+        # a boot under way ends at ``boot_until``. ``None``: it has not worked yet (cold).
+        self.warm_until: float | None = None
+        self.boot_until = 0.0
 
 
 class Market:
@@ -189,22 +200,62 @@ class Market:
                 state.rejections["5xx"] += 1
             return Rejection(int(rng.choice(_SERVER_ERRORS)), "Internal server error")
         seed = inp.seed if inp.seed is not None else int(rng.integers(0, 2**31))
-        job = Job(
-            id=job_id(self.scenario.seed, provider, n),
-            provider=provider,
-            model=model,
-            input=dataclasses.replace(inp, seed=seed, references=()),  # the subject is in the truth
-            submitted_s=now,
-            queue_s=float(rng.uniform(*profile.queue_s)),
-            processing_s=float(rng.uniform(*profile.processing_s)),
-            unit_price_usd=profile.price_at(now),
-            fails=bool(rng.random() < profile.failure_rate),
-            truth=self._plan(profile, model, inp, seed, rng, subject, hits.garbage),
-            deadline_s=None if deadline_s is None else now + deadline_s,
-        )
+        queue_s = float(rng.uniform(*profile.queue_s))
+        processing_s = float(rng.uniform(*profile.processing_s))
+        fails = bool(rng.random() < profile.failure_rate)
+        truth = self._plan(profile, model, inp, seed, rng, subject, hits.garbage)
+        if hits.preemption is not None:  # drawn after everything else: no other draw moves
+            processing_s *= float(rng.uniform(*hits.preemption.at_fraction))
+            fails = True
         with self._lock:
+            cold_s = self._cold_start(state, now)
+            if profile.protocol == "replicate":  # "starting": outside predict_time, never billed
+                queue_s += cold_s
+            else:  # the boot runs as part of the job (billed where the unit is GPU time)
+                processing_s += cold_s
+            job = Job(
+                id=job_id(self.scenario.seed, provider, n),
+                provider=provider,
+                model=model,
+                input=dataclasses.replace(inp, seed=seed, references=()),  # the subject is in the truth
+                submitted_s=now,
+                queue_s=queue_s,
+                processing_s=processing_s,
+                unit_price_usd=profile.price_at(now),
+                fails=fails,
+                truth=truth,
+                deadline_s=None if deadline_s is None else now + deadline_s,
+                reset=hits.reset is not None,
+                preempted=hits.preemption is not None,
+                cold_start_s=cold_s,
+            )
             state.jobs[job.id] = job
+            if cold_s > 0:
+                state.rejections["cold_starts"] += 1
+            if hits.reset is not None:
+                state.rejections["reset"] += 1
+            if hits.preemption is not None:
+                state.rejections["preempted"] += 1
+            idle_s = max((f.idle_s for f in profile.faults if isinstance(f, ColdStartFault)), default=0.0)
+            state.warm_until = max(state.warm_until or 0.0, job.done_s + idle_s)
         return job
+
+    def _cold_start(self, state: _ProviderState, now: float) -> float:
+        """Scenario seconds a request submitted at ``now`` waits for the provider to boot (under the
+        lock): a boot under way is shared; a provider idle past ``warm_until`` boots anew."""
+        if now < state.boot_until:
+            return state.boot_until - now
+        fault = next(
+            (f for f in state.profile.faults if isinstance(f, ColdStartFault) and f.covers(now)), None
+        )
+        if fault is None or (state.warm_until is not None and now < state.warm_until):
+            return 0.0
+        rng = derive_rng("cold", self.scenario.seed, state.profile.name, state.submissions)
+        if rng.random() >= fault.fraction:
+            return 0.0
+        extra = float(rng.uniform(*fault.extra_s))
+        state.boot_until = now + extra
+        return extra
 
     def _refuse(
         self, state: _ProviderState, hits: FaultHits, now: float, rng: np.random.Generator
@@ -219,6 +270,9 @@ class Market:
                 state.retry_until = max(state.retry_until, now + retry_s)
                 state.rejections["rate_limited"] += 1
                 return Rejection(429, "Rate limit exceeded", retry_after_s=retry_s * self.time_factor)
+            if isinstance(fault, ConnectionResetFault):
+                state.rejections["reset"] += 1
+                return Rejection(0, "Connection reset by peer", reset=True)
             state.rejections["5xx"] += 1
         return Rejection(int(rng.choice(_SERVER_ERRORS)), "Internal server error")
 
@@ -387,7 +441,8 @@ class Market:
     # -- accounting -------------------------------------------------------------------------
     def billing(self) -> list[BillingRecord]:
         """Every charge so far, in completion order (see ``market.billing`` for each unit). Failed
-        and 5xx requests are free; garbage outputs on HTTP 200 are charged like any other output."""
+        and 5xx requests are free (the GPU time a failed job used is not); garbage outputs on HTTP 200 are
+        charged like any other output."""
         now = self.now_s()
         with self._lock:
             jobs = [(state.profile, job) for state in self._providers.values() for job in state.jobs.values()]
@@ -395,7 +450,8 @@ class Market:
         for profile, job in jobs:
             phase = self.phase(job, now)
             ended = self.cancelled_at(job, now) if phase is Phase.CANCELLED else job.done_s
-            if phase not in (Phase.DONE, Phase.CANCELLED) or ended is None:
+            # A failed job (preempted or not) ran until it failed: billed where the unit is GPU time.
+            if phase not in (Phase.DONE, Phase.CANCELLED, Phase.FAILED) or ended is None:
                 continue
             record = bill(job, profile, ended_s=ended, finished=phase is Phase.DONE)
             if record is not None:
@@ -429,6 +485,9 @@ class Market:
                 rate_limited=rejections["rate_limited"],
                 outage_rejections=rejections["outage"],
                 before_retry_after=rejections["before_retry_after"],
+                resets=rejections["reset"],
+                cold_starts=rejections["cold_starts"],
+                preempted=rejections["preempted"],
                 billed_usd=math.fsum(billed[name]),
             )
         return out

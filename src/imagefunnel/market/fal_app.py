@@ -35,6 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from imagefunnel.market import _shared
 from imagefunnel.market.engine import ImageInput, Job, Market, Phase, Rejection
 
 __all__ = ["FalInput", "create_fal_app"]
@@ -57,6 +58,7 @@ _PRESETS: dict[str, tuple[int, int]] = {
 _CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
 _EXTENSIONS = {"png": "png", "jpeg": "jpg"}
 _FAILED = "Internal error while processing the request"
+_PREEMPTED = "The runner processing the request went away (preempted)"
 _CANCELLED = "Request was cancelled"
 
 Side = Annotated[int, Field(ge=64, le=2048)]
@@ -209,7 +211,9 @@ class _FalApi:
             return _error(422, [{"loc": ["body", "image_url"], "msg": str(exc), "type": "value_error"}])
         outcome = self._market.submit(gate, model, payload.to_image_input(references=references))
         if isinstance(outcome, Rejection):
-            return _rejection(outcome)
+            return await _shared.reset_connection(request) if outcome.reset else _rejection(outcome)
+        if outcome.reset:  # taken and queued, but the answer with its request id never leaves
+            return await _shared.reset_connection(request)
         body = {
             **self._urls(request, outcome),
             "status": "IN_QUEUE",
@@ -240,7 +244,7 @@ class _FalApi:
         body.update(status="COMPLETED", logs=_logs("Done") if with_logs else None)
         body["metrics"] = {"inference_time": job.processing_s * self._market.time_factor}
         if phase is Phase.FAILED:
-            body.update(error=_FAILED, error_type="runner_server_error")
+            body.update(error=_PREEMPTED if job.preempted else _FAILED, error_type="runner_server_error")
         elif phase is Phase.CANCELLED:
             body.update(error=_CANCELLED, error_type="request_cancelled")
         return JSONResponse(body)
@@ -253,7 +257,7 @@ class _FalApi:
         if phase in (Phase.QUEUED, Phase.RUNNING):
             return _error(400, "Request is still in progress")
         if phase is Phase.FAILED:
-            return _failure(500, _FAILED, "runner_server_error")
+            return _failure(500, _PREEMPTED if job.preempted else _FAILED, "runner_server_error")
         if phase is Phase.CANCELLED:
             return _failure(400, _CANCELLED, "request_cancelled")
         fmt = job.truth.image_format

@@ -195,12 +195,17 @@ class _ImagesApi:
             return _error(400, message, kind="invalid_request_error", param="model", code="invalid_value")
         outcome = self._market.submit(provider, parsed.model, parsed.to_image_input())
         if isinstance(outcome, Rejection):
-            return _rejection(outcome)
+            return await _shared.reset_connection(request) if outcome.reset else _rejection(outcome)
+        if outcome.reset:  # taken: the image is made and billed, but the connection is gone
+            return await _shared.reset_connection(request)
         # The whole generation happens inside this one request.
         if not await _shared.hold(request, _shared.wall_seconds(self._market, outcome.done_s) + 0.001):
             return Response(status_code=499)  # the client hung up; nobody reads this
         if self._market.phase(outcome) is not Phase.DONE:
+            # A preempted worker is behind the API's own gateway, which stays up and answers 500.
             message = "The server had an error while processing your request. Sorry about that!"
+            if outcome.preempted:
+                message = "The worker processing your request went away (preempted). Sorry about that!"
             return _error(500, message, kind="server_error", headers={"x-request-id": outcome.id})
         if isinstance(parsed, OpenAIImageRequest):
             return await self._openai_answer(outcome, parsed)

@@ -74,6 +74,13 @@ class Job:
     fails: bool
     truth: Truth
     deadline_s: float | None = None  # a client's deadline (Cancel-After): cancelled if not done by then
+    # A ``connection_reset`` at ``response``: taken and run, but the submitting call's connection is
+    # dropped instead of answered.
+    reset: bool = False
+    # A ``preemption``: the job's machine disappeared at ``done_s`` (it fails; GPU time is billed).
+    preempted: bool = False
+    # Scenario seconds of the job's ``queue_s``/``processing_s`` that a cold start added.
+    cold_start_s: float = 0.0
 
     @property
     def started_s(self) -> float:
@@ -91,6 +98,8 @@ class Rejection:
     status_code: int
     detail: str
     retry_after_s: float | None = None  # wall-clock seconds
+    # A ``connection_reset`` at ``request``: the server drops the connection instead of answering.
+    reset: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,4 +117,8 @@ class ProviderStats:
     outage_rejections: int = 0
     # Requests that arrived while a 429's Retry-After was still running (a polite client sends none).
     before_retry_after: int = 0
+    # Connections the server reset (``connection_reset``, before or after taking the request).
+    resets: int = 0
+    cold_starts: int = 0
+    preempted: int = 0
     billed_usd: float = 0.0

@@ -51,6 +51,7 @@ _HEX_VERSION = re.compile(r"^[0-9a-f]{64}$")
 _ASPECTS = {"1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"}
 _FORMATS: dict[str, Literal["png", "jpeg", "webp"]] = {"png": "png", "jpg": "jpeg", "webp": "webp"}
 _FAILED = "Prediction failed: internal error while running the model"
+_PREEMPTED = "Prediction failed: the machine running it was preempted"
 _HOLD_SLICE_S = 0.05  # how often a held create re-checks the prediction (a cancel may end it early)
 
 Side = Annotated[int, Field(ge=64, le=2048)]
@@ -224,7 +225,9 @@ class _ReplicateApi:
         image = ImageInput(inp.prompt, size[0], size[1], inp.seed, _FORMATS[inp.output_format])
         outcome = self._market.submit(provider, model, image, deadline_s=deadline)
         if isinstance(outcome, Rejection):
-            return _rejection(outcome)
+            return await _shared.reset_connection(request) if outcome.reset else _rejection(outcome)
+        if outcome.reset:  # created, but the answer naming it never leaves
+            return await _shared.reset_connection(request)
         if wait is not None:
             await self._hold_until_done(request, outcome, wait)
         return JSONResponse(
@@ -293,7 +296,7 @@ class _ReplicateApi:
             "input": _echo(job.input),
             "logs": "",
             "output": None,
-            "error": _FAILED if phase is Phase.FAILED else None,
+            "error": (_PREEMPTED if job.preempted else _FAILED) if phase is Phase.FAILED else None,
             "status": status,
             "source": "api",
             "data_removed": False,

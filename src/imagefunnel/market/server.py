@@ -16,6 +16,7 @@ is the box's root and ``truth`` answers for its prompts too.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,10 +25,12 @@ from types import TracebackType
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from imagefunnel.market._shared import RESET_EXTENSION
 from imagefunnel.market.comfyui_app import ComfyUIServer, GpuBillingRecord
 from imagefunnel.market.cutout_app import CutoutServer
 from imagefunnel.market.engine import BillingRecord, Market, ProviderStats
 from imagefunnel.market.fal_app import create_fal_app
+from imagefunnel.market.faults import UnreachableFault
 from imagefunnel.market.images import AssetLibrary, Truth
 from imagefunnel.market.openai_app import create_openai_app
 from imagefunnel.market.replicate_app import create_replicate_app
@@ -47,10 +50,23 @@ class _ByProtocol:
         self._fallback = fallback
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope = _with_reset(scope, send)
         provider = str(scope.get("path", "")).lstrip("/").partition("/")[0]
         profile = self._market.profile(provider)
         app = self._apps.get(profile.protocol) if profile is not None else None
         await (app or self._fallback)(scope, receive, send)
+
+
+def _with_reset(scope: Scope, send: Send) -> Scope:
+    """``scope`` with a hook that aborts the connection (an RST): uvicorn's ``send`` is a method of
+    the request cycle that holds the asyncio transport. Elsewhere (another server, a test client)
+    no hook is added and a reset fault raises instead of answering."""
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    abort = getattr(transport, "abort", None)
+    if abort is None:
+        return scope
+    return {**scope, "extensions": {**(scope.get("extensions") or {}), RESET_EXTENSION: abort}}
 
 
 def create_market_app(market: Market, *, executor: ThreadPoolExecutor | None = None) -> ASGIApp:
@@ -64,6 +80,29 @@ def create_market_app(market: Market, *, executor: ThreadPoolExecutor | None = N
         "together": images,
     }
     return _ByProtocol(market, apps, fallback=fal)
+
+
+class _DeadAddress:
+    """A port nobody answers on: bound but not listening (the kernel refuses every connection), or
+    listening with its backlog filled by connections never accepted (the kernel then drops every
+    further handshake: a connect timeout)."""
+
+    def __init__(self, host: str, mode: str) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind((host, 0))
+        self.port = int(self._sock.getsockname()[1])
+        self._fillers: list[socket.socket] = []
+        if mode == "timeout":
+            self._sock.listen(0)
+            for _ in range(2):  # Linux admits backlog + 1 before it drops handshakes
+                filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                filler.setblocking(False)
+                filler.connect_ex((host, self.port))
+                self._fillers.append(filler)
+
+    def close(self) -> None:
+        for sock in (*self._fillers, self._sock):
+            sock.close()
 
 
 class MarketServer:
@@ -98,6 +137,7 @@ class MarketServer:
         self._render_workers = render_workers
         self._serving: ThreadedServer | None = None
         self._bound_port: int | None = None
+        self._dead: dict[str, _DeadAddress] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -130,6 +170,10 @@ class MarketServer:
         except RuntimeError:
             self.stop()
             raise
+        for profile in self.scenario.providers:
+            fault = next((f for f in profile.faults if isinstance(f, UnreachableFault)), None)
+            if fault is not None:
+                self._dead[profile.name] = _DeadAddress(self._host, fault.mode)
         # Scenario time (outages, price schedule) counts from when the market opens, not from __init__.
         self.market.reset_clock()
 
@@ -142,6 +186,9 @@ class MarketServer:
         serving, self._serving = self._serving, None
         if serving is not None:
             serving.stop()  # joins the server thread, then shuts its render pool down
+        dead, self._dead = self._dead, {}
+        for address in dead.values():
+            address.close()
 
     def __enter__(self) -> MarketServer:
         self.start()
@@ -175,6 +222,8 @@ class MarketServer:
         if self.market.profile(provider) is None:
             known = ", ".join([p.name for p in self.scenario.providers] + list(self._boxes))
             raise KeyError(f"no provider {provider!r} in scenario {self.scenario.name!r} ({known})")
+        if provider in self._dead:  # an ``unreachable`` provider: a port that refuses or never answers
+            return f"http://{self._host}:{self._dead[provider].port}/{provider}"
         return f"{self.url}/{provider}"
 
     @property

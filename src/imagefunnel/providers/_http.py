@@ -12,19 +12,28 @@ import binascii
 import email.utils
 import re
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from imagefunnel.errors import BadOutput, ImageError, ProviderTimeout, ProviderUnavailable, RateLimited
+from imagefunnel.errors import (
+    BadOutput,
+    ConnectionLost,
+    ImageError,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+)
 from imagefunnel.imaging import decode_image
 from imagefunnel.providers.base import Generation, GenerationRequest
 from imagefunnel.providers.pricing import PriceModel
 
 __all__ = [
+    "CONNECT_TIMEOUT_S",
     "Wire",
     "decode_base64",
     "download",
@@ -34,7 +43,15 @@ __all__ = [
     "parse",
     "retry_after_s",
     "send",
+    "sent_trace",
+    "timeouts",
+    "transport_error",
 ]
+
+# A provider API answers a TCP (and TLS) handshake in well under a second; one that has not within
+# this long is down or unreachable, and the request was never sent: fail over now, instead of after
+# the read timeout a whole generation needs.
+CONNECT_TIMEOUT_S = 3.0
 
 _CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 _DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?:;[\w-]+=[^;,]*)*;base64,(?P<data>.*)$", re.S)
@@ -49,6 +66,41 @@ class Wire(BaseModel):
 _W = TypeVar("_W", bound=Wire)
 
 
+def sent_trace(on_sent: Callable[[], None]) -> dict[str, object]:
+    """httpx request ``extensions`` that call ``on_sent`` once the request may be on the wire: when
+    httpcore's trace reports the body being written (headers are out). Before that a provider cannot
+    have it; from then on, it may (a cancellation can land after the last byte left but before the
+    write returned, so waiting for the write's end would book a billed request as free)."""
+
+    async def trace(event: str, info: Mapping[str, object]) -> None:
+        if event.endswith("send_request_body.started"):
+            on_sent()
+
+    return {"trace": trace}
+
+
+def timeouts(timeout_s: float) -> httpx.Timeout:
+    """An adapter client's timeouts: reads bounded by the adapter's own (at most 30 s a call),
+    connects by ``CONNECT_TIMEOUT_S``."""
+    return httpx.Timeout(min(30.0, timeout_s), connect=min(CONNECT_TIMEOUT_S, timeout_s))
+
+
+def transport_error(exc: httpx.HTTPError, what: str, *, provider: str) -> ProviderError:
+    """Our error for an httpx failure of ``what`` (``"POST https://..."``). A connect failure
+    (refused, or no handshake within the connect timeout) sent nothing; a connection that dropped
+    after that (a reset, a server gone mid-answer) may have delivered the request: ``ConnectionLost``,
+    which an adapter books as possibly charged where the call buys something."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return ProviderUnavailable(f"{what}: connect timeout, nothing sent: {exc!r}", provider=provider)
+    if isinstance(exc, httpx.ConnectError):
+        return ProviderUnavailable(f"{what}: could not connect, nothing sent: {exc!r}", provider=provider)
+    if isinstance(exc, httpx.TimeoutException):
+        return ProviderTimeout(f"{what}: {exc!r}", provider=provider)
+    if isinstance(exc, httpx.TransportError):
+        return ConnectionLost(f"{what}: connection lost (reset or dropped): {exc!r}", provider=provider)
+    return ProviderUnavailable(f"{what}: {exc!r}", provider=provider)
+
+
 async def send(
     client: httpx.AsyncClient,
     method: str,
@@ -58,16 +110,23 @@ async def send(
     headers: Mapping[str, str],
     json: Mapping[str, object] | None = None,
     request_timeout: httpx.Timeout | None = None,
+    on_sent: Callable[[], None] | None = None,
 ) -> httpx.Response:
-    """One API call; 429 → ``RateLimited``, any other non-2xx or transport error → ``ProviderUnavailable``."""
+    """One API call; 429 → ``RateLimited``, any other non-2xx or transport error → ``ProviderUnavailable``
+    (a connection lost after sending: ``ConnectionLost``; see ``transport_error``). ``on_sent`` is
+    called once the whole request has been written: before that, the provider cannot have it."""
+    extensions = sent_trace(on_sent) if on_sent is not None else {}
     try:
         response = await client.request(
-            method, url, json=json, headers=headers, timeout=request_timeout or httpx.USE_CLIENT_DEFAULT
+            method,
+            url,
+            json=json,
+            headers=headers,
+            timeout=request_timeout or httpx.USE_CLIENT_DEFAULT,
+            extensions=extensions,
         )
-    except httpx.TimeoutException as exc:
-        raise ProviderTimeout(f"{method} {url}: {exc!r}", provider=provider) from exc
     except httpx.HTTPError as exc:
-        raise ProviderUnavailable(f"{method} {url}: {exc!r}", provider=provider) from exc
+        raise transport_error(exc, f"{method} {url}", provider=provider) from exc
     if response.status_code == 429:
         retry_after = retry_after_s(response.headers.get("retry-after"))
         raise RateLimited(f"HTTP 429 {_detail(response)}", provider=provider, retry_after_s=retry_after)

@@ -14,13 +14,11 @@ from collections.abc import Collection, Mapping
 
 import httpx
 
-from imagefunnel.errors import BadOutput, ProviderError, ProviderTimeout
+from imagefunnel.errors import BadOutput, ConnectionLost, ProviderError, ProviderTimeout
 from imagefunnel.providers import _http
 from imagefunnel.providers.base import Health, carry_charge
 
 __all__ = ["ImageDatum", "image_bytes", "post_generation", "probe_models"]
-
-_CONNECT_TIMEOUT_S = 10.0
 
 
 class ImageDatum(_http.Wire):
@@ -42,7 +40,14 @@ async def post_generation(
 ) -> httpx.Response:
     """POST one generation and wait for it for at most ``timeout_s`` in all."""
     # The read timeout must cover the whole generation: the answer only comes when the image is done.
-    per_request = httpx.Timeout(timeout_s, connect=min(_CONNECT_TIMEOUT_S, timeout_s))
+    per_request = httpx.Timeout(timeout_s, connect=min(_http.CONNECT_TIMEOUT_S, timeout_s))
+    sent: list[bool] = []
+
+    def lost() -> float:
+        # Cut off before the request was on the wire (waiting for a connection, still writing):
+        # the provider cannot have it, so it is free; after, it may be made and billed.
+        return charged_if_lost if sent else 0.0
+
     try:
         async with asyncio.timeout(timeout_s):
             return await _http.send(
@@ -53,14 +58,22 @@ async def post_generation(
                 headers=headers,
                 json=body,
                 request_timeout=per_request,
+                on_sent=lambda: sent.append(True),
             )
     except (TimeoutError, ProviderTimeout) as exc:
+        if not sent:
+            raise ProviderTimeout(f"request not sent within {timeout_s:g} s", provider=provider) from exc
         detail = f"no image within {timeout_s:g} s (it cannot be cancelled and is probably billed)"
         raise ProviderTimeout(detail, provider=provider, charged_usd=charged_if_lost) from exc
+    except ConnectionLost as exc:
+        # Sent, then the connection went (a reset, a machine gone): the image may be made and billed
+        # with nobody to hand it to. Booked as charged, never as free.
+        detail = f"{exc.args[0]} (the request may have been taken: booked as possibly charged)"
+        raise ConnectionLost(detail, provider=provider, charged_usd=lost()) from exc
     except asyncio.CancelledError as exc:
         # Cut off by the router (the job's deadline, a hedge won): the request was sent and cannot
         # be cancelled, so the provider still bills it; say so for the router to book.
-        carry_charge(exc, charged_if_lost)
+        carry_charge(exc, lost())
         raise
 
 

@@ -21,6 +21,7 @@ import asyncio
 import base64
 import io
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 from urllib.parse import quote as url_quote
@@ -29,7 +30,15 @@ import httpx
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from imagefunnel.errors import BadOutput, ProviderError, ProviderTimeout, ProviderUnavailable, RateLimited
+from imagefunnel.errors import (
+    BadOutput,
+    ConnectionLost,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+)
+from imagefunnel.providers import _http
 from imagefunnel.providers._http import retry_after_s
 from imagefunnel.providers.base import (
     Capabilities,
@@ -147,7 +156,7 @@ class FalProvider:
         self._poll_interval_s = poll_interval_s
         self._timeout_s = timeout_s
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(min(30.0, timeout_s)))
+        self._client = client or httpx.AsyncClient(timeout=_http.timeouts(timeout_s))
         if pricing_url is None:
             on_real_fal = self._base.host == _REAL_QUEUE_HOST
             pricing_url = _REAL_PRICING_URL if on_real_fal else str(self._base.join("v1/models/pricing"))
@@ -191,25 +200,26 @@ class FalProvider:
     ) -> Generation:
         started = time.monotonic()
         submit: asyncio.Task[_Handle] | None = None
+        sent: list[bool] = []  # set once the submit is on the wire: from then on it may be queued
         try:
             async with asyncio.timeout(self._timeout_s):
                 price = await self._unit_price()
                 # Shielded: if we are cancelled mid-submit, the submit still lands and we can cancel
                 # it at the provider, instead of leaving a request we would pay for without knowing.
-                submit = asyncio.create_task(self._submit(request))
+                submit = asyncio.create_task(self._submit(request, sent))
                 handle = await asyncio.shield(submit)
                 if on_submitted is not None:  # named before we wait: a crash from here on is recoverable
                     on_submitted(Submitted(request.request_id, self.name, handle.request_id))
                 result, data, charged = await self._collect(handle, price, request)
         except (TimeoutError, ProviderTimeout) as exc:
-            charged = await self._abandon(submit, request)
+            charged = await self._abandon(submit, request, sent)
             raise ProviderTimeout(
                 f"no result within {self._timeout_s:g} s", provider=self.name, charged_usd=charged
             ) from exc
         except asyncio.CancelledError as exc:
             # A hedged or abandoned request: stop paying for it if it has not started yet, and say
             # what it costs (the router books that figure for a request it cut off).
-            carry_charge(exc, await self._abandon(submit, request))
+            carry_charge(exc, await self._abandon(submit, request, sent))
             raise
         return await self._generation(request, handle, price, result, data, charged, started)
 
@@ -294,7 +304,7 @@ class FalProvider:
         self._price = _UnitPrice(usd=entry.unit_price, unit=unit, fetched_at=time.monotonic())
         return self._price
 
-    async def _submit(self, request: GenerationRequest) -> _Handle:
+    async def _submit(self, request: GenerationRequest, sent: list[bool] | None = None) -> _Handle:
         body = {
             "prompt": request.prompt,
             "image_size": {"width": request.width, "height": request.height},
@@ -307,7 +317,15 @@ class FalProvider:
             if self._reference_endpoint is None:
                 raise ProviderUnavailable("no reference_endpoint configured", provider=self.name)
             endpoint, body["image_url"] = self._reference_endpoint, _data_uri(request.reference_images[0])
-        response = await self._send("POST", str(self._base.join(endpoint)), json=body)
+        try:
+            on_sent = (lambda: sent.append(True)) if sent is not None else None
+            response = await self._send("POST", str(self._base.join(endpoint)), json=body, on_sent=on_sent)
+        except ConnectionLost as exc:
+            # Sent, then the connection went: fal may have queued it (and will bill its output)
+            # under an id we never saw. Nothing to cancel or look up: booked as charged, not free.
+            charged = self._price.cost(request.megapixels) if self._price else 0.0
+            detail = f"{exc.args[0]} (the request may have been queued: booked as possibly charged)"
+            raise ConnectionLost(detail, provider=self.name, charged_usd=charged) from exc
         handle = self._parse(_Handle, response, "submit")
         for url in (handle.status_url, handle.response_url, handle.cancel_url):
             # These URLs receive our API key: never follow them off the provider's host.
@@ -396,7 +414,9 @@ class FalProvider:
             raise BadOutput(detail, provider=self.name, charged_usd=charged) from exc
         return content_type, width, height
 
-    async def _abandon(self, submit: asyncio.Task[_Handle] | None, request: GenerationRequest) -> float:
+    async def _abandon(
+        self, submit: asyncio.Task[_Handle] | None, request: GenerationRequest, sent: list[bool]
+    ) -> float:
         """Best-effort cancel of a request we gave up on; returns what it will probably still cost."""
         if submit is None:
             return 0.0
@@ -405,9 +425,10 @@ class FalProvider:
                 handle = await asyncio.shield(submit)
         except TimeoutError:
             submit.cancel()
-            return 0.0
-        except ProviderError:
-            return 0.0  # the submit itself failed: nothing was queued
+            # Still unanswered: once on the wire it may be queued under an id we will never see.
+            return self._price.cost(request.megapixels) if sent and self._price else 0.0
+        except ProviderError as exc:
+            return exc.charged_usd  # refused (free), or lost after sending (possibly charged)
         return await self._cancel(handle, request)
 
     async def _cancel(self, handle: _Handle, request: GenerationRequest) -> float:
@@ -429,13 +450,15 @@ class FalProvider:
         *,
         json: dict[str, object] | None = None,
         params: dict[str, str] | None = None,
+        on_sent: Callable[[], None] | None = None,
     ) -> httpx.Response:
         try:
-            response = await self._client.request(method, url, json=json, params=params, headers=self._auth)
-        except httpx.TimeoutException as exc:
-            raise ProviderTimeout(f"{method} {url}: {exc!r}", provider=self.name) from exc
+            extensions = _http.sent_trace(on_sent) if on_sent is not None else {}
+            response = await self._client.request(
+                method, url, json=json, params=params, headers=self._auth, extensions=extensions
+            )
         except httpx.HTTPError as exc:
-            raise ProviderUnavailable(f"{method} {url}: {exc!r}", provider=self.name) from exc
+            raise _http.transport_error(exc, f"{method} {url}", provider=self.name) from exc
         if response.status_code == 429:
             retry_after = retry_after_s(response.headers.get("retry-after"))
             raise RateLimited("HTTP 429", provider=self.name, retry_after_s=retry_after)

@@ -21,12 +21,20 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from typing import Literal
 from urllib.parse import quote as url_quote
 
 import httpx
 
-from imagefunnel.errors import BadOutput, ProviderError, ProviderTimeout, ProviderUnavailable, RateLimited
+from imagefunnel.errors import (
+    BadOutput,
+    ConnectionLost,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+)
 from imagefunnel.providers import _http
 from imagefunnel.providers.base import (
     Capabilities,
@@ -115,7 +123,7 @@ class ReplicateProvider:
         # cancel is the normal path, the deadline the backstop if this process dies first.
         self._cancel_after_s = timeout_s + _CANCEL_TIMEOUT_S if cancel_after_s is None else cancel_after_s
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(min(30.0, timeout_s)))
+        self._client = client or httpx.AsyncClient(timeout=_http.timeouts(timeout_s))
         self._output_format = output_format
         self._max_image_bytes = max_image_bytes
         self._max_image_pixels = max_image_pixels
@@ -146,24 +154,25 @@ class ReplicateProvider:
     ) -> Generation:
         started = time.monotonic()
         create: asyncio.Task[_Prediction] | None = None
+        sent: list[bool] = []  # set once the create is on the wire: from then on it may exist
         try:
             async with asyncio.timeout(self._timeout_s):
                 # Shielded: if we are cancelled mid-create, the create still lands and we can cancel
                 # the prediction, instead of paying for one we no longer know about.
-                create = asyncio.create_task(self._create(request))
+                create = asyncio.create_task(self._create(request, sent))
                 created = await asyncio.shield(create)
                 if on_submitted is not None:  # named before we wait: a crash from here on is recoverable
                     on_submitted(Submitted(request.request_id, self.name, created.id))
                 prediction, data, charged = await self._collect(created, request)
         except (TimeoutError, ProviderTimeout) as exc:
-            charged = await self._abandon(create, request)
+            charged = await self._abandon(create, request, sent)
             raise ProviderTimeout(
                 f"no result within {self._timeout_s:g} s", provider=self.name, charged_usd=charged
             ) from exc
         except asyncio.CancelledError as exc:
             # A hedged or abandoned request: stop paying for it, and say what it cost so far (the
             # router books that figure for a request it cut off).
-            carry_charge(exc, await self._abandon(create, request))
+            carry_charge(exc, await self._abandon(create, request, sent))
             raise
         return await self._generation(request, prediction, data, charged, started)
 
@@ -214,7 +223,7 @@ class ReplicateProvider:
         )
 
     # -- steps ------------------------------------------------------------------------------
-    async def _create(self, request: GenerationRequest) -> _Prediction:
+    async def _create(self, request: GenerationRequest, sent: list[bool] | None = None) -> _Prediction:
         body: dict[str, object] = {
             "input": {
                 "prompt": request.prompt,
@@ -232,7 +241,15 @@ class ReplicateProvider:
         else:
             url = str(self._base.join(f"v1/models/{self._owner}/{self._model_name}/predictions"))
         headers = {"Cancel-After": _duration(self._cancel_after_s)}
-        return self._checked(self._parse(await self._send("POST", url, json=body, headers=headers)), "create")
+        try:
+            on_sent = (lambda: sent.append(True)) if sent is not None else None
+            response = await self._send("POST", url, json=body, headers=headers, on_sent=on_sent)
+        except ConnectionLost as exc:
+            # Sent, then the connection went: the prediction may exist (and bill) under an id we
+            # never saw; its Cancel-After bounds what it can cost. Booked as charged, not free.
+            detail = f"{exc.args[0]} (the prediction may have been created: booked as possibly charged)"
+            raise ConnectionLost(detail, provider=self.name, charged_usd=self._price.quote(request)) from exc
+        return self._checked(self._parse(response), "create")
 
     def _checked(self, prediction: _Prediction, what: str) -> _Prediction:
         for link in (prediction.urls.get, prediction.urls.cancel):
@@ -261,9 +278,12 @@ class ReplicateProvider:
         return prediction
 
     def _charge(self, prediction: _Prediction, request: GenerationRequest) -> float:
-        """What Replicate bills for a prediction that ended, from its own numbers: failed and
-        aborted ones are free, a canceled one costs the GPU time it used (if GPU-priced)."""
-        if prediction.status in ("failed", "aborted"):
+        """What Replicate bills for a prediction that ended, from its own numbers: an aborted one
+        is free; a canceled or failed one (a preempted machine) costs the GPU time it used, if
+        GPU-priced; only a succeeded one costs a per-output price."""
+        if prediction.status == "aborted" or (
+            prediction.status == "failed" and prediction.predict_time is None
+        ):
             return 0.0
         produced = prediction.status == "succeeded"
         observed = Observed(
@@ -310,7 +330,9 @@ class ReplicateProvider:
             max_bytes=self._max_image_bytes,
         )
 
-    async def _abandon(self, create: asyncio.Task[_Prediction] | None, request: GenerationRequest) -> float:
+    async def _abandon(
+        self, create: asyncio.Task[_Prediction] | None, request: GenerationRequest, sent: list[bool]
+    ) -> float:
         """Best-effort cancel of a prediction we gave up on; returns what it will probably cost."""
         if create is None:
             return 0.0
@@ -319,9 +341,10 @@ class ReplicateProvider:
                 prediction = await asyncio.shield(create)
         except TimeoutError:
             create.cancel()  # its Cancel-After deadline still bounds what it can cost
-            return 0.0
-        except ProviderError:
-            return 0.0  # the create itself failed: nothing is running
+            # Still unanswered: once on the wire it may exist under an id we will never see.
+            return self._price.quote(request) if sent else 0.0
+        except ProviderError as exc:
+            return exc.charged_usd  # refused (free), or lost after sending (possibly charged)
         return await self._cancel(prediction, request)
 
     async def _cancel(self, prediction: _Prediction, request: GenerationRequest) -> float:
@@ -342,9 +365,16 @@ class ReplicateProvider:
         *,
         json: dict[str, object] | None = None,
         headers: dict[str, str] | None = None,
+        on_sent: Callable[[], None] | None = None,
     ) -> httpx.Response:
         return await _http.send(
-            self._client, method, url, provider=self.name, headers=self._auth | (headers or {}), json=json
+            self._client,
+            method,
+            url,
+            provider=self.name,
+            headers=self._auth | (headers or {}),
+            json=json,
+            on_sent=on_sent,
         )
 
     def _parse(self, response: httpx.Response) -> _Prediction:

@@ -142,7 +142,10 @@ class Router:
         numbers = itertools.count(1)
         while True:
             if self._clock() >= ctx.deadline:
-                raise NoProviderAvailable(_why("the job's deadline has passed", errors))
+                # Name what failed, even if it failed for an earlier request of the job.
+                raise NoProviderAvailable(
+                    _why("the job's deadline has passed", errors or self._last_errors(request))
+                )
             await self._prepare(request, ctx, tried)
             ranked, wait = self._decide(request, ctx, tried)
             if not ranked:
@@ -150,7 +153,9 @@ class Router:
                 if retry is not None and (wait is None or retry[1] < wait):
                     name, backoff = retry
                     if self._clock() + backoff >= ctx.deadline:
-                        raise NoProviderAvailable(_why("the job's deadline has passed", errors))
+                        raise NoProviderAvailable(
+                            _why("the job's deadline has passed", errors or self._last_errors(request))
+                        )
                     await asyncio.sleep(backoff)
                     tried.discard(name)
                     continue
