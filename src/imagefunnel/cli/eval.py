@@ -285,7 +285,8 @@ def eval_cmd(
         render_heldout(
             held,
             console,
-            fitted="the defaults' rule (clean 99.5th percentile + half its distance from the median)",
+            fitted="the defaults' rule (clean 99.5th percentile + half its distance from the median, no stricter "
+            "than the clean extreme + the largest step one person's clean extreme lies beyond the rest)",
         )
 
 
