@@ -223,3 +223,24 @@ def test_a_job_naming_an_upload_resumes_in_a_new_process_with_the_photo_still_se
     rows = second.runtime.store.candidates(job["id"])
     assert len(rows) > before >= 1
     assert {market.truth(r.provider_request_id).subject for r in rows} == {"obama"}
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_a_background_removal_job_over_the_api_cuts_out_the_uploaded_photo(service: Service) -> None:
+    portrait = AssetLibrary().file("grace_hopper.jpg")
+    photo = _upload(service, portrait, name="grace.jpg")
+    cutout = spec(
+        deliver=1, use_case="background_removal", model="background-removal", prompts=[], source=photo["ref"]
+    )
+    job = service.submit(cutout).json()
+    done = service.wait(job["id"])
+    assert done["status"] == "delivered", done
+    candidates = service.client.get(f"/v1/jobs/{job['id']}/candidates", headers=service.a).json()["items"]
+    delivered = [c for c in candidates if c["delivered"]]
+    assert len(delivered) == 1
+    image = service.client.get(f"/v1/jobs/{job['id']}/images/{delivered[0]['id']}", headers=service.a)
+    assert image.headers["content-type"] == "image/png"
+    matte = Image.open(io.BytesIO(image.content))
+    assert matte.mode == "RGBA" and matte.size == Image.open(io.BytesIO(portrait)).size
+    alpha = matte.getchannel("A").histogram()
+    assert alpha[0] > 0 and alpha[255] > 0  # a cutout: background gone, subject kept
