@@ -94,6 +94,7 @@ class _State:
     service_s: float | None = None  # learned with the wait taken out (slots known)
     depth: int = 0
     depth_at: float = -math.inf
+    reported_service_s: float | None = None
 
 
 class CapacityBook:
@@ -114,10 +115,13 @@ class CapacityBook:
     def in_flight(self, provider: str, model: str) -> int:
         return len(self._state(provider, model).flights)
 
-    def note_depth(self, provider: str, model: str, depth: int) -> None:
-        """The provider's own count of requests queued or running (ours included)."""
+    def note_depth(self, provider: str, model: str, depth: int, *, service_s: float | None = None) -> None:
+        """The provider's own count of requests queued or running (ours included), and its own
+        estimate of one request's run (the service time until completions teach one)."""
         st = self._state(provider, model)
         st.depth, st.depth_at = max(0, depth), self._clock()
+        if service_s is not None and math.isfinite(service_s) and service_s > 0:
+            st.reported_service_s = service_s
 
     def ahead(self, provider: str, model: str) -> int:
         """Requests ahead of one placed now: ours in flight, or the provider's fresh count if higher
@@ -167,6 +171,8 @@ class CapacityBook:
         service time until completions have taught one."""
         st = self._state(provider, model)
         ahead = self.ahead(provider, model)
+        if st.reported_service_s is not None:
+            prior_service_s = st.reported_service_s
         if slots is not None:
             service = st.service_s if st.service_s is not None else prior_service_s
             return Completion(ahead, _waits(ahead, slots) * service, service)

@@ -16,6 +16,7 @@ late spills the overflow to a dearer provider instead of queueing it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import math
 import time
@@ -51,7 +52,11 @@ _DEPTH_REFRESH_S = 1.0
 
 
 class _QueueEstimate(Protocol):
-    queue_depth: int
+    @property
+    def queue_depth(self) -> int: ...
+
+    @property
+    def exec_s(self) -> float: ...
 
 
 @runtime_checkable
@@ -118,6 +123,7 @@ class Router:
         self._capacity_aware = capacity_aware
         self.capacity = CapacityBook(clock=clock)
         self._depth_asked: dict[tuple[str, str], float] = {}
+        self._depth_tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         # Seconds each routing decision took (filter + price + rank), for the latency benchmark.
         self.decision_times: deque[float] = deque(maxlen=100_000)
         self._dispatcher = Dispatcher(
@@ -270,29 +276,41 @@ class Router:
     async def _refresh_depths(
         self, request: GenerationRequest, ctx: RouteContext, tried: frozenset[str] | set[str]
     ) -> None:
-        """Ask the providers that report their queue how deep it is (at most once a second each)."""
+        """Ask the providers that report their queue how deep it is (at most once a second each;
+        concurrent decisions wait for the one question in flight instead of deciding without it)."""
         now = self._clock()
-        due = [
-            name
-            for name in self._candidates(request, ctx, tried)
-            if isinstance(self._providers[name], ReportsQueue)
-            and request.model in self._caps[name].models
-            and self.health.available(name, request.model)
-            and now - self._depth_asked.get((name, request.model), -math.inf) >= _DEPTH_REFRESH_S
-        ]
-        for name in due:
-            self._depth_asked[(name, request.model)] = now
-        providers = [self._providers[name] for name in due]
-        results = await asyncio.gather(
-            *(p.estimate(request) for p in providers if isinstance(p, ReportsQueue)),
-            return_exceptions=True,
+        waits: list[asyncio.Task[None]] = []
+        for name in self._candidates(request, ctx, tried):
+            provider = self._providers[name]
+            if not (
+                isinstance(provider, ReportsQueue)
+                and request.model in self._caps[name].models
+                and self.health.available(name, request.model)
+            ):
+                continue
+            key = (name, request.model)
+            task = self._depth_tasks.get(key)
+            if task is None and now - self._depth_asked.get(key, -math.inf) >= _DEPTH_REFRESH_S:
+                self._depth_asked[key] = now
+                task = asyncio.get_running_loop().create_task(self._ask_depth(provider, name, request))
+                self._depth_tasks[key] = task
+                task.add_done_callback(functools.partial(self._depth_asked_done, key))
+            if task is not None:
+                waits.append(task)
+        if waits:
+            await asyncio.gather(*(asyncio.shield(task) for task in waits))
+
+    def _depth_asked_done(self, key: tuple[str, str], _task: asyncio.Task[None]) -> None:
+        self._depth_tasks.pop(key, None)
+
+    async def _ask_depth(self, provider: ReportsQueue, name: str, request: GenerationRequest) -> None:
+        try:
+            estimate = await provider.estimate(request)
+        except ProviderError:
+            return  # its quote failing says the same; the health tracker hears of it there
+        self.capacity.note_depth(
+            name, request.model, int(estimate.queue_depth), service_s=float(estimate.exec_s)
         )
-        for name, result in zip(due, results, strict=True):
-            if isinstance(result, ProviderError):
-                continue  # its quote failing says the same; the health tracker hears of it there
-            if isinstance(result, BaseException):
-                raise result
-            self.capacity.note_depth(name, request.model, int(result.queue_depth))
 
     def _decide(
         self, request: GenerationRequest, ctx: RouteContext, tried: frozenset[str] | set[str]
