@@ -138,7 +138,7 @@ class SimProvider:
         provider with slots first queues it until one is free."""
         gate = self._gate
         if gate is None:
-            return await self._run(request, lambda: None)
+            return await self._run(request, None)
         self._raise_if_down()  # an outage answers at once, not after the queue
         self.waiting += 1
         try:
@@ -155,8 +155,10 @@ class SimProvider:
 
         return await self._run(request, release)
 
-    async def _run(self, request: GenerationRequest, release: Callable[[], None]) -> Job:
-        """Submit now; ``release`` is called when the provider is done with the request."""
+    async def _run(self, request: GenerationRequest, release: Callable[[], None] | None) -> Job:
+        """Submit now; ``release`` (a provider with slots) is called when the provider is done
+        with the request."""
+        release = release or _nothing
         try:
             self._raise_if_down()
         except ProviderError:
@@ -179,11 +181,11 @@ class SimProvider:
         self.jobs[job.id] = job
         wait = job.done_s - self.market.now_s()
         # The slot frees when the job finishes, not when the adapter's next poll sees it.
-        freed = asyncio.get_running_loop().call_later(max(0.0, wait), release)
+        freed = None if self._gate is None else asyncio.get_running_loop().call_later(max(0.0, wait), release)
         try:
             await asyncio.sleep(math.ceil(wait / self._poll_s) * self._poll_s if self._poll_s > 0 else wait)
         except asyncio.CancelledError:
-            if self._cancel(job):
+            if self._cancel(job) and freed is not None:
                 freed.cancel()
                 release()
             raise
@@ -233,6 +235,10 @@ class SimProvider:
             return self.market.cancel(job, running=True)
         # openai / together: a hung-up synchronous call has still bought the image.
         return False
+
+
+def _nothing() -> None:
+    return None
 
 
 def _rejected(rejection: Rejection, provider: str) -> RateLimited | ProviderUnavailable:

@@ -14,7 +14,9 @@ completion how long a request takes and how much each request ahead of it adds:
 * with ``slots`` unknown, ``latency = service + a × wait_per_ahead`` is fitted by exponentially
   weighted least squares over recent (ahead, latency) pairs; a hosted API's fit says ≈ 0 s per request
   ahead, a capacity-limited one says what its queue costs. Until the requests ahead vary, nothing
-  separates the two and the whole latency is taken as service time (the router's earlier behaviour).
+  separates the two; while they do not, or the fitted wait per request ahead is under a tenth of a
+  service time (noise, or ten and more slots), the provider is taken as unbounded and its latency is
+  what the router knew before (the EWMA of its observed latencies, or its traits' prior).
 
 Expected completion = queue wait + service time. The router refuses a placement whose expected
 completion is past the job's deadline when another option is not, and the policy weighs it in the
@@ -35,6 +37,9 @@ _SERVICE_ALPHA = 0.2
 # The fit needs this much spread (variance) in requests ahead to tell queueing from noise.
 _MIN_SPREAD = 0.25
 _MIN_SAMPLES = 4
+# Below this wait per request ahead (a fraction of the service time) the fit is noise, not a queue:
+# ten or more slots in use, or none at all. A hosted API's fitted slope sits far below it.
+_QUEUE_SIGNAL = 0.1
 # A reported queue depth older than this is ignored (the box may have drained since).
 _DEPTH_TTL_S = 5.0
 
@@ -180,6 +185,9 @@ class CapacityBook:
         if solved is None:
             return Completion(ahead, 0.0, prior_service_s)
         service, per_ahead = solved
+        if per_ahead < _QUEUE_SIGNAL * service:
+            # No sign of a queue (a hosted API): its latency as the router always knew it.
+            return Completion(ahead, 0.0, prior_service_s)
         return Completion(ahead, ahead * per_ahead, service)
 
 
