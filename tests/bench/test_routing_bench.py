@@ -5,7 +5,7 @@ import pytest
 from imagefunnel.bench.oracle import ScenarioHindsight, true_pass_rate
 from imagefunnel.bench.report import markdown, targets, write_section
 from imagefunnel.bench.routing import RoutingReport, dispersion
-from imagefunnel.bench.simrun import SimSetup, run_policy
+from imagefunnel.bench.simrun import BLIND, SimSetup, policies_for, run_policy
 from imagefunnel.bench.verdicts import CLEAN, ScorerCalibration, VerdictModel, calibrate_scorer
 from imagefunnel.bench.workload import Workload
 from imagefunnel.market.defects import Defect
@@ -159,3 +159,25 @@ def test_hedged_requests_wait_for_the_retry_after_of_a_429() -> None:
     assert hedged.spend_by_provider.get("cheap", 0) > 0  # it is used, within its rate limit
     assert hedged.before_retry_after == 0
     assert hedged.failed_pct == 0
+
+
+def test_a_deadline_spills_a_cheap_one_slot_box_to_the_hosted_apis() -> None:
+    """box runs one request at a time and is by far the cheapest; jobs arrive faster than it alone
+    can serve them before their deadline. The router that estimates completion keeps the box busy
+    and spills the rest; the capacity-blind one loses requests to timeouts in the box's queue."""
+    labels = ("blur", "noise", "jpeg_blocking", "underexposed", "overexposed", "color_cast")
+    calibration = ScorerCalibration(
+        {CLEAN: 0, **dict.fromkeys(labels, 10)}, {CLEAN: 10, **dict.fromkeys(labels, 10)}, 1024, 1024, 0.0
+    )
+    workload = Workload(
+        jobs=10, deliver=10, interarrival_s=30, deadline_s=60, model="flux-dev", width=1024, height=1024
+    )
+    scenario = load_scenario("box-deadline")
+    assert policies_for(scenario)[-1] == BLIND
+    setup = SimSetup(scenario, workload, calibration, single_provider="box")
+    aware, blind = run_policy("cost_per_accepted", setup), run_policy(BLIND, setup)
+    assert aware.delivered == blind.delivered == 10 * 10
+    assert aware.deadline_misses(60) <= blind.deadline_misses(60)
+    assert aware.spend_by_provider["box"] > 2 * blind.spend_by_provider.get("box", 0.0)
+    assert set(aware.spend_by_provider) > {"box"}  # spilled
+    assert aware.cost_per_delivered < 0.9 * blind.cost_per_delivered

@@ -101,3 +101,22 @@ def test_providers_quote_only_what_their_adapter_can_see(protocol: str, live: bo
 
     before, after = run_virtual(main())
     assert after == (pytest.approx(0.06) if live else pytest.approx(before))
+
+
+def test_a_one_slot_provider_serves_first_in_first_out_and_a_cancelled_waiter_is_not_billed() -> None:
+    box = {**FAL, "name": "box", "slots": 1}
+
+    async def main() -> tuple[list[float], int]:
+        loop = asyncio.get_running_loop()
+        market = Market(market_of(box), clock=loop.time)
+        provider = SimProvider(market, "box", poll_interval_s=0)
+        tasks = [asyncio.ensure_future(provider.generate(req(i))) for i in range(4)]
+        await asyncio.sleep(1.0)
+        assert provider.waiting == 3
+        tasks[2].cancel()  # leaves the queue before it ran
+        done = await asyncio.gather(tasks[0], tasks[1], tasks[3])
+        return [g.latency_s for g in done], len(market.billing())
+
+    latencies, billed = run_virtual(main())
+    assert latencies == pytest.approx([2.0, 4.0, 6.0])
+    assert billed == 3

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from imagefunnel.bench.results import PolicyResult
 from imagefunnel.bench.routing import RoutingReport
+from imagefunnel.bench.simrun import BLIND
 from imagefunnel.bench.verdicts import CLEAN
 
 __all__ = ["Target", "markdown", "signed_pct", "targets", "write_section"]
@@ -130,10 +131,43 @@ def markdown(report: RoutingReport) -> str:
         f"| {t.what} | {t.limit} | {t.measured_text} | {'yes' if t.met else '**no**'} |"
         for t in targets(report)
     ]
+    lines += _capacity_lines(report)
     if report.e2e:
         lines += _e2e_lines(report)
     lines.append(_END.format(scenario=report.scenario))
     return "\n".join(line for line in lines if line is not None) + "\n"
+
+
+def _capacity_lines(report: RoutingReport) -> list[str]:
+    """The router with its capacity model against the same router blind to capacity (only in a
+    scenario with a capacity-limited provider, where the blind run exists)."""
+    new, old = report.result(_DEFAULT), report.result(BLIND)
+    if new is None or old is None:
+        return []
+    deadline = report.workload.deadline_s
+    misses_new, misses_old = new.deadline_misses(deadline), old.deadline_misses(deadline)
+    rows = []
+    for label, r, misses in (
+        ("capacity-blind (before)", old, misses_old),
+        ("capacity-aware", new, misses_new),
+    ):
+        rows.append(
+            f"| `{r.name}` {label} | ${r.cost_per_delivered:.4f} | {misses} of {len(r.jobs)} "
+            f"| {r.job_seconds(95):.0f} | {r.delivered:,} | ${r.spend_usd:,.2f} | {_spend_split(r)} |"
+        )
+    miss_ratio = f"{misses_new / misses_old:.3f}" if misses_old else "–"
+    return [
+        "",
+        f"Capacity (deadline {deadline:g} s): the default router against the same router blind to "
+        "capacity (queue wait not in the expected latency, no admission by expected completion).",
+        "",
+        "| router | $/delivered | deadline misses | job p95 s | delivered | spend | where the money went |",
+        "|---|---:|---:|---:|---:|---:|---|",
+        *rows,
+        "",
+        f"Aware / blind: cost per delivered image {report.ratio(_DEFAULT, BLIND):.3f}×, deadline misses "
+        f"{miss_ratio}×, job p95 {new.job_seconds(95) / old.job_seconds(95):.3f}×.",
+    ]
 
 
 def _e2e_lines(report: RoutingReport) -> list[str]:

@@ -81,3 +81,7 @@ class PolicyResult:
 
     def job_seconds(self, q: float) -> float:
         return percentile([job.duration_s for job in self.jobs], q)
+
+    def deadline_misses(self, deadline_s: float) -> int:
+        """Jobs that did not have their K accepted images by their deadline."""
+        return sum(1 for job in self.jobs if job.accepted < job.deliver or job.duration_s > deadline_s)

@@ -21,7 +21,7 @@ from imagefunnel.bench.litellm_baseline import LITELLM_STRATEGIES, litellm_avail
 from imagefunnel.bench.oracle import ScenarioHindsight
 from imagefunnel.bench.results import PolicyResult
 from imagefunnel.bench.sim import expected_usd
-from imagefunnel.bench.simrun import POLICIES, SimSetup, run_policy
+from imagefunnel.bench.simrun import SimSetup, policies_for, run_policy
 from imagefunnel.bench.verdicts import ScorerCalibration, calibrate_scorer, scenario_defects
 from imagefunnel.bench.workload import Workload
 from imagefunnel.market.scenario import Scenario
@@ -128,7 +128,7 @@ def run_routing_bench(
     workload: Workload,
     *,
     single_provider: str | None = None,
-    policies: Sequence[str] = POLICIES,
+    policies: Sequence[str] | None = None,
     litellm: bool = True,
     calibration_samples: int = 8,
     decisions_in_flight: int = 1000,
@@ -147,7 +147,7 @@ def run_routing_bench(
         seed=seed,
     )
     setup = SimSetup(scenario, workload, calibration, single_provider=single, seed=seed)
-    tasks = [("policy", name, setup) for name in policies]
+    tasks = [("policy", name, setup) for name in (policies_for(scenario) if policies is None else policies)]
     if litellm and litellm_available():
         tasks += [("litellm", name, setup) for name in LITELLM_STRATEGIES]
     elif litellm:

@@ -15,15 +15,20 @@ protocol would add is modelled where it changes money or time:
 * truncated garbage (``garbage_rate`` or a ``garbage`` window) fails decoding in the adapter
   (``BadOutput``, billed); black garbage is returned and left to the scorer;
 * a cancelled request is cancelled at the provider as its protocol allows: fal while queued,
-  Replicate until done (GPU time so far is billed), OpenAI/Together never (the image is bought).
+  Replicate until done (GPU time so far is billed), OpenAI/Together never (the image is bought);
+* a provider with ``slots`` (a self-hosted box) runs that many requests at once: the others wait
+  first in, first out on the virtual clock before the market sees them (a request cancelled while
+  waiting leaves the queue unbilled), and a slot frees when its request finishes or is cancelled at
+  the provider.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 
-from imagefunnel.errors import BadOutput, ConnectionLost, ProviderUnavailable, RateLimited
+from imagefunnel.errors import BadOutput, ConnectionLost, ProviderError, ProviderUnavailable, RateLimited
 from imagefunnel.market.billing import bill
 from imagefunnel.market.defects import Defect
 from imagefunnel.market.engine import ImageInput, Job, Market, Phase, Rejection
@@ -89,6 +94,9 @@ class SimProvider:
         self.profile = profile
         self._poll_s = poll_interval_s
         self.jobs: dict[str, Job] = {}
+        # asyncio.Semaphore wakes its waiters in arrival order: the box's FIFO queue.
+        self._gate = asyncio.Semaphore(profile.slots) if profile.slots is not None else None
+        self.waiting = 0  # requests queued for a slot now
 
     async def capabilities(self) -> Capabilities:
         return Capabilities(models=frozenset(self.profile.models), max_width=2048, max_height=2048)
@@ -126,8 +134,36 @@ class SimProvider:
 
     async def run(self, request: GenerationRequest) -> Job:
         """Submit ``request`` and wait until the adapter would see it finished; raises the wire's
-        errors for refusals, cancels at the provider (as its protocol allows) if cancelled."""
-        self._raise_if_down()
+        errors for refusals, cancels at the provider (as its protocol allows) if cancelled. A
+        provider with slots first queues it until one is free."""
+        gate = self._gate
+        if gate is None:
+            return await self._run(request, None)
+        self._raise_if_down()  # an outage answers at once, not after the queue
+        self.waiting += 1
+        try:
+            await gate.acquire()
+        finally:
+            self.waiting -= 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                gate.release()
+
+        return await self._run(request, release)
+
+    async def _run(self, request: GenerationRequest, release: Callable[[], None] | None) -> Job:
+        """Submit now; ``release`` (a provider with slots) is called when the provider is done
+        with the request."""
+        release = release or _nothing
+        try:
+            self._raise_if_down()
+        except ProviderError:
+            release()
+            raise
         tokens_in, tokens_out = _tokens(request) if self.profile.price_unit == "token" else (0, 0)
         inp = ImageInput(
             prompt=request.prompt,
@@ -139,21 +175,28 @@ class SimProvider:
         )
         outcome = self.market.submit(self.name, request.model, inp)
         if isinstance(outcome, Rejection):
+            release()
             raise _rejected(outcome, self.name)
         job = outcome
         self.jobs[job.id] = job
         if job.reset:  # taken, answer lost: the adapters book it as charged, as it will be billed
             record = bill(job, self.profile, ended_s=job.done_s, finished=not job.fails)
+            # The provider still runs it: its slot frees when it is done.
+            asyncio.get_running_loop().call_later(max(0.0, job.done_s - self.market.now_s()), release)
             raise ConnectionLost(
                 "connection reset after sending",
                 provider=self.name,
                 charged_usd=record.usd if record else 0.0,
             )
         wait = job.done_s - self.market.now_s()
+        # The slot frees when the job finishes, not when the adapter's next poll sees it.
+        freed = None if self._gate is None else asyncio.get_running_loop().call_later(max(0.0, wait), release)
         try:
             await asyncio.sleep(math.ceil(wait / self._poll_s) * self._poll_s if self._poll_s > 0 else wait)
         except asyncio.CancelledError:
-            self._cancel(job)
+            if self._cancel(job) and freed is not None:
+                freed.cancel()
+                release()
             raise
         return job
 
@@ -195,13 +238,19 @@ class SimProvider:
         if rejection is not None:
             raise _rejected(rejection, self.name)
 
-    def _cancel(self, job: Job) -> None:
+    def _cancel(self, job: Job) -> bool:
+        """Cancel ``job`` as the protocol allows; whether it stopped there."""
         protocol = self.profile.protocol
         if protocol == "fal":
-            self.market.cancel(job)
-        elif protocol == "replicate":
-            self.market.cancel(job, running=True)
+            return self.market.cancel(job)
+        if protocol == "replicate":
+            return self.market.cancel(job, running=True)
         # openai / together: a hung-up synchronous call has still bought the image.
+        return False
+
+
+def _nothing() -> None:
+    return None
 
 
 def _rejected(rejection: Rejection, provider: str) -> RateLimited | ProviderUnavailable:

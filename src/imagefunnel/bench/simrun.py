@@ -41,7 +41,7 @@ from imagefunnel.routing import (
     SinglePolicy,
 )
 
-__all__ = ["POLICIES", "RouterBuyer", "SimSetup", "run_policy", "served_by"]
+__all__ = ["BLIND", "POLICIES", "RouterBuyer", "SimSetup", "policies_for", "run_policy", "served_by"]
 
 POLICIES = (
     "single",
@@ -51,6 +51,9 @@ POLICIES = (
     "cost_per_accepted+hedge",
     "oracle",
 )
+# The default policy on the router without its capacity model (no queue wait in the expected
+# latency, no admission by expected completion): the baseline where a provider has slots.
+BLIND = "cost_per_accepted+blind"
 # Long enough for any request still running at the end of the workload to finish and be billed.
 _DRAIN_S = 3600.0
 
@@ -64,6 +67,13 @@ class SimSetup:
     seed: int = 0
     probe_interval_s: float = 10.0
     job_budget_usd: float = 1_000.0
+
+
+def policies_for(scenario: Scenario) -> tuple[str, ...]:
+    """Every policy, and the capacity-blind router next to the default where a provider has slots."""
+    if any(profile.slots is not None for profile in scenario.providers):
+        return (*POLICIES, BLIND)
+    return POLICIES
 
 
 def served_by(scenario: Scenario) -> list[str]:
@@ -146,6 +156,7 @@ async def _run(name: str, setup: SimSetup) -> PolicyResult:
         prices=PriceBook(clock=loop.time),
         hedging=HedgeSettings() if name.endswith("+hedge") else None,
         seed=setup.seed,
+        capacity_aware=name != BLIND,
     )
     prober = HealthProber(providers, router.health, interval_s=setup.probe_interval_s)
     prober.start()

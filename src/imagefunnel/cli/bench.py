@@ -42,6 +42,9 @@ def routing(
     interarrival: Annotated[
         float, typer.Option(min=0.0, help="scenario seconds between job arrivals")
     ] = 36.0,
+    deadline: Annotated[
+        float, typer.Option(min=1.0, help="each job's deadline, scenario seconds after it arrives")
+    ] = 900.0,
     single: Annotated[
         str | None, typer.Option(help="the `single` policy's provider (default: first)")
     ] = None,
@@ -65,7 +68,14 @@ def routing(
     from imagefunnel.market.scenario import load_scenario
 
     market = load_scenario(scenario)
-    workload = Workload(jobs=jobs, deliver=deliver, interarrival_s=interarrival, model="flux-dev", seed=seed)
+    workload = Workload(
+        jobs=jobs,
+        deliver=deliver,
+        interarrival_s=interarrival,
+        deadline_s=deadline,
+        model="flux-dev",
+        seed=seed,
+    )
     report = run_routing_bench(
         market,
         workload,

@@ -36,6 +36,7 @@ from imagefunnel.providers.base import (
     abandoned_charge,
 )
 from imagefunnel.routing.budget import BudgetGuard
+from imagefunnel.routing.capacity import CapacityBook
 from imagefunnel.routing.health import HealthTracker
 from imagefunnel.routing.ledger import AttemptLedger, SpendBook
 from imagefunnel.routing.passrates import PassRateBook, PassRateKey
@@ -94,8 +95,12 @@ class Dispatcher:
         pass_rates: PassRateBook,
         clock: Callable[[], float],
         hedging: HedgeSettings | None,
+        capacity: CapacityBook | None = None,
+        slots: Callable[[str], int | None] = lambda _name: None,
     ) -> None:
         self._providers = providers
+        self._capacity = capacity or CapacityBook(clock=clock)
+        self._slots = slots
         self._ledger = ledger
         self._spend = spend
         self._health = health
@@ -168,7 +173,7 @@ class Dispatcher:
         # opened the breaker must not all go out after it.
         if not self._health.available(option.provider, option.model):
             raise NotAdmitted("cooling down since it was chosen; nothing sent", provider=option.provider)
-        timeout_s, hold, what = _held(quote, att.timeout_s, att.budgets)
+        timeout_s, hold, what = _held(quote, att.timeout_s, att.budgets, queue_wait_s=option.queue_wait_s)
         reserved: list[BudgetGuard] = []
         try:
             for guard in att.budgets:
@@ -181,12 +186,15 @@ class Dispatcher:
         self._health.on_dispatch(option.provider, option.model)
         number = next(att.numbers)
         self._begin(att, number)
+        ticket = self._capacity.started(option.provider, option.model)
         started = self._clock()
         charged = quote.usd  # what is assumed spent if we never hear back (cancelled mid-flight)
+        latency: float | None = None  # learned by the capacity model only from a success
         try:
             async with asyncio.timeout(timeout_s):
                 generation = await self._call(att, number)
             charged = generation.charged_usd
+            latency = self._clock() - started
         except asyncio.CancelledError as exc:
             # An adapter that knows what the abandoned request cost (ComfyUI reads the server's own
             # record) says so on the cancellation; otherwise the quote stands as the upper bound.
@@ -211,6 +219,13 @@ class Dispatcher:
         finally:
             for guard in reserved:
                 guard.settle(hold, charged)
+            self._capacity.finished(
+                option.provider,
+                option.model,
+                ticket,
+                latency_s=latency,
+                slots=self._slots(option.provider),
+            )
         self._health.record_success(option.provider, self._clock() - started, model=option.model)
         self._prices.observe_charge(quote, charged)
         self._end(
@@ -316,7 +331,9 @@ STOP_GRACE = 0.25
 BILLED_TAIL = 4.0
 
 
-def _held(quote: Quote, timeout_s: float, budgets: tuple[BudgetGuard, ...]) -> tuple[float, float, str]:
+def _held(
+    quote: Quote, timeout_s: float, budgets: tuple[BudgetGuard, ...], *, queue_wait_s: float = 0.0
+) -> tuple[float, float, str]:
     """(timeout, amount held on the budgets, what the hold is called) for one attempt.
 
     A per-image or per-megapixel price is known before dispatch: the quote is held. A GPU-second
@@ -324,7 +341,10 @@ def _held(quote: Quote, timeout_s: float, budgets: tuple[BudgetGuard, ...]) -> t
     (the demo box charged 3x its quote). So the worst case is held, the rate times the attempt's
     timeout plus the time the provider takes to stop. The timeout is shortened to at most
     ``BILLED_TAIL`` expected runs and to what the budget left pays for, as long as that still leaves
-    twice the expected run; a request cut off by it is billed within what was held.
+    twice the expected run; a request cut off by it is billed within what was held. A request that
+    waits in the provider's queue first (a one-slot box) gets the expected wait on top of the
+    ``BILLED_TAIL`` runs, so it is not cut off while waiting; the hold covers that time too (the
+    wait may turn out shorter), and is released on settle.
     """
     if quote.unit is not PriceUnit.PER_GPU_SECOND or quote.unit_price_usd <= 0:
         return timeout_s, quote.usd, "next request quoted"
@@ -333,7 +353,7 @@ def _held(quote: Quote, timeout_s: float, budgets: tuple[BudgetGuard, ...]) -> t
     left = min((guard.remaining_usd for guard in budgets), default=math.inf)
     # One attempt never holds more than its run could plausibly bill, so concurrent attempts share
     # a small budget instead of the first one holding all of it.
-    affordable_s = min(timeout_s, left / rate, BILLED_TAIL * expected_s)
+    affordable_s = min(timeout_s, left / rate, BILLED_TAIL * expected_s + max(0.0, queue_wait_s))
     if affordable_s < 2 * expected_s:
         return timeout_s, max(quote.usd, rate * 2 * expected_s), "next request's worst case"
     return affordable_s, rate * affordable_s, "next request's worst case"

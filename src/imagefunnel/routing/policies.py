@@ -54,7 +54,8 @@ class Option:
     priced: PricedQuote
     pass_rate: PassRate
     health: HealthView
-    expected_latency_s: float  # cold start included
+    expected_latency_s: float  # until the result: queue wait, service time and cold start
+    queue_wait_s: float = 0.0  # the part of it spent waiting behind requests ahead (``routing.capacity``)
 
     @property
     def quoted_usd(self) -> float:
@@ -129,7 +130,8 @@ class CostPerAcceptedPolicy:
     evidence is tried in proportion to the chance it is the best, and a well-known one is not
     second-guessed. The latency penalty is ``1 + weight × (expected time / time left)²`` (×4 when
     the expected time exceeds the time left): nothing while the deadline is far, decisive near it.
-    Expected time counts retries: latency / (1 − error rate).
+    Expected time counts retries: latency / (1 − error rate); the latency includes the wait behind
+    the requests queued there (a busy one-slot box is as slow as its queue).
     """
 
     name = "cost_per_accepted"

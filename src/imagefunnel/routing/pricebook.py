@@ -40,10 +40,15 @@ class ProviderTraits:
     expected_latency_s: float = 10.0  # prior latency until measurements exist
     cold_start_s: float = 0.0  # extra latency of the first request after an idle spell
     warm_for_s: float = 300.0  # how long a provider stays warm after a request finishes
+    # Requests it runs at once, the rest wait in its queue (a GPU box: its GPUs); None: unknown,
+    # learned from latencies (see ``routing.capacity``).
+    slots: int | None = None
 
     def __post_init__(self) -> None:
         if self.expected_latency_s < 0 or self.cold_start_s < 0 or self.warm_for_s < 0:
             raise ValueError("latencies must be ≥ 0")
+        if self.slots is not None and self.slots < 1:
+            raise ValueError("slots must be ≥ 1")
 
 
 @dataclass(frozen=True, slots=True)

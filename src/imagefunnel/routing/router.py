@@ -5,22 +5,31 @@ breaker not open), prices them from the price book, asks the policy for an order
 along it: the first is tried (hedged by the second when hedging is on), the rest form the fallback
 chain tried on timeout, 5xx, 429 or garbage. Scorer verdicts come back through
 :meth:`Router.observe_verdict` and teach the pass-rate posteriors the default policy ranks by.
+
+Each option's expected latency is its expected *completion* (``routing.capacity``): the wait behind
+the requests already in flight or queued there, plus its service time (plus a cold start). An option
+that would complete after the job's deadline is not admitted while another would complete in time
+(it stays at the end of the fallback chain), so a cheap one-slot box whose queue would make the job
+late spills the overflow to a dearer provider instead of queueing it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from imagefunnel.errors import NoProviderAvailable, NotAdmitted, ProviderError, ProviderUnavailable
 from imagefunnel.providers.base import Capabilities, Generation, GenerationRequest, Provider, Quote
 from imagefunnel.routing.budget import BudgetGuard
 from imagefunnel.routing.capability import Requirements, exclusion
+from imagefunnel.routing.capacity import CapacityBook
 from imagefunnel.routing.dispatch import Attempt, Dispatcher, HedgeSettings, TimeoutSettings
 from imagefunnel.routing.health import HealthTracker, HealthView
 from imagefunnel.routing.ledger import AttemptLedger, Grouping, SpendBook, SpendLine
@@ -28,7 +37,7 @@ from imagefunnel.routing.passrates import PassRateBook, PassRateKey
 from imagefunnel.routing.policies import CostPerAcceptedPolicy, Option, Policy, Situation
 from imagefunnel.routing.pricebook import PriceBook, ProviderTraits
 
-__all__ = ["AttemptLedger", "RouteContext", "Router"]
+__all__ = ["AttemptLedger", "ReportsQueue", "RouteContext", "Router"]
 
 _DEFAULT_TRAITS = ProviderTraits()
 # While every acceptable provider is busy with a half-open trial, look again this often.
@@ -38,6 +47,24 @@ _TRIAL_POLL_S = 0.05
 # are throttled must not fail the request.
 _TRANSIENT_BACKOFF_S = 0.25
 _TRANSIENT_RETRIES = 2
+# A provider's own queue depth is asked for at most this often (ComfyUI: GET /queue).
+_DEPTH_REFRESH_S = 1.0
+
+
+class _QueueEstimate(Protocol):
+    @property
+    def queue_depth(self) -> int: ...
+
+    @property
+    def exec_s(self) -> float: ...
+
+
+@runtime_checkable
+class ReportsQueue(Protocol):
+    """A provider whose protocol tells its queue depth (ComfyUI's ``/queue``); such a server runs
+    one prompt at a time unless its traits say otherwise."""
+
+    async def estimate(self, request: GenerationRequest) -> _QueueEstimate: ...
 
 
 def _permit_all(_name: str) -> bool:
@@ -77,6 +104,7 @@ class Router:
         timeouts: TimeoutSettings | None = None,
         hedging: HedgeSettings | None = None,
         seed: int = 0,
+        capacity_aware: bool = True,
     ) -> None:
         if not providers:
             raise NoProviderAvailable("the router needs at least one provider")
@@ -90,6 +118,12 @@ class Router:
         self._traits = dict(traits or {})
         self._timeouts = timeouts or TimeoutSettings(max_s=request_timeout_s)
         self._caps: dict[str, Capabilities] = {}
+        # False: the router before the capacity model (latency = observed EWMA, no admission by
+        # expected completion); kept as the benchmark's baseline.
+        self._capacity_aware = capacity_aware
+        self.capacity = CapacityBook(clock=clock)
+        self._depth_asked: dict[tuple[str, str], float] = {}
+        self._depth_tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         # Seconds each routing decision took (filter + price + rank), for the latency benchmark.
         self.decision_times: deque[float] = deque(maxlen=100_000)
         self._dispatcher = Dispatcher(
@@ -101,6 +135,8 @@ class Router:
             pass_rates=self.pass_rates,
             clock=clock,
             hedging=hedging,
+            capacity=self.capacity,
+            slots=self.slots,
         )
 
     @property
@@ -110,6 +146,14 @@ class Router:
     def provider(self, name: str) -> Provider | None:
         """The adapter called ``name``, if this router has one (resume re-attaches through it)."""
         return self._providers.get(name)
+
+    def slots(self, name: str) -> int | None:
+        """Requests provider ``name`` runs at once: its traits', 1 for a server that reports its
+        queue (ComfyUI), else unknown (``None``: learned from latencies)."""
+        declared = self._traits.get(name, _DEFAULT_TRAITS).slots
+        if declared is not None:
+            return declared
+        return 1 if isinstance(self._providers.get(name), ReportsQueue) else None
 
     @property
     def hedges(self) -> int:
@@ -231,6 +275,47 @@ class Router:
                     self.health.record_failure(provider.name, str(result), model=request.model)
                 elif isinstance(result, BaseException):
                     raise result
+        if self._capacity_aware:
+            await self._refresh_depths(request, ctx, tried)
+
+    async def _refresh_depths(
+        self, request: GenerationRequest, ctx: RouteContext, tried: frozenset[str] | set[str]
+    ) -> None:
+        """Ask the providers that report their queue how deep it is (at most once a second each;
+        concurrent decisions wait for the one question in flight instead of deciding without it)."""
+        now = self._clock()
+        waits: list[asyncio.Task[None]] = []
+        for name in self._candidates(request, ctx, tried):
+            provider = self._providers[name]
+            if not (
+                isinstance(provider, ReportsQueue)
+                and request.model in self._caps[name].models
+                and self.health.available(name, request.model)
+            ):
+                continue
+            key = (name, request.model)
+            task = self._depth_tasks.get(key)
+            if task is None and now - self._depth_asked.get(key, -math.inf) >= _DEPTH_REFRESH_S:
+                self._depth_asked[key] = now
+                task = asyncio.get_running_loop().create_task(self._ask_depth(provider, name, request))
+                self._depth_tasks[key] = task
+                task.add_done_callback(functools.partial(self._depth_asked_done, key))
+            if task is not None:
+                waits.append(task)
+        if waits:
+            await asyncio.gather(*(asyncio.shield(task) for task in waits))
+
+    def _depth_asked_done(self, key: tuple[str, str], _task: asyncio.Task[None]) -> None:
+        self._depth_tasks.pop(key, None)
+
+    async def _ask_depth(self, provider: ReportsQueue, name: str, request: GenerationRequest) -> None:
+        try:
+            estimate = await provider.estimate(request)
+        except ProviderError:
+            return  # its quote failing says the same; the health tracker hears of it there
+        self.capacity.note_depth(
+            name, request.model, int(estimate.queue_depth), service_s=float(estimate.exec_s)
+        )
 
     def _decide(
         self, request: GenerationRequest, ctx: RouteContext, tried: frozenset[str] | set[str]
@@ -247,7 +332,7 @@ class Router:
                 continue
             (ready if self.health.available(name, request.model) else cooling).append(option)
         situation = Situation(now=now, time_left_s=ctx.deadline - now, use_case=use_case)
-        ranked = self.policy.rank(ready, situation) if ready else []
+        ranked = self._admitted(ready, situation) if ready else []
         wait: float | None = None
         if not ranked and cooling:
             acceptable = self.policy.rank(cooling, situation)
@@ -259,6 +344,18 @@ class Router:
         self.decision_times.append(time.perf_counter() - started)
         return ranked, wait
 
+    def _admitted(self, ready: list[Option], situation: Situation) -> list[Option]:
+        """The policy's order of the options that would complete before the deadline, then of the
+        ones that would not (tried only if none of the first can deliver)."""
+        if not self._capacity_aware:
+            return self.policy.rank(ready, situation)
+        in_time = [o for o in ready if o.expected_latency_s <= situation.time_left_s]
+        late = [o for o in ready if o.expected_latency_s > situation.time_left_s]
+        if not in_time or not late:
+            return self.policy.rank(ready, situation)
+        # A policy that drops options (``single``) drops them from both lists.
+        return self.policy.rank(in_time, situation) + self.policy.rank(late, situation)
+
     def _option(
         self, name: str, request: GenerationRequest, ctx: RouteContext, now: float, use_case: str
     ) -> Option | None:
@@ -269,7 +366,15 @@ class Router:
         last = view.last_success_at
         cold = traits.cold_start_s > 0 and (last is None or now - last > traits.warm_for_s)
         cold_s = traits.cold_start_s if cold else 0.0
-        latency = _latency(view, traits) + cold_s
+        queue_wait = 0.0
+        if self._capacity_aware:
+            done = self.capacity.completion(
+                name, request.model, slots=self.slots(name), prior_service_s=_latency(view, traits)
+            )
+            queue_wait = done.queue_wait_s
+            latency = done.total_s + cold_s
+        else:
+            latency = _latency(view, traits) + cold_s
         if exclusion(self._caps[name], traits, request, ctx.requirements, expected_latency_s=latency):
             return None
         cached = self.prices.fresh(name, request)
@@ -282,6 +387,7 @@ class Router:
             pass_rate=self.pass_rates.get(PassRateKey(name, request.model, use_case)),
             health=view,
             expected_latency_s=latency,
+            queue_wait_s=queue_wait,
         )
 
     # -- dispatching -------------------------------------------------------------------------
