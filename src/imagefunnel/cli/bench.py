@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from imagefunnel.bench.workflows import bench_workflows_cmd
 from imagefunnel.cli.crash_bench import crash_cmd
 from imagefunnel.cli.cutout import bench_bg_removal_cmd
 from imagefunnel.cli.eval import bench_scoring_cmd
@@ -155,3 +156,4 @@ bench_app.command("load")(load_cmd)  # workers sharing one PostgreSQL under load
 bench_app.command("ray-scaling")(ray_scaling_cmd)  # scoring throughput on Ray next to threads
 bench_app.command("crash")(crash_cmd)  # kill -9 and resume, ledger vs billing (cli/crash_bench.py)
 bench_app.command("quote")(quote_bench_cmd)  # forecast vs simulated jobs (cli/quote_bench.py)
+bench_app.command("workflows")(bench_workflows_cmd)  # raw ComfyUI vs library vs HTTP (bench/workflows.py)
