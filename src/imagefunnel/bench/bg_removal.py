@@ -11,7 +11,6 @@ garbage is counted too, so a scorer that lets garbage through cannot flatter the
 from __future__ import annotations
 
 import asyncio
-import re
 import tempfile
 import time
 from collections import Counter
@@ -19,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from imagefunnel.bench.doc_blocks import write_marked_block
 from imagefunnel.cutouts import CutoutOutcome, run_cutouts
 from imagefunnel.market.server import MarketServer
 from imagefunnel.providers.base import Provider
@@ -213,11 +213,5 @@ def markdown(report: BgBenchReport) -> str:
 
 
 def write_bg_section(path: Path, section: str) -> None:
-    """Replace the generated block in ``path``, or append it under '## Background removal'."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(_START) + r".*?" + re.escape(_END) + r"\n?", re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n## Background removal\n\n" + section
-    path.write_text(text, encoding="utf-8")
+    """Replace the generated block in ``path``, or add it under '## Background removal'."""
+    write_marked_block(path, start=_START, end=_END, block=section, heading="## Background removal")

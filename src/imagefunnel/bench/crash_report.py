@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from imagefunnel.bench.crash import CrashReport, PointResult
+from imagefunnel.bench.doc_blocks import write_marked_block
 
 __all__ = ["crash_markdown", "write_block"]
 
@@ -61,12 +61,5 @@ _HEADING = "## Crash and resume"
 
 
 def write_block(path: Path, body: str) -> None:
-    """Replace the generated crash block in ``path``, or append it under its own heading."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    block = f"{_START}\n{body}\n{_END}"
-    pattern = re.compile(re.escape(_START) + r".*?" + re.escape(_END), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: block, text)
-    else:
-        text = f"{text.rstrip()}\n\n{_HEADING}\n\n{block}\n"
-    path.write_text(text, encoding="utf-8")
+    """Replace the generated crash block in ``path``, or add it under its own heading."""
+    write_marked_block(path, start=_START, end=_END, block=f"{_START}\n{body}\n{_END}", heading=_HEADING)

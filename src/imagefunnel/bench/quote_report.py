@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from imagefunnel.bench.doc_blocks import write_marked_block
 from imagefunnel.bench.quote_calibration import TOLERANCE, CalibrationRun
 
 __all__ = ["BEGIN", "END", "P95_TARGET", "QuoteBench", "markdown", "run_met", "write_block"]
@@ -102,12 +103,5 @@ def markdown(bench: QuoteBench) -> str:
 
 
 def write_block(path: Path, block: str) -> None:
-    """Replace the block between the markers in ``path``, or append it under its own heading."""
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    text = f"{BEGIN}\n{block}{END}\n"
-    if BEGIN in old and END in old:
-        rest = old[old.index(END) + len(END) :]
-        new = old[: old.index(BEGIN)] + text + rest.removeprefix("\n")
-    else:
-        new = old.rstrip("\n") + f"\n\n{HEADING}\n\n" + text
-    path.write_text(new, encoding="utf-8")
+    """Replace the block between the markers in ``path``, or add it under its own heading."""
+    write_marked_block(path, start=BEGIN, end=END, block=f"{BEGIN}\n{block}{END}", heading=HEADING)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from imagefunnel.bench.doc_blocks import write_marked_block
 from imagefunnel.bench.results import PolicyResult
 from imagefunnel.bench.routing import RoutingReport
 from imagefunnel.bench.simrun import BLIND
@@ -189,18 +189,6 @@ def _e2e_lines(report: RoutingReport) -> list[str]:
 
 
 def write_section(path: Path, section: str, *, scenario: str) -> None:
-    """Replace this scenario's generated block in ``path`` (or append it under '## Routing')."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    """Replace this scenario's generated block in ``path`` (or add it to '## Routing')."""
     start, end = _START.format(scenario=scenario), _END.format(scenario=scenario)
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: section, text)
-    elif "\n## Routing\n" in text:
-        # Insert at the end of the Routing section, before the next section of another benchmark.
-        head, _, tail = text.partition("\n## Routing\n")
-        nxt = tail.find("\n## ")
-        body, rest = (tail, "") if nxt < 0 else (tail[: nxt + 1], tail[nxt + 1 :])
-        text = f"{head}\n## Routing\n{body.rstrip()}\n\n{section}" + (f"\n{rest}" if rest else "")
-    else:
-        text = text.rstrip("\n") + "\n\n## Routing\n\n" + section
-    path.write_text(text, encoding="utf-8")
+    write_marked_block(path, start=start, end=end, block=section, heading="## Routing")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from imagefunnel.bench.doc_blocks import write_marked_block
 from imagefunnel.bench.load import LoadRun, LoadSettings
 from imagefunnel.bench.ray_scaling import ScalingRun
 
@@ -61,16 +61,4 @@ def ray_markdown(runs: Sequence[ScalingRun], *, command: str, use_case: str) -> 
 def write_block(path: Path, key: str, body: str) -> None:
     """Put ``body`` between this benchmark's markers, replacing the last one; under '## Scale-out'."""
     start, end = f"<!-- bench:scaleout:{key}:start -->", f"<!-- bench:scaleout:{key}:end -->"
-    block = f"{start}\n{body}\n{end}\n"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: block, text)
-    elif f"\n{_HEADING}\n" in text:
-        head, _, tail = text.partition(f"\n{_HEADING}\n")
-        nxt = tail.find("\n## ")
-        body_text, rest = (tail, "") if nxt < 0 else (tail[: nxt + 1], tail[nxt + 1 :])
-        text = f"{head}\n{_HEADING}\n{body_text.rstrip()}\n\n{block}" + (f"\n{rest}" if rest else "")
-    else:
-        text = text.rstrip("\n") + f"\n\n{_HEADING}\n\n{block}"
-    path.write_text(text, encoding="utf-8")
+    write_marked_block(path, start=start, end=end, block=f"{start}\n{body}\n{end}", heading=_HEADING)

@@ -23,7 +23,6 @@ import asyncio
 import json
 import os
 import random
-import re
 import shlex
 import statistics
 import sys
@@ -38,6 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from imagefunnel.bench.doc_blocks import write_marked_block
 
 if TYPE_CHECKING:
     import httpx
@@ -296,14 +297,8 @@ def markdown(report: WorkflowBench) -> str:
 
 
 def write_workflows_section(path: Path, section: str) -> None:
-    """Replace the generated block in ``path``, or append it under '## Workflow deployment'."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(_START) + r".*?" + re.escape(_END) + r"\n?", re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n## Workflow deployment\n\n" + section
-    path.write_text(text, encoding="utf-8")
+    """Replace the generated block in ``path``, or add it under '## Workflow deployment'."""
+    write_marked_block(path, start=_START, end=_END, block=section, heading="## Workflow deployment")
 
 
 def bench_workflows_cmd(

@@ -180,11 +180,7 @@ def bench_service_cmd(
 
 
 def _write_section(path: Path, text: str) -> None:
+    from imagefunnel.bench.doc_blocks import write_marked_block
+
     begin, end = "<!-- bench service -->", "<!-- /bench service -->"
-    old = path.read_text(encoding="utf-8") if path.exists() else ""
-    block = f"{begin}\n{text}{end}\n"
-    if begin in old and end in old:
-        new = old[: old.index(begin)] + block + old[old.index(end) + len(end) + 1 :]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block
-    path.write_text(new, encoding="utf-8")
+    write_marked_block(path, start=begin, end=end, block=f"{begin}\n{text}{end}", heading=None)
