@@ -146,6 +146,9 @@ class JobWorker:
         base = settings or WorkerSettings()
         self.settings = base if base.worker_id else _with_id(base, default_worker_id())
         self.finished: list[FunnelOutcome] = []
+        # Claims being run, from the claim to the last word on them: a job whose status is already
+        # final in the store may still be reporting here (``finished``, its quote check, its end).
+        self.active = 0
 
     @property
     def worker_id(self) -> str:
@@ -212,6 +215,13 @@ class JobWorker:
             self._queue.requeue(lease.claim.job_id, self.worker_id)
 
     async def _run_claim(self, lease: LeaseKeeper) -> None:
+        self.active += 1
+        try:
+            await self._run_claim_once(lease)
+        finally:
+            self.active -= 1
+
+    async def _run_claim_once(self, lease: LeaseKeeper) -> None:
         claim = lease.claim
         loop = asyncio.get_running_loop()
         job = asyncio.create_task(self._execute(claim))

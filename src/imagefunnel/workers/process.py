@@ -94,5 +94,7 @@ async def _watch(
     while not stop.is_set():
         await asyncio.sleep(worker.settings.poll_s)
         reporter.flush()
-        if until_done and await asyncio.to_thread(queue.unfinished) == 0:
+        # Not while a claim is still ending here: its job is final in the store a moment before the
+        # worker has recorded and reported it, and stopping now would cancel that.
+        if until_done and worker.active == 0 and await asyncio.to_thread(queue.unfinished) == 0:
             stop.set()
