@@ -104,25 +104,36 @@ def test_glasses_squints_and_broad_smiles_pass(
         assert passed, f"{name}: {dim} = {value:.3f} rejected"
 
 
+@pytest.mark.parametrize("name", ["grace_hopper", "jesper_3"])
+def test_a_sharp_flag_and_a_poster_wall_behind_the_person_are_not_clutter(
+    name: str, models: FaceModels
+) -> None:
+    # The hardest clean backgrounds of the dev set: a flag's sharp red, white and blue outlines
+    # (grace_hopper), framed posters on a wall (jesper_3). Both sit under the cut with margin.
+    source = photo(name).rgb
+    value, passed = judge(source, source, models, ("background_clutter",))["background_clutter"]
+    assert passed and value < 0.08, f"{name}: background_clutter = {value:.3f}"
+
+
 # (photos, strengths, share of them that must be caught). OCR costs ~0.3 s an image: the text
 # generators are checked on one photo (the dev set has them all). Where the scorer is known to miss
 # some, the measured share is asserted, so that it cannot silently get worse:
 # - shadows: an edge placed by the Haar box sometimes leaves most of the face on one side (biden);
 # - skin hue at 1.0 on obama_1 and at 0.5 on jesper_2: ΔE 11-12 under the 15 that other photos of
 #   the same person need (flash vs scan vs daylight);
-# - book shelves at 0.5: under the 0.1 clutter cut; at 1.0 caught on these three photos.
 _PLAN: dict[str, tuple[tuple[str, ...], tuple[float, ...], float]] = {
     **{name: (PHOTOS[:2], (0.5, 1.0), 1.0) for name in GENERATORS},
     **{name: (PHOTOS[:1], (0.5,), 1.0) for name, g in GENERATORS.items() if g.family == "text"},
     "shadow_hard": (PHOTOS, (0.5, 1.0), 0.66),
     "shadow_soft": (PHOTOS, (0.5, 1.0), 0.66),
     "skin_hue": (PHOTOS, (0.5, 1.0), 0.8),
-    "clutter_shelves": (PHOTOS, (1.0,), 1.0),
+    # Pasted objects are judged on all three photos, at 0.5 too: their colour outlines count.
+    "clutter_shapes": (PHOTOS, (0.5, 1.0), 1.0),
+    "clutter_shelves": (PHOTOS, (0.5, 1.0), 1.0),
 }
-# Not caught by the default thresholds (see the notes of the evaluation): random shapes behind the
-# head (the person mask and the coherence filter leave too little of them), and a face made 1.4-2
-# stops lighter or darker against its reference, which a dim room also does to a clean photo.
-KNOWN_MISSES = frozenset({"clutter_shapes", "skin_stops"})
+# Not caught by the default thresholds (see the notes of the evaluation): a face made 1.4-2 stops
+# lighter or darker against its reference, which a dim room also does to a clean photo.
+KNOWN_MISSES = frozenset({"skin_stops"})
 
 
 def test_known_misses_are_only_those_named() -> None:
