@@ -3,6 +3,9 @@
 The library surface is small; everything else lives in subpackages (see ``docs/architecture.md``).
 """
 
+import importlib
+from typing import TYPE_CHECKING
+
 from imagefunnel.errors import (
     BadOutput,
     BudgetExceeded,
@@ -24,21 +27,53 @@ from imagefunnel.errors import (
     SpecError,
     StoreError,
 )
-from imagefunnel.funnel import Funnel, FunnelObserver, JobResult, load_result
-from imagefunnel.imaging import DecodedImage, decode_image
-from imagefunnel.providers.base import (
-    Capabilities,
-    Generation,
-    GenerationRequest,
-    Health,
-    PriceUnit,
-    Provider,
-    Quote,
-)
-from imagefunnel.routing import Router
-from imagefunnel.scoring import Scorer, ScoringContext, Verdict
-from imagefunnel.spec import JobSpec, load_spec, parse_spec
-from imagefunnel.store import BlobStore, Store
+
+if TYPE_CHECKING:  # the names below are imported on first use (see __getattr__)
+    from imagefunnel.funnel import Funnel, FunnelObserver, JobResult, load_result
+    from imagefunnel.imaging import DecodedImage, decode_image
+    from imagefunnel.providers.base import (
+        Capabilities,
+        Generation,
+        GenerationRequest,
+        Health,
+        PriceUnit,
+        Provider,
+        Quote,
+    )
+    from imagefunnel.routing import Router
+    from imagefunnel.scoring import Scorer, ScoringContext, Verdict
+    from imagefunnel.spec import JobSpec, load_spec, parse_spec
+    from imagefunnel.store import BlobStore, Store
+
+# Where each public name lives. They are imported when first asked for, not with the package:
+# ``import imagefunnel`` (and so every ``imagefunnel`` command, ``--help`` included) must not pay
+# for OpenCV, SQLAlchemy and the scoring models that only some commands use.
+_LAZY = {
+    **dict.fromkeys(("Funnel", "FunnelObserver", "JobResult", "load_result"), "imagefunnel.funnel"),
+    **dict.fromkeys(("DecodedImage", "decode_image"), "imagefunnel.imaging"),
+    **dict.fromkeys(
+        ("Capabilities", "Generation", "GenerationRequest", "Health", "PriceUnit", "Provider", "Quote"),
+        "imagefunnel.providers.base",
+    ),
+    "Router": "imagefunnel.routing",
+    **dict.fromkeys(("Scorer", "ScoringContext", "Verdict"), "imagefunnel.scoring"),
+    **dict.fromkeys(("JobSpec", "load_spec", "parse_spec"), "imagefunnel.spec"),
+    **dict.fromkeys(("BlobStore", "Store"), "imagefunnel.store"),
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next lookup is a plain global
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __version__ = "0.1.0"
 

@@ -22,6 +22,7 @@ from imagefunnel.funnel.requests import prompt_for, seed_for
 from imagefunnel.providers.base import GenerationRequest, Provider
 from imagefunnel.providers.comfyui import ComfyUIProvider
 from imagefunnel.providers.local import LocalWorkerProvider
+from imagefunnel.quote_defaults import DEFAULT_CONFIDENCE, DEFAULT_SIMULATIONS
 from imagefunnel.routing import NullLedger, PassRate, PassRateBook, RouteContext, Router
 from imagefunnel.spec import JobSpec
 from imagefunnel.store.pass_rates import SqlPassRates
@@ -33,9 +34,6 @@ __all__ = [
     "quote_job",
     "store_pass_rates",
 ]
-
-DEFAULT_CONFIDENCE = 0.95
-DEFAULT_SIMULATIONS = 2000
 
 
 class _LoadedRates:

@@ -11,7 +11,7 @@ from sqlalchemy import update
 from typer.testing import CliRunner
 
 from imagefunnel.cli import app as cli_app
-from imagefunnel.cli.jobs_cmd import list_jobs
+from imagefunnel.cli.jobs_list import list_jobs
 from imagefunnel.cli.runner import STORE_FILE, open_store
 from imagefunnel.store.models import JobRow
 from imagefunnel.store.queue import JobQueue

@@ -160,3 +160,18 @@ def test_detector_input_by_lookup_is_the_librarys_own_bit_for_bit() -> None:
         fast = engine.text_det.get_preprocess(max(shape[:2]))(img)  # type: ignore[attr-defined]
         library = DetPreProcess(960, "max", [0.5, 0.5, 0.5], [0.5, 0.5, 0.5])(img)
         assert fast.dtype == library.dtype and np.array_equal(fast, library), shape
+
+
+def test_our_sessions_read_exactly_what_rapidocrs_own_read(portraits: dict[str, Rgb]) -> None:
+    # The reader runs rapidocr's models in sessions of its own (memory arena on, for speed); the
+    # boxes, texts and scores must be the very ones rapidocr's own sessions give.
+    from rapidocr_onnxruntime import RapidOCR
+
+    ours = TextReader()._load()
+    stock = RapidOCR(det_limit_type="max", intra_op_num_threads=1, inter_op_num_threads=1)
+    overlay = defects.text_overlay(portraits["obama_3"], 0.5)
+    watermark = draw_text(portraits["biden"], "Getty Images", height=0.022, where="corner")
+    for rgb in (overlay, watermark, portraits["jesper_2"]):
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+        assert ours(bgr)[0] == stock(bgr)[0]
+    assert ours(np.ascontiguousarray(overlay[:, :, ::-1]))[0], "the overlay is read at all"

@@ -19,7 +19,6 @@ Everything shares this machine's CPUs: the box, the service and the clients.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import random
@@ -133,6 +132,8 @@ def _deploy(name: str, url: str, registry: Path) -> tuple[Deployed, float]:
 
     started = time.perf_counter()
     flow = load_workflow(_workflow_file(name))
+    import asyncio
+
     object_info = asyncio.run(info())
     checked = check_workflow(flow, draft_inputs(detect_inputs(flow, object_info=object_info)), object_info)
     deployed = WorkflowRegistry(registry).add(name.replace("_", "-"), flow, checked)
@@ -258,6 +259,8 @@ def run_workflows_bench(
             for (flow, add_ms), name in zip(deployed, workflows, strict=True):
                 if progress is not None:
                     progress(f"{name}: {runs} runs x {len(PATHS)} ways, after one warm-up")
+                import asyncio
+
                 paths = asyncio.run(_measure(flow, box.url, service_url, key, colors, runs))
                 results.append(WorkflowResult(flow.name, add_ms, paths))
         finally:

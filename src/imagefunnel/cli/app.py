@@ -19,7 +19,7 @@ from imagefunnel.cli.exit_codes import ExitCode
 from imagefunnel.cli.jobs_cmd import jobs_app
 from imagefunnel.cli.market_serve import market_app
 from imagefunnel.cli.providers import providers_app
-from imagefunnel.cli.quote import quote_cmd
+from imagefunnel.cli.quote_cmd import quote_cmd
 from imagefunnel.cli.serve import bench_service_cmd, evaluations_app, keys_app, serve_cmd
 from imagefunnel.cli.uploads_cmd import uploads_app
 from imagefunnel.cli.worker import submit_cmd, worker_cmd

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import shlex
 import sys
@@ -84,6 +83,8 @@ def cutout_cmd(
             finally:
                 for provider in chosen:
                     await provider.aclose()
+
+        import asyncio
 
         outcomes = asyncio.run(run())
     store.close()

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from imagefunnel.scoring import DimensionInfo, default_registry
-from imagefunnel.spec.models import UseCase
+from imagefunnel.use_cases import UseCase
+
+if TYPE_CHECKING:
+    from imagefunnel.scoring import DimensionInfo
 
 __all__ = ["dimensions_cmd"]
 
@@ -49,6 +51,8 @@ def dimensions_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """List every dimension: tier, direction, range, unit, default threshold and what it measures."""
+    from imagefunnel.scoring import default_registry
+
     names = default_registry.names(use_case=None if use_case is None else use_case.value)
     infos = sorted((default_registry.get(n).info for n in names), key=lambda i: (i.tier, i.name))
     rows = [_row(info) for info in infos]

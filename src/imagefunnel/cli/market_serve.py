@@ -9,15 +9,14 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import yaml
 from rich.console import Console
 
-from imagefunnel.cli.demo import box_settings, market_provider_config
-from imagefunnel.market.server import MarketServer
-from imagefunnel.providers.config import ProviderConfig, ProvidersFile
+if TYPE_CHECKING:
+    from imagefunnel.market.server import MarketServer
+    from imagefunnel.providers.config import ProvidersFile
 
 __all__ = ["MARKET_KEY_ENV", "market_app", "providers_file"]
 
@@ -37,6 +36,9 @@ def _group() -> None:
 
 def providers_file(market: MarketServer, model: str) -> ProvidersFile:
     """A providers file for every provider and self-hosted box of ``market`` that serves ``model``."""
+    from imagefunnel.cli.demo import box_settings, market_provider_config
+    from imagefunnel.providers.config import ProviderConfig, ProvidersFile
+
     hosted = [
         market_provider_config(market, profile, model).model_copy(update={"api_key_env": MARKET_KEY_ENV})
         for profile in market.scenario.providers
@@ -72,6 +74,10 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the market until SIGTERM/SIGINT; workers use --providers with the file it writes."""
+    import yaml
+
+    from imagefunnel.market.server import MarketServer
+
     with MarketServer(scenario, port=port, time_factor=time_factor) as market:
         document = providers_file(market, model).model_dump(mode="json", exclude_defaults=True)
         providers_out.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")

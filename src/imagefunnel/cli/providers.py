@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -94,6 +93,8 @@ def _show(
     """Print the table; the exit code its health column stands for."""
     providers = offer.providers
     request = GenerationRequest(request_id="quote", model=model, prompt="quote", width=width, height=height)
+    import asyncio
+
     rows, healthy = asyncio.run(_gather_rows(providers, request))
     keep = [i for i, col in enumerate(_COLUMNS) if col in columns]
     table = Table(title=f"providers for {model} at {width}x{height}")
@@ -147,6 +148,8 @@ def check(
 ) -> None:
     """Verify a ComfyUI server end to end (stats, nodes, websocket, a tiny prompt, history, view).
     Exit code 0: usable; 2: not usable, or invalid input."""
+    import asyncio
+
     from imagefunnel.providers.comfyui import check_server
 
     report = asyncio.run(check_server(url, workflow=workflow) if workflow else check_server(url))

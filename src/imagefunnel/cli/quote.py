@@ -14,13 +14,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from imagefunnel.cli.exit_codes import ExitCode
 from imagefunnel.cli.runner import QUOTE_FILE, STORE_FILE, open_store
 from imagefunnel.errors import NoProviderAvailable, SpecError
 from imagefunnel.forecast import JobQuote, chance, refusal, usd
@@ -28,7 +26,7 @@ from imagefunnel.providers.base import Provider
 from imagefunnel.quote_check import QuoteCheck, QuoteRecord, replanned
 from imagefunnel.quoting import DEFAULT_SIMULATIONS, quote_job, store_pass_rates
 from imagefunnel.routing import PassRateBook
-from imagefunnel.spec import JobSpec, load_spec
+from imagefunnel.spec import JobSpec
 
 if TYPE_CHECKING:
     from imagefunnel.market.server import MarketServer
@@ -38,8 +36,8 @@ __all__ = [
     "learned_pass_rates",
     "load_given_quote",
     "market_latencies",
+    "print_quote",
     "print_quote_check",
-    "quote_cmd",
     "quote_spec",
     "start_quote",
 ]
@@ -207,84 +205,3 @@ def print_quote(console: Console, quote: JobQuote, *, name: str) -> None:
     lines += [f"  {p.provider}: {p.share:.0%} of requests; {p.why}" for p in quote.providers]
     for line in lines:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
-
-
-def _quote(
-    spec_path: Path,
-    providers_path: Path | None,
-    scenario: str,
-    out_dir: Path,
-    confidence: float | None,
-    simulations: int,
-    seed: int | None,
-) -> tuple[JobSpec, JobQuote]:
-    from imagefunnel.cli.demo import market_offer, market_providers
-    from imagefunnel.market.server import MarketServer
-    from imagefunnel.providers.config import build_provider, load_providers_file
-    from imagefunnel.spec.offer import check_offer
-
-    spec = load_spec(spec_path)
-    if providers_path is not None:
-        configs = load_providers_file(providers_path).providers
-        check_offer(spec, {cfg.name: set(cfg.models) for cfg in configs})
-        built = [build_provider(cfg) for cfg in configs]
-        quote = quote_spec(
-            spec,
-            built,
-            pass_rates=learned_pass_rates(out_dir),
-            confidence=confidence,
-            simulations=simulations,
-            seed=seed,
-        )
-        return spec, quote
-    with MarketServer(scenario) as market:
-        check_offer(spec, market_offer(market))
-        quote = quote_spec(
-            spec,
-            market_providers(market, spec.model),
-            pass_rates=learned_pass_rates(out_dir),
-            latencies=market_latencies(market),
-            confidence=confidence,
-            simulations=simulations,
-            seed=seed,
-        )
-    return spec, quote
-
-
-def quote_cmd(
-    spec: Annotated[Path, typer.Argument(help="job spec YAML")],
-    providers: Annotated[
-        Path | None, typer.Option(help="providers YAML (real endpoints; quotes only, nothing is bought)")
-    ] = None,
-    market: Annotated[
-        str, typer.Option(help="emulated market scenario, used when --providers is not given")
-    ] = "demo",
-    out: Annotated[
-        Path, typer.Option("--out", help="folder of earlier jobs' store, whose learned pass rates are used")
-    ] = Path("imagefunnel-out"),
-    confidence: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            max=1.0,
-            help="the P(deliver) to find the smallest budget for (default: the spec's, else 0.95)",
-        ),
-    ] = None,
-    simulations: Annotated[
-        int, typer.Option(min=1, max=100_000, help="Monte Carlo runs")
-    ] = DEFAULT_SIMULATIONS,
-    seed: Annotated[int | None, typer.Option(help="seed of the simulation (default: the spec's)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the quote as JSON")] = False,
-) -> None:
-    """Forecast a job without buying anything: spend (expected, p50, p95), candidates, wall time,
-    P(deliver all K within budget and deadline), the providers it would use and why, and the smallest
-    budget reaching --confidence. Save --json to a file and give it to `run --quote` to hold the run
-    to it. Exit code 0: the budget reaches the confidence; 1: it does not."""
-    if confidence is not None and not 0 < confidence < 1:
-        raise typer.BadParameter("must be between 0 and 1 (exclusive)", param_hint="--confidence")
-    job, quote = _quote(spec, providers, market, out, confidence, simulations, seed)
-    if as_json:
-        typer.echo(quote.model_dump_json(indent=2))
-    else:
-        print_quote(Console(), quote, name=job.name)
-    raise typer.Exit(ExitCode.OK if refusal(quote) is None else ExitCode.PARTIAL)

@@ -9,27 +9,24 @@ an emulated market of their own (``--market``).
 
 from __future__ import annotations
 
-import asyncio
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from imagefunnel.errors import SpecError
-from imagefunnel.funnel import FunnelOutcome
-from imagefunnel.jobs import build_scorer
-from imagefunnel.providers.base import Provider
-from imagefunnel.providers.config import build_provider, load_providers_file
-from imagefunnel.spec import JobSpec, load_spec
-from imagefunnel.store import BlobStore, Store
-from imagefunnel.store.queue import JobQueue
-from imagefunnel.workers import JobWorker, ProvidersFactory, WorkerSettings, release_dead_local_leases
-from imagefunnel.workers.process import serve_worker
+
+# The store, the workers and the providers are imported by the commands that use them, so that
+# listing the commands (``imagefunnel --help``) does not import SQLAlchemy and the scorer.
+if TYPE_CHECKING:
+    from imagefunnel.funnel import FunnelOutcome
+    from imagefunnel.providers.base import Provider
+    from imagefunnel.spec import JobSpec
+    from imagefunnel.workers import ProvidersFactory
 
 console = Console()
 err_console = Console(stderr=True)
@@ -92,7 +89,13 @@ def worker_cmd(
     Jobs still running at SIGTERM go back to the queue at once; a killed worker's jobs are resumed
     by another worker once their lease expires.
     """
+    import asyncio
+
     from imagefunnel.routing.cooldowns import open_cooldowns
+    from imagefunnel.store import BlobStore, Store
+    from imagefunnel.store.queue import JobQueue
+    from imagefunnel.workers import JobWorker, WorkerSettings, release_dead_local_leases
+    from imagefunnel.workers.process import serve_worker
 
     settings = WorkerSettings(
         worker_id=worker_id or "", jobs=jobs, lease_s=lease_s, poll_s=min(0.5, lease_s / 6), quote=quote
@@ -143,6 +146,8 @@ def _providers_factory(providers: Path | None, market: str | None) -> Iterator[P
     if (providers is None) == (market is None):
         raise SpecError("give either --providers FILE or --market SCENARIO")
     if providers is not None:
+        from imagefunnel.providers.config import build_provider, load_providers_file
+
         configs = load_providers_file(providers).providers  # a bad file fails now, not at the first job
 
         def from_file(_spec: JobSpec) -> list[Provider]:
@@ -163,6 +168,13 @@ def submit_cmd(
     count: Annotated[int, typer.Option(min=1, max=10_000, help="how many copies of the job to queue")] = 1,
 ) -> None:
     """Queue the job in SPEC for the workers of a shared store; prints each job's id."""
+    import uuid
+
+    from imagefunnel.jobs import build_scorer
+    from imagefunnel.spec import load_spec
+    from imagefunnel.store import Store
+    from imagefunnel.store.queue import JobQueue
+
     job = load_spec(spec)
     build_scorer(job)  # unknown dimensions in its rules, unreadable reference photos: refused now
     opened = Store(store)

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import statistics
 from collections.abc import Iterator
@@ -18,7 +17,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -79,9 +77,13 @@ def detect_cmd(
     from imagefunnel.workflows.manifest import draft_inputs
 
     flow = _load(workflow)
+    import asyncio
+
     info = asyncio.run(_object_info(server)) if server else None
     found = detect_inputs(flow, object_info=info)
     exposed = {name: spec.model_dump(exclude_defaults=True) for name, spec in draft_inputs(found).items()}
+    import yaml
+
     print(yaml.safe_dump({"inputs": exposed}, sort_keys=False, allow_unicode=True), end="")
     hidden = [f"{i.name} ({i.class_type}.{i.input})" for i in found if not i.exposed]
     if hidden:
@@ -109,6 +111,8 @@ def add_cmd(
 
     flow = _load(workflow)
     with _servers(server, emulate=emulate, usd_per_hour=1.0) as boxes:
+        import asyncio
+
         info = asyncio.run(_object_info(boxes[0][1]))
     if inputs is not None:
         exposed = parse_inputs(inputs.read_text(encoding="utf-8"), source=str(inputs))
@@ -192,6 +196,8 @@ def run_cmd(
                 return runs
             finally:
                 await pool.aclose()
+
+        import asyncio
 
         runs = asyncio.run(go())
     out.mkdir(parents=True, exist_ok=True)

@@ -97,15 +97,14 @@ def exposed_score(detections: Iterable[Detection], *, classes: frozenset[str] = 
     return max((d.score for d in detections if d.label in classes), default=0.0)
 
 
-def _letterbox(rgb: NDArray[np.uint8]) -> tuple[NDArray[np.float32], float]:
+def _letterbox(bgr: NDArray[np.uint8]) -> tuple[NDArray[np.float32], float]:
     """Pad right/bottom to a square, resize to the input side: NCHW float in [0, 1], and the scale.
 
     The channels go in as BGR: nudenet's own pipeline swaps twice (``COLOR_RGBA2BGR`` on a BGR
     image, then ``swapRB``), so that is what the model's published scores are for.
     """
-    h, w = rgb.shape[:2]
+    h, w = bgr.shape[:2]
     side = max(h, w)
-    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
     square = cv2.copyMakeBorder(bgr, 0, side - h, 0, side - w, cv2.BORDER_CONSTANT, value=(0, 0, 0))
     small = cv2.resize(square, (INPUT_SIDE, INPUT_SIDE), interpolation=cv2.INTER_LINEAR)
     blob = small.astype(np.float32).transpose(2, 0, 1)[None] / 255.0
@@ -167,7 +166,12 @@ class NsfwDetector:
         return None
 
     def detect(self, rgb: NDArray[np.uint8], *, nms: bool = True) -> list[Detection]:
-        blob, scale = _letterbox(rgb)
+        """Detections in an RGB image (see :func:`decode_output` for ``nms``)."""
+        return self.detect_bgr(np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), dtype=np.uint8), nms=nms)
+
+    def detect_bgr(self, bgr: NDArray[np.uint8], *, nms: bool = True) -> list[Detection]:
+        """Detections in a BGR image: the scorer hands over the BGR analysis copy OCR uses too."""
+        blob, scale = _letterbox(bgr)
         session = self._load()
         output = session.run(None, {session.get_inputs()[0].name: blob})[0]
         return decode_output(output, scale=scale, nms=nms)
@@ -196,7 +200,7 @@ def register_nsfw(registry: ScorerRegistry, detector: NsfwDetector) -> None:
 
     def nsfw(features: ImageFeatures, context: ScoringContext | None = None) -> float:
         # The detector works at 320 px: the 512 px analysis copy loses nothing and decodes nothing.
-        return exposed_score(detector.detect(features.analysis_rgb, nms=False))
+        return exposed_score(detector.detect_bgr(features.analysis_bgr, nms=False))
 
     info = DimensionInfo(
         name="nsfw",

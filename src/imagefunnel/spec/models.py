@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -17,6 +16,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from imagefunnel.use_cases import UseCase as UseCase  # re-exported: the spec models name it
 
 # One comparison: ``dimension op number``. Parsed by this pattern, never evaluated as code.
 _RULE = re.compile(
@@ -35,14 +36,6 @@ def _nameable(path: Path) -> Path:
 
 # A path to a file the user supplies (reference photos, the input image).
 ImagePath = Annotated[Path, AfterValidator(_nameable)]
-
-
-class UseCase(StrEnum):
-    GENERIC = "generic"
-    HEADSHOT = "headshot"
-    BACKGROUND_REMOVAL = "background_removal"  # input image in (``source``), RGBA cutout out
-    PRODUCT = "product"
-    AD_CREATIVE = "ad_creative"
 
 
 class _Strict(BaseModel):
