@@ -17,11 +17,8 @@ from sqlalchemy.engine import Engine
 
 from imagefunnel.errors import NoProviderAvailable
 from imagefunnel.forecast import JobPlan, JobQuote, ProviderOutlook, forecast
-from imagefunnel.funnel.engine import _reference_bytes
-from imagefunnel.funnel.requests import prompt_for, seed_for
+from imagefunnel.funnel.requests import prompt_for, reference_images, seed_for
 from imagefunnel.providers.base import GenerationRequest, Provider
-from imagefunnel.providers.comfyui import ComfyUIProvider
-from imagefunnel.providers.local import LocalWorkerProvider
 from imagefunnel.quote_defaults import DEFAULT_CONFIDENCE, DEFAULT_SIMULATIONS
 from imagefunnel.routing import NullLedger, PassRate, PassRateBook, RouteContext, Router
 from imagefunnel.spec import JobSpec
@@ -59,22 +56,12 @@ def store_pass_rates(engine: Engine) -> PassRateBook:
     return frozen_book(SqlPassRates(engine).load_pass_rates())
 
 
-def provider_slots(provider: Provider) -> int | None:
-    """Requests ``provider`` runs at once, where its kind says: a ComfyUI server runs one prompt at a
-    time and queues the rest, a local worker its workers; None for a hosted API (no limit known)."""
-    if isinstance(provider, ComfyUIProvider):
-        return 1
-    if isinstance(provider, LocalWorkerProvider):
-        return provider.slots
-    return None
-
-
 async def _outlooks(
     spec: JobSpec, providers: Sequence[Provider], book: PassRateBook, latencies: Mapping[str, float]
 ) -> list[ProviderOutlook]:
-    """What the job's router would weigh for its first request (the same router a job builds)."""
+    """What the job's router would weigh for its first request (the same router a job builds),
+    each provider with the slots that router counts on (:meth:`Router.slots`)."""
     router = Router(providers, ledger=NullLedger(), pass_rates=book)
-    slots = {provider.name: provider_slots(provider) for provider in providers}
     request = GenerationRequest(
         request_id="quote-00000",
         model=spec.model,
@@ -82,7 +69,7 @@ async def _outlooks(
         width=spec.size.width,
         height=spec.size.height,
         seed=seed_for(spec, 0),
-        reference_images=_reference_bytes(spec),
+        reference_images=reference_images(spec),
     )
     ctx = RouteContext(
         job_id="quote",
@@ -92,8 +79,8 @@ async def _outlooks(
         use_case=spec.use_case,
     )
     try:
-        await router.quotes(request, ctx)  # capabilities and live quotes, as a job's first request
-        options, _ = router._decide(request, ctx, frozenset())
+        # Capabilities, live quotes and queue depths, then the ranking, as for a job's first request.
+        options = (await router.options(request, ctx)).ranked
     finally:
         for provider in providers:
             await provider.aclose()
@@ -106,7 +93,7 @@ async def _outlooks(
             time_left_s=spec.deadline_s,
             learned=option.pass_rate.key in learned,
             latency_s=latencies.get(option.provider),
-            slots=slots.get(option.provider),
+            slots=router.slots(option.provider),
         )
         for option in options
     ]

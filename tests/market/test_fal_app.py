@@ -36,6 +36,7 @@ SCENARIO = Scenario(
         _profile("failing", failure_rate=1.0),
         _profile("limited", rate_limit_per_s=0.01),
         _profile("later-down", outages=[{"start_s": 1e5, "end_s": 1e7}]),
+        _profile("box", slots=2, queue_s=[0, 0]),
     ),
 )
 
@@ -95,6 +96,25 @@ def test_queue_position_counts_requests_ahead(market: MarketServer, http: httpx.
     assert (first["queue_position"], second["queue_position"]) == (0, 1)
     http.put(first["cancel_url"])
     assert http.get(second["status_url"]).json()["queue_position"] == 0
+
+
+def test_a_provider_with_slots_queues_what_it_cannot_run_yet(
+    market: MarketServer, http: httpx.Client
+) -> None:
+    handles = [submit(market, http, "box", seed=seed) for seed in range(5)]
+    assert [h["queue_position"] for h in handles] == [0, 0, 0, 1, 2]  # two run, three wait in line
+
+    def statuses() -> list[tuple[str, int | str | None]]:
+        bodies = [http.get(h["status_url"]).json() for h in handles]
+        return [(b["status"], b.get("queue_position", b.get("error_type"))) for b in bodies]
+
+    running = ("IN_PROGRESS", None)
+    assert statuses() == [running, running, ("IN_QUEUE", 0), ("IN_QUEUE", 1), ("IN_QUEUE", 2)]
+    market.advance(10)  # the first two are done: the next two take their slots
+    assert statuses()[2:] == [running, running, ("IN_QUEUE", 0)]
+    http.put(handles[4]["cancel_url"])
+    market.advance(10)
+    assert statuses() == [("COMPLETED", None)] * 4 + [("COMPLETED", "request_cancelled")]
 
 
 def test_cancel_only_while_queued(market: MarketServer, http: httpx.Client) -> None:

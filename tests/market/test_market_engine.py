@@ -165,3 +165,45 @@ def test_missing_seed_is_drawn_and_recorded(library: AssetLibrary) -> None:
     outcome = m.submit("p", MODEL, ImageInput("x", 512, 512, None))
     assert isinstance(outcome, Job) and outcome.input.seed is not None
     assert outcome.truth.seed == outcome.input.seed
+
+
+def test_a_provider_with_slots_queues_requests_beyond_them_first_in_first_out(library: AssetLibrary) -> None:
+    clock = Clock()
+    m = market(library, clock, slots=2)  # queue_s 1, processing_s 2: a slot is held for 3 s
+    jobs = [job(m, seed) for seed in range(5)]
+    assert [j.slot_wait_s for j in jobs] == [0.0, 0.0, 3.0, 3.0, 6.0]
+    assert [j.started_s for j in jobs] == [1.0, 1.0, 4.0, 4.0, 7.0]
+    assert [m.queue_position(j) for j in jobs] == [0, 1, 2, 3, 4]
+    clock.t = 1.5
+    assert [m.phase(j) for j in jobs] == [Phase.RUNNING] * 2 + [Phase.QUEUED] * 3
+    assert [m.queue_position(j) for j in jobs[2:]] == [0, 1, 2]
+    # First in, first out: a later request gets no slot before the last one ahead got its own (6 s).
+    later = job(m, 9)
+    assert later.slot_wait_s == pytest.approx(6.0 - 1.5)
+    clock.t = 100.0
+    records = m.billing()  # each billed once, when it is done
+    assert [r.billed_at_s for r in records] == [3.0, 3.0, 6.0, 6.0, 9.0, 9.0]
+    assert [r.usd for r in records] == pytest.approx([0.02 * 0.262144] * 6)
+
+
+def test_a_cancelled_or_expired_request_gives_its_slot_back(library: AssetLibrary) -> None:
+    clock = Clock()
+    m = market(library, clock, slots=1)
+    first = job(m, 1)
+    assert job(m, 2).slot_wait_s == 3.0
+    clock.t = 3.0
+    cancelled = job(m, 3)
+    assert cancelled.slot_wait_s == 3.0  # behind the second one, which holds the slot until 6 s
+    clock.t = 3.5
+    assert m.cancel(cancelled)
+    assert job(m, 4).slot_wait_s == pytest.approx(2.5)  # the cancelled one is skipped
+    expiring = m.submit("p", MODEL, ImageInput("headshot", 512, 512, 5), deadline_s=4.0)
+    assert isinstance(expiring, Job) and expiring.slot_wait_s == pytest.approx(5.5)
+    assert first.slot_wait_s == 0.0
+    # Its deadline (7.5 s) ends it while it waits: the next one takes the slot from 9 s, not 12 s.
+    assert job(m, 6).slot_wait_s == pytest.approx(9.0 - 3.5)
+
+
+def test_without_slots_every_request_runs_at_once(library: AssetLibrary) -> None:
+    m = market(library)
+    assert {job(m, seed).started_s for seed in range(5)} == {1.0}

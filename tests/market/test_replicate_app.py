@@ -48,6 +48,7 @@ SCENARIO = Scenario(
         _profile("broken", error_5xx_rate=1.0),
         _profile("limited", rate_limit_per_s=0.0001),
         _profile("down", outages=[{"start_s": 0, "end_s": 1e9}]),
+        _profile("one-gpu", pricing=GPU, slots=1, queue_s=[0, 0]),
     ),
 )
 
@@ -239,3 +240,16 @@ def test_profiles_check_replicate_model_ids_and_pricing_units(tmp_path: Any) -> 
     path.write_text(text % (MODEL, "megapixel"))
     with pytest.raises(SpecError, match="cannot bill per megapixel"):
         load_scenario(path)
+
+
+def test_a_provider_with_one_slot_keeps_the_second_prediction_starting_and_bills_its_run_only(
+    market: MarketServer,
+) -> None:
+    first, second = (create(market, "one-gpu", seed=seed).json() for seed in (1, 2))
+    assert (get(first)["status"], get(second)["status"]) == ("processing", "starting")
+    market.advance(10)
+    assert (get(first)["status"], get(second)["status"]) == ("succeeded", "processing")
+    market.advance(10)
+    done = get(second)
+    assert done["status"] == "succeeded"
+    assert done["metrics"]["predict_time"] == pytest.approx(10.0)  # the wait for the GPU is not billed

@@ -205,3 +205,26 @@ async def test_a_comfyui_box_from_a_providers_file_generates(
     # 20 steps x 0.2 s + the checkpoint load and the other nodes, at $0.45 per GPU-hour.
     assert bill.usd_per_hour == 0.45 and bill.gpu_seconds >= 20 * 0.2
     assert generation.charged_usd == pytest.approx(bill.usd)
+
+
+async def test_slots_reach_every_adapter_and_zero_is_refused(tmp_path: Path) -> None:
+    entries = [
+        "{name: f, protocol: fal, models: [fal-ai/flux/dev]",
+        "{name: r, protocol: replicate, models: [a/b], price: {unit: image, usd: 0.003}",
+        "{name: o, protocol: openai, models: [gpt-image-1]",
+        "{name: t, protocol: together, models: [a/b], price: {unit: image, usd: 0.003}",
+        "{name: c, protocol: comfyui, base_url: 'http://g:8188', models: [m], comfyui: {usd_per_hour: 1}",
+        "{name: b, protocol: removebg, models: [background-removal], price: {unit: image, usd: 0.07}",
+        "{name: s, protocol: segmentation, models: [background-removal],"
+        " price: {unit: gpu_second, usd_per_hour: 0.4}",
+    ]
+    for slots, expected in (("", [None, None, None, None, 1, None, 1]), (", slots: 3", [3] * 7)):
+        text = "providers:\n" + "".join(f"  - {entry}{slots}}}\n" for entry in entries)
+        providers = [
+            build_provider(c, api_key="k") for c in load_providers_file(write(tmp_path, text)).providers
+        ]
+        assert [getattr(p, "slots", "missing") for p in providers] == expected
+        for provider in providers:
+            await provider.aclose()
+    with pytest.raises(SpecError, match="slots"):
+        load_providers_file(write(tmp_path, f"providers:\n  - {entries[0]}, slots: 0}}\n"))

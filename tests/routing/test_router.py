@@ -19,7 +19,9 @@ from imagefunnel.routing import (
     HedgeSettings,
     PassRateBook,
     PassRateKey,
+    ProviderTraits,
     RouteContext,
+    RouteOptions,
     Router,
     TenantBudgets,
 )
@@ -52,11 +54,15 @@ class Ledger:
         self.rows[(request_id, attempt)].update(status=status, charged=charged_usd, error_type=error_type)
 
 
-def ok(name: str, price: float):  # type: ignore[no-untyped-def]
+def sells(name: str, price: float):  # type: ignore[no-untyped-def]
     def handler(req: GenerationRequest) -> Generation:
         return Generation(req.request_id, name, req.model, b"img", price, 0.01, f"{name}-{req.request_id}")
 
-    return MockProvider(handler, name=name, models=frozenset({"m"}), price_usd=price)
+    return handler
+
+
+def ok(name: str, price: float):  # type: ignore[no-untyped-def]
+    return MockProvider(sells(name, price), name=name, models=frozenset({"m"}), price_usd=price)
 
 
 def failing(name: str, price: float, exc_type: type = ProviderUnavailable, **kw):  # type: ignore[no-untyped-def]
@@ -283,3 +289,75 @@ async def test_a_provider_whose_quotes_fail_is_not_asked_again_while_its_breaker
     # Three failed quotes (t=10, 20, 30) open its breaker for 5 s; after that it is asked only when
     # the breaker half-opens, each failure doubling the wait: t=40, 50, 70 (next: 110).
     assert Down.quotes == 6
+
+
+# -- the public decision: Router.options ------------------------------------------------------
+def close_race() -> list[MockProvider]:
+    # Prices near enough that the default policy's Thompson draw decides the order, seed by seed.
+    return [ok("a", 0.010), ok("b", 0.011), ok("c", 0.012)]
+
+
+async def test_options_rank_as_the_routers_own_first_decision_does() -> None:
+    firsts = []
+    for seed in range(12):
+        asked = await Router(close_race(), ledger=Ledger(), seed=seed).options(req(), ctx())
+        ledger = Ledger()
+        bought = await Router(close_race(), ledger=ledger, seed=seed).generate(req(), ctx())
+        assert asked.ranked[0].provider == bought.provider == ledger.rows[("r0", 1)]["provider"]
+        assert sorted(o.provider for o in asked.ranked) == ["a", "b", "c"] and asked.wait_s is None
+        firsts.append(bought.provider)
+    assert len(set(firsts)) > 1, "the draw must matter here, or this test could not tell a difference"
+
+
+async def test_options_are_the_policys_order_without_the_providers_already_tried() -> None:
+    router = cheapest([ok("dear", 0.03), ok("cheap", 0.01), ok("mid", 0.02)], ledger=Ledger())
+    asked = await router.options(req(), ctx())
+    assert [(o.provider, o.quoted_usd) for o in asked.ranked] == [
+        ("cheap", 0.01),
+        ("mid", 0.02),
+        ("dear", 0.03),
+    ]
+    left = await router.options(req(), ctx(), tried={"cheap"})
+    assert [o.provider for o in left.ranked] == ["mid", "dear"]
+    assert [o.provider for o in (await router.options(req(), ctx(permits=lambda n: n != "mid"))).ranked] == [
+        "cheap",
+        "dear",
+    ]
+
+
+async def test_options_say_how_long_to_wait_when_every_provider_cools_and_never_when_none_can() -> None:
+    now = [0.0]
+    health = HealthTracker(clock=lambda: now[0], breaker=BreakerSettings(consecutive_failures=1, open_s=10))
+    router = cheapest([failing("bad", 0.01)], ledger=Ledger(), clock=lambda: now[0], health=health)
+    with pytest.raises(NoProviderAvailable):
+        await router.generate(req(), RouteContext(job_id="j", wave=1, deadline=5.0))
+    cooling = await router.options(req(1), ctx())
+    assert cooling.ranked == () and cooling.wait_s == pytest.approx(10.0)
+    nobody = await router.options(req(2, model="other"), ctx())
+    assert nobody == RouteOptions(ranked=(), wait_s=None)
+
+
+class Declaring(MockProvider):
+    """A provider that says how many requests it runs at once (``DeclaresSlots``)."""
+
+    def __init__(self, name: str, slots: int | None) -> None:
+        super().__init__(sells(name, 0.01), name=name, models=frozenset({"m"}))
+        self.slots = slots
+
+
+class ReportingQueue(MockProvider):
+    async def estimate(self, request: GenerationRequest) -> object:
+        raise AssertionError("not asked here")
+
+
+def test_slots_come_from_traits_then_what_the_provider_declares_then_a_reported_queue() -> None:
+    providers = [
+        Declaring("box", 3),
+        Declaring("api", None),
+        ok("plain", 0.01),
+        ReportingQueue(sells("comfy", 0.01), name="comfy", models=frozenset({"m"})),
+    ]
+    router = Router(providers, ledger=Ledger())
+    assert [router.slots(p.name) for p in providers] == [3, None, None, 1]
+    overridden = Router(providers, ledger=Ledger(), traits={"box": ProviderTraits(slots=5)})
+    assert overridden.slots("box") == 5

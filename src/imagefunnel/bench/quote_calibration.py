@@ -309,8 +309,7 @@ async def _quote(
     router = Router(providers, ledger=NullLedger(), clock=loop.time, pass_rates=book)
     request = _request(index, 0, seed=seed)
     ctx = RouteContext(job_id="quote", wave=1, deadline=loop.time() + draw.deadline_s, use_case=USE_CASE)
-    await router.quotes(request, ctx)
-    options, _ = router._decide(request, ctx, frozenset())
+    options = (await router.options(request, ctx)).ranked
     if not options:
         return None
     learned = {rate.key for rate in book.all()}
@@ -320,6 +319,7 @@ async def _quote(
             time_left_s=draw.deadline_s,
             learned=o.pass_rate.key in learned,
             latency_s=latencies.get(o.provider),
+            slots=router.slots(o.provider),
         )
         for o in options
     ]

@@ -15,14 +15,13 @@ from imagefunnel.errors import BudgetExceeded, ImageError, NoProviderAvailable
 from imagefunnel.executors import ScorerConfig, run_in, worker_scorer
 from imagefunnel.funnel.events import CandidateScored, FunnelObserver, RequestFailed, WaveStarted
 from imagefunnel.funnel.reattach import reattach_in_flight
-from imagefunnel.funnel.requests import prompt_for, request_number, seed_for
+from imagefunnel.funnel.requests import prompt_for, reference_images, request_number, seed_for
 from imagefunnel.funnel.selection import Ranked, best_k, find_duplicate, perceptual_hash, quality
 from imagefunnel.imaging import decode_image
 from imagefunnel.providers.base import Generation, GenerationRequest
 from imagefunnel.routing import RouteContext, Router
 from imagefunnel.routing.budget import BudgetGuard
 from imagefunnel.scoring import Scorer, Verdict
-from imagefunnel.scoring.jobcontext import read_reference, read_source
 from imagefunnel.spec import JobSpec, UseCase
 from imagefunnel.store import BlobStore, CandidateRecord, ScoreRecord, Store
 
@@ -115,7 +114,7 @@ class Funnel:
 
     async def run(self, spec: JobSpec, *, job_id: str | None = None) -> FunnelOutcome:
         job_id = job_id or uuid.uuid4().hex
-        references = _reference_bytes(spec)  # before the job exists: an unreadable photo starts nothing
+        references = reference_images(spec)  # before the job exists: an unreadable photo starts nothing
         self._store.start_job(
             job_id=job_id, name=spec.name, spec_json=spec.model_dump_json(), deliver=spec.deliver
         )
@@ -152,7 +151,7 @@ class Funnel:
             spec=spec,
             budget=BudgetGuard(spec.budget_usd, settled_usd=self._store.spent_usd(job_id)),
             deadline=self._clock() + remaining,
-            references=_reference_bytes(spec),
+            references=reference_images(spec),
         )
         state.passed = [Ranked(cid, quality) for cid, quality in progress.passed]
         state.hashes = list(progress.passed_hashes)
@@ -354,12 +353,3 @@ class Funnel:
             reason = f"delivered {len(chosen)} of {spec.deliver}: {why} after {state.generated} candidates"
         self._store.finish_job(state.job_id, status=status, stop_reason=reason, delivered=len(chosen))
         return FunnelOutcome(state.job_id, status, reason, tuple(r.candidate_id for r in chosen))
-
-
-def _reference_bytes(spec: JobSpec) -> tuple[bytes, ...]:
-    """The input image (the job's ``source``) and reference photos' bytes, read once per job:
-    image-taking models need them with every request (the router then only picks providers that
-    can take them). The source comes first: it is what a background remover cuts out."""
-    source = read_source(spec.source)
-    photos = tuple(read_reference(path, index) for index, path in enumerate(spec.references))
-    return ((source,) if source is not None else ()) + photos

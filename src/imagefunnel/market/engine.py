@@ -4,6 +4,13 @@ Wire protocols (``fal_app``, ``replicate_app``, ``openai_app``) translate HTTP i
 Nothing runs in the background: a job's phase is a pure function of the scenario clock, so the
 market needs no timers, is cheap to start and stop, and can be fast-forwarded with ``advance``.
 
+A provider with ``slots`` (a self-hosted box behind a hosted protocol) runs that many requests at
+once; a request beyond them waits, first in first out, before its own ``queue_s`` starts, and is
+``QUEUED`` meanwhile (fal's ``IN_QUEUE`` with its ``queue_position``, Replicate's ``starting``; the
+synchronous protocols answer later). Its slot time is fixed at submission from the requests ahead
+(finished, cancelled and deadline-expired ones free their slot when they end); a request cancelled
+while waiting leaves its place empty rather than moving the ones behind it forward.
+
 Randomness has two levels, both derived from the scenario seed:
 
 * per *request content* (provider, model, prompt, size, seed, and the subject its reference photos
@@ -84,6 +91,8 @@ class _ProviderState:
         # a boot under way ends at ``boot_until``. ``None``: it has not worked yet (cold).
         self.warm_until: float | None = None
         self.boot_until = 0.0
+        # A provider with slots: the jobs that may still hold (or wait for) one, in submission order.
+        self.occupying: list[Job] = []
 
 
 class Market:
@@ -208,7 +217,9 @@ class Market:
             processing_s *= float(rng.uniform(*hits.preemption.at_fraction))
             fails = True
         with self._lock:
-            cold_s = self._cold_start(state, now)
+            slot_wait_s = self._slot_wait(state, now)
+            queue_s += slot_wait_s  # the provider's own queue delay starts once a slot is free
+            cold_s = self._cold_start(state, now + slot_wait_s)
             if profile.protocol == "replicate":  # "starting": outside predict_time, never billed
                 queue_s += cold_s
             else:  # the boot runs as part of the job (billed where the unit is GPU time)
@@ -228,8 +239,11 @@ class Market:
                 reset=hits.reset is not None,
                 preempted=hits.preemption is not None,
                 cold_start_s=cold_s,
+                slot_wait_s=slot_wait_s,
             )
             state.jobs[job.id] = job
+            if profile.slots is not None:
+                state.occupying.append(job)
             if cold_s > 0:
                 state.rejections["cold_starts"] += 1
             if hits.reset is not None:
@@ -239,6 +253,36 @@ class Market:
             idle_s = max((f.idle_s for f in profile.faults if isinstance(f, ColdStartFault)), default=0.0)
             state.warm_until = max(state.warm_until or 0.0, job.done_s + idle_s)
         return job
+
+    def _slot_wait(self, state: _ProviderState, now: float) -> float:
+        """Scenario seconds a request submitted at ``now`` waits for a free slot (under the lock):
+        0 for a provider without ``slots``. First in, first out: no earlier than the last request
+        ahead got its slot, and then until fewer than ``slots`` of those ahead still run."""
+        slots = state.profile.slots
+        if slots is None:
+            return 0.0
+        held: list[tuple[float, float]] = []  # (slot taken, slot freed) of each request ahead
+        for job in state.occupying:
+            taken = job.submitted_s + job.slot_wait_s
+            freed = self._slot_freed(state, job)
+            if freed > now and freed > taken:  # still running or waiting, and not cancelled unserved
+                held.append((taken, freed))
+        state.occupying = [job for job in state.occupying if self._slot_freed(state, job) > now]
+        start = max([now, *(taken for taken, _ in held)])
+        ends = sorted(freed for _, freed in held if freed > start)
+        if len(ends) < slots:
+            return start - now
+        return ends[len(ends) - slots] - now
+
+    @staticmethod
+    def _slot_freed(state: _ProviderState, job: Job) -> float:
+        """When ``job`` gives its slot back, as known now: done, or cancelled (by a client or by its
+        deadline) before that."""
+        end = job.done_s
+        if job.deadline_s is not None:
+            end = min(end, job.deadline_s)
+        cancelled = state.cancelled_at.get(job.id)
+        return end if cancelled is None else min(end, cancelled)
 
     def _cold_start(self, state: _ProviderState, now: float) -> float:
         """Scenario seconds a request submitted at ``now`` waits for the provider to boot (under the

@@ -81,6 +81,9 @@ class Job:
     preempted: bool = False
     # Scenario seconds of the job's ``queue_s``/``processing_s`` that a cold start added.
     cold_start_s: float = 0.0
+    # Scenario seconds of its ``queue_s`` spent waiting for one of the provider's ``slots`` (the
+    # rest of ``queue_s`` is the provider's own queue delay, drawn once it has a slot).
+    slot_wait_s: float = 0.0
 
     @property
     def started_s(self) -> float:

@@ -117,8 +117,8 @@ class ProviderProfile(_Frozen):
     rate_limit_per_s: Annotated[float, Field(gt=0.0)] | None = None
     # Requests it runs at once (a self-hosted box: its GPUs); the rest wait first in, first out, and a
     # request's ``queue_s`` starts when it gets a slot. ``None``: unbounded, as hosted APIs are.
-    # Modelled by the virtual-time simulation (``bench.sim``); over HTTP, a one-prompt-at-a-time
-    # server is a ``comfyui_boxes`` entry.
+    # Over HTTP (``market.engine``) a waiting request is queued as its protocol shows it (fal:
+    # IN_QUEUE with its queue_position); the virtual-time simulation (``bench.sim``) queues the same.
     slots: Annotated[int, Field(ge=1)] | None = None
 
     @field_validator("queue_s", "processing_s")

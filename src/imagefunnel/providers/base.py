@@ -95,6 +95,23 @@ class Provider(Protocol):
     async def aclose(self) -> None: ...
 
 
+@runtime_checkable
+class DeclaresSlots(Protocol):
+    """A provider that says how many requests it runs at once (the rest wait in its queue): a local
+    worker pool its workers, a ComfyUI box one, an adapter whose providers-file entry gives
+    ``slots`` that many; ``None``: it does not know (the router learns it from latencies)."""
+
+    @property
+    def slots(self) -> int | None: ...
+
+
+def checked_slots(slots: int | None) -> int | None:
+    """``slots`` as an adapter keeps it: a count of at least 1, or ``None`` (unknown)."""
+    if slots is not None and slots < 1:
+        raise ValueError("slots must be ≥ 1")
+    return slots
+
+
 @dataclass(frozen=True, slots=True)
 class Submitted:
     """A request the provider has accepted, named by the provider's own id for it."""

@@ -64,6 +64,7 @@ from imagefunnel.providers.base import (
     Submitted,
     abandoned_charge,
     carry_charge,
+    checked_slots,
 )
 from imagefunnel.providers.comfyui_check import CheckReport, CheckStep, check_server
 from imagefunnel.providers.comfyui_client import ComfyUIClient
@@ -126,8 +127,11 @@ class ComfyUIProvider:
         max_image_bytes: int = 50_000_000,
         max_image_pixels: int = 40_000_000,
         max_side: int = 2048,
+        slots: int = 1,
     ) -> None:
         self.name = name
+        # A box runs one prompt at a time and queues the rest (several behind one address: say so).
+        self.slots = checked_slots(slots)
         self.model = model
         self._price = usd_per_hour if callable(usd_per_hour) else (lambda: float(usd_per_hour))
         self._workflow = _workflow(workflow)
@@ -172,6 +176,7 @@ class ComfyUIProvider:
         timeout_s: float = 300.0,
         poll_interval_s: float = 0.5,
         token: str = "",
+        slots: int = 1,
     ) -> ComfyUIProvider:
         """The adapter a providers file describes; ``token`` (if any) goes out as a bearer token,
         for boxes behind an authenticating proxy (ComfyUI itself has no auth)."""
@@ -187,6 +192,7 @@ class ComfyUIProvider:
             timeout_s=timeout_s,
             poll_interval_s=poll_interval_s,
             headers={"Authorization": f"Bearer {token}"} if token else None,
+            slots=slots,
         )
 
     # -- Provider protocol ------------------------------------------------------------------

@@ -117,6 +117,10 @@ class ProviderConfig(BaseModel):
     # fal only: the endpoint that takes a reference photo as ``image_url`` (e.g. ``.../image-to-image``).
     reference_endpoint: str | None = Field(default=None, min_length=1)
     comfyui: ComfyUISettings | None = None  # comfyui only, and required there
+    # Requests it runs at once, the rest wait in its queue (a box with two GPUs behind one address:
+    # 2). Routing counts the wait behind them and the quote forecasts it; unset: a ComfyUI box 1,
+    # the local remover 1 worker, a hosted API learned from its latencies.
+    slots: Annotated[int, Field(ge=1)] | None = None
 
     @model_validator(mode="after")
     def _priced(self) -> ProviderConfig:
@@ -187,6 +191,7 @@ def build_provider(config: ProviderConfig, *, api_key: str | None = None) -> Pro
             poll_interval_s=config.poll_interval_s,
             timeout_s=timeout_s,
             reference_endpoint=config.reference_endpoint,
+            slots=config.slots,
         )
     if config.comfyui is not None:
         return ComfyUIProvider.from_settings(
@@ -197,6 +202,7 @@ def build_provider(config: ProviderConfig, *, api_key: str | None = None) -> Pro
             timeout_s=timeout_s,
             poll_interval_s=config.poll_interval_s,
             token=key,
+            slots=config.slots or 1,
         )
     if config.protocol == "openai":
         return OpenAIImagesProvider(
@@ -207,12 +213,21 @@ def build_provider(config: ProviderConfig, *, api_key: str | None = None) -> Pro
             quality=config.quality,
             price=price,
             timeout_s=timeout_s,
+            slots=config.slots,
         )
     if config.protocol == "segmentation" and isinstance(price, PerGpuSecond):
-        return local_cutout_provider(name=name, usd_per_hour=price.usd_per_hour, timeout_s=timeout_s)
+        # Its slots are its worker threads: that many cutouts at once on this machine.
+        return local_cutout_provider(
+            name=name, usd_per_hour=price.usd_per_hour, workers=config.slots or 1, timeout_s=timeout_s
+        )
     if config.protocol == "removebg" and config.price is not None and config.price.usd is not None:
         return RemoveBgProvider(
-            name=name, base_url=url, api_key=key, usd_per_credit=config.price.usd, timeout_s=timeout_s
+            name=name,
+            base_url=url,
+            api_key=key,
+            usd_per_credit=config.price.usd,
+            timeout_s=timeout_s,
+            slots=config.slots,
         )
     if price is None:  # unreachable after validation; keeps the type checker honest
         raise SpecError(f"provider {config.name}: protocol {config.protocol} needs a price")
@@ -225,7 +240,14 @@ def build_provider(config: ProviderConfig, *, api_key: str | None = None) -> Pro
             price=price,
             poll_interval_s=config.poll_interval_s,
             timeout_s=timeout_s,
+            slots=config.slots,
         )
     return TogetherProvider(
-        name=name, base_url=url, api_key=key, model=model, price=price, timeout_s=timeout_s
+        name=name,
+        base_url=url,
+        api_key=key,
+        model=model,
+        price=price,
+        timeout_s=timeout_s,
+        slots=config.slots,
     )

@@ -14,7 +14,15 @@ import httpx
 
 from imagefunnel.errors import BadOutput, ImageError, ProviderTimeout, ProviderUnavailable, RateLimited
 from imagefunnel.imaging import decode_image
-from imagefunnel.providers.base import Capabilities, Generation, GenerationRequest, Health, PriceUnit, Quote
+from imagefunnel.providers.base import (
+    Capabilities,
+    Generation,
+    GenerationRequest,
+    Health,
+    PriceUnit,
+    Quote,
+    checked_slots,
+)
 from imagefunnel.providers.segmentation import BACKGROUND_REMOVAL_MODEL
 
 __all__ = ["RemoveBgProvider"]
@@ -35,8 +43,12 @@ class RemoveBgProvider:
         size: str = "auto",
         timeout_s: float = 30.0,
         client: httpx.AsyncClient | None = None,
+        slots: int | None = None,
     ) -> None:
         self.name = name
+        # Requests it runs at once (a providers file's ``slots``): the router's queue model and the
+        # quote's forecast both count on it (``Router.slots``); None: learned from latencies.
+        self.slots = checked_slots(slots)
         self._base = base_url.rstrip("/")
         self._headers = {"X-Api-Key": api_key}
         self._usd_per_credit = usd_per_credit

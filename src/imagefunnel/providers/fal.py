@@ -50,6 +50,7 @@ from imagefunnel.providers.base import (
     Quote,
     Submitted,
     carry_charge,
+    checked_slots,
 )
 
 __all__ = ["FalProvider"]
@@ -147,8 +148,12 @@ class FalProvider:
         max_image_bytes: int = 50_000_000,
         max_image_pixels: int = 40_000_000,
         reference_endpoint: str | None = None,
+        slots: int | None = None,
     ) -> None:
         self.name = name
+        # Requests it runs at once (a providers file's ``slots``): the router's queue model and the
+        # quote's forecast both count on it (``Router.slots``); None: learned from latencies.
+        self.slots = checked_slots(slots)
         self.model = model
         self._reference_endpoint = reference_endpoint
         self._base = httpx.URL(base_url.rstrip("/") + "/")

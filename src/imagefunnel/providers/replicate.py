@@ -45,6 +45,7 @@ from imagefunnel.providers.base import (
     Quote,
     Submitted,
     carry_charge,
+    checked_slots,
 )
 from imagefunnel.providers.pricing import Observed, PriceModel, quote_for
 
@@ -106,8 +107,12 @@ class ReplicateProvider:
         output_format: Literal["png", "jpg", "webp"] = "png",
         max_image_bytes: int = 50_000_000,
         max_image_pixels: int = 40_000_000,
+        slots: int | None = None,
     ) -> None:
         self.name = name
+        # Requests it runs at once (a providers file's ``slots``): the router's queue model and the
+        # quote's forecast both count on it (``Router.slots``); None: learned from latencies.
+        self.slots = checked_slots(slots)
         self.model = model
         slug, _, self._version = model.partition(":")
         self._owner, _, self._model_name = slug.partition("/")

@@ -21,7 +21,14 @@ import httpx
 
 from imagefunnel.providers import _http
 from imagefunnel.providers._images_api import ImageDatum, image_bytes, post_generation, probe_models
-from imagefunnel.providers.base import Capabilities, Generation, GenerationRequest, Health, Quote
+from imagefunnel.providers.base import (
+    Capabilities,
+    Generation,
+    GenerationRequest,
+    Health,
+    Quote,
+    checked_slots,
+)
 from imagefunnel.providers.pricing import Observed, PriceModel, quote_for
 
 __all__ = ["TogetherProvider"]
@@ -55,8 +62,12 @@ class TogetherProvider:
         client: httpx.AsyncClient | None = None,
         max_image_bytes: int = 50_000_000,
         max_image_pixels: int = 40_000_000,
+        slots: int | None = None,
     ) -> None:
         self.name = name
+        # Requests it runs at once (a providers file's ``slots``): the router's queue model and the
+        # quote's forecast both count on it (``Router.slots``); None: learned from latencies.
+        self.slots = checked_slots(slots)
         self.model = model
         self._price = price
         self._base = httpx.URL(base_url.rstrip("/") + "/")

@@ -26,7 +26,7 @@ from imagefunnel.routing.policies import (
     Situation,
 )
 from imagefunnel.routing.pricebook import PriceBook, PricedQuote, ProviderTraits
-from imagefunnel.routing.router import RouteContext, Router
+from imagefunnel.routing.router import RouteContext, RouteOptions, Router
 
 __all__ = [
     "AttemptLedger",
@@ -56,6 +56,7 @@ __all__ = [
     "Requirements",
     "RoundRobinPolicy",
     "RouteContext",
+    "RouteOptions",
     "Router",
     "SinglePolicy",
     "Situation",

@@ -21,12 +21,19 @@ import itertools
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from imagefunnel.errors import NoProviderAvailable, NotAdmitted, ProviderError, ProviderUnavailable
-from imagefunnel.providers.base import Capabilities, Generation, GenerationRequest, Provider, Quote
+from imagefunnel.providers.base import (
+    Capabilities,
+    DeclaresSlots,
+    Generation,
+    GenerationRequest,
+    Provider,
+    Quote,
+)
 from imagefunnel.routing.budget import BudgetGuard
 from imagefunnel.routing.capability import Requirements, exclusion
 from imagefunnel.routing.capacity import CapacityBook
@@ -37,7 +44,7 @@ from imagefunnel.routing.passrates import PassRateBook, PassRateKey
 from imagefunnel.routing.policies import CostPerAcceptedPolicy, Option, Policy, Situation
 from imagefunnel.routing.pricebook import PriceBook, ProviderTraits
 
-__all__ = ["AttemptLedger", "ReportsQueue", "RouteContext", "Router"]
+__all__ = ["AttemptLedger", "ReportsQueue", "RouteContext", "RouteOptions", "Router"]
 
 _DEFAULT_TRAITS = ProviderTraits()
 # While every acceptable provider is busy with a half-open trial, look again this often.
@@ -65,6 +72,16 @@ class ReportsQueue(Protocol):
     one prompt at a time unless its traits say otherwise."""
 
     async def estimate(self, request: GenerationRequest) -> _QueueEstimate: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RouteOptions:
+    """What the router would do with a request now: ``ranked`` in the order it would try them (the
+    first is dispatched, the rest are the fallback chain); when nothing is ready, ``wait_s`` is how
+    long until a cooling provider may be tried again (``None``: never, no provider can take it)."""
+
+    ranked: tuple[Option, ...]
+    wait_s: float | None = None
 
 
 def _permit_all(_name: str) -> bool:
@@ -148,12 +165,17 @@ class Router:
         return self._providers.get(name)
 
     def slots(self, name: str) -> int | None:
-        """Requests provider ``name`` runs at once: its traits', 1 for a server that reports its
-        queue (ComfyUI), else unknown (``None``: learned from latencies)."""
+        """Requests provider ``name`` runs at once, the one answer for routing and for quoting: its
+        traits' ``slots``, else what the provider declares (a providers file's ``slots``, a local
+        worker pool's workers), else 1 for a server that reports its queue (ComfyUI), else unknown
+        (``None``: learned from latencies, see ``routing.capacity``)."""
         declared = self._traits.get(name, _DEFAULT_TRAITS).slots
         if declared is not None:
             return declared
-        return 1 if isinstance(self._providers.get(name), ReportsQueue) else None
+        provider = self._providers.get(name)
+        if isinstance(provider, DeclaresSlots) and provider.slots is not None:
+            return provider.slots
+        return 1 if isinstance(provider, ReportsQueue) else None
 
     @property
     def hedges(self) -> int:
@@ -177,6 +199,21 @@ class Router:
         ]
         return sorted((option.priced.quote for option in found if option is not None), key=lambda q: q.usd)
 
+    async def options(
+        self, request: GenerationRequest, ctx: RouteContext, *, tried: Set[str] = frozenset()
+    ) -> RouteOptions:
+        """The options this router would dispatch ``request`` along now, ranked by its policy, and
+        the wait when none is ready: the decision :meth:`generate` acts on, from the same steps
+        (capabilities and stale quotes fetched, queue depths asked, hard filters, admission by
+        expected completion). ``tried``: providers to leave out (those a request already failed on).
+
+        Nothing is bought; a policy that draws (``cost_per_accepted``'s Thompson draw) draws here as
+        it would for a request, so the next decision of this router may differ.
+        """
+        await self._prepare(request, ctx, tried)
+        ranked, wait = self._decide(request, ctx, tried)
+        return RouteOptions(tuple(ranked), wait)
+
     async def generate(self, request: GenerationRequest, ctx: RouteContext) -> Generation:
         """Buy one generation along the policy's order; raise ``NoProviderAvailable`` if every
         acceptable provider failed, and ``BudgetExceeded`` before buying anything over budget."""
@@ -190,8 +227,8 @@ class Router:
                 raise NoProviderAvailable(
                     _why("the job's deadline has passed", errors or self._last_errors(request))
                 )
-            await self._prepare(request, ctx, tried)
-            ranked, wait = self._decide(request, ctx, tried)
+            decided = await self.options(request, ctx, tried=tried)
+            ranked, wait = decided.ranked, decided.wait_s
             if not ranked:
                 retry = _transient_retry(transient, tried)
                 if retry is not None and (wait is None or retry[1] < wait):
@@ -242,17 +279,13 @@ class Router:
         return found
 
     # -- deciding ----------------------------------------------------------------------------
-    def _candidates(
-        self, request: GenerationRequest, ctx: RouteContext, tried: frozenset[str] | set[str]
-    ) -> list[str]:
+    def _candidates(self, request: GenerationRequest, ctx: RouteContext, tried: Set[str]) -> list[str]:
         """Providers not yet tried, permitted, with capabilities loaded (hard filters come later)."""
         return [
             name for name in self._providers if name not in tried and name in self._caps and ctx.permits(name)
         ]
 
-    async def _prepare(
-        self, request: GenerationRequest, ctx: RouteContext, tried: frozenset[str] | set[str]
-    ) -> None:
+    async def _prepare(self, request: GenerationRequest, ctx: RouteContext, tried: Set[str]) -> None:
         """Fetch what the decision needs and has not cached: capabilities, stale quotes."""
         missing = [p for name, p in self._providers.items() if name not in self._caps and ctx.permits(name)]
         for provider in missing:
@@ -278,9 +311,7 @@ class Router:
         if self._capacity_aware:
             await self._refresh_depths(request, ctx, tried)
 
-    async def _refresh_depths(
-        self, request: GenerationRequest, ctx: RouteContext, tried: frozenset[str] | set[str]
-    ) -> None:
+    async def _refresh_depths(self, request: GenerationRequest, ctx: RouteContext, tried: Set[str]) -> None:
         """Ask the providers that report their queue how deep it is (at most once a second each;
         concurrent decisions wait for the one question in flight instead of deciding without it)."""
         now = self._clock()
@@ -318,9 +349,10 @@ class Router:
         )
 
     def _decide(
-        self, request: GenerationRequest, ctx: RouteContext, tried: frozenset[str] | set[str]
+        self, request: GenerationRequest, ctx: RouteContext, tried: Set[str]
     ) -> tuple[list[Option], float | None]:
-        """The ranked options, or (nothing, how long until one may be ready; None: never)."""
+        """The ranked options, or (nothing, how long until one may be ready; None: never), from
+        what :meth:`_prepare` fetched (no I/O: this is what :attr:`decision_times` measures)."""
         started = time.perf_counter()
         now = self._clock()
         ready: list[Option] = []

@@ -1,0 +1,91 @@
+"""A quote weighs what the job's router would weigh, with the slots that router counts on: a
+providers file's ``slots`` reaches the forecast's clock and the router's completion estimate alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imagefunnel.cli.demo import DEMO_API_KEY
+from imagefunnel.cli.market_serve import providers_file
+from imagefunnel.forecast import JobQuote
+from imagefunnel.market import MarketServer
+from imagefunnel.providers.base import GenerationRequest, Provider
+from imagefunnel.providers.config import build_provider, load_providers_file
+from imagefunnel.quoting import frozen_book, quote_job
+from imagefunnel.routing import NullLedger, ProviderTraits, RouteContext, Router
+from imagefunnel.spec import JobSpec
+
+MODEL = "fal-ai/flux/dev"
+SERVICE_S = 2.0  # the scenario's latency the quote is told, and the router's prior below
+SPEC = JobSpec.model_validate(
+    {
+        "name": "slots",
+        "use_case": "generic",
+        "prompts": ["a lighthouse at dusk"],
+        "model": MODEL,
+        "deliver": 12,
+        "budget_usd": 5.0,
+        "deadline_s": 600,
+        "concurrency": 6,
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def market() -> MarketServer:
+    with MarketServer("demo") as server:
+        yield server  # type: ignore[misc]
+
+
+def budget_box(market: MarketServer, tmp_path: Path, slots: int | None) -> Provider:
+    """The market's ``budget`` endpoint as a providers file lists it, with ``slots:`` when given."""
+    (config,) = [c for c in providers_file(market, MODEL).providers if c.name == "budget"]
+    text = f"providers:\n  - name: budget\n    protocol: fal\n    base_url: {config.url}\n    models: [{MODEL}]\n"
+    if slots is not None:
+        text += f"    slots: {slots}\n"
+    path = tmp_path / f"providers-{slots}.yaml"
+    path.write_text(text)
+    (loaded,) = load_providers_file(path).providers
+    assert loaded.slots == slots
+    return build_provider(loaded, api_key=DEMO_API_KEY)
+
+
+async def quoted(market: MarketServer, tmp_path: Path, slots: int | None) -> JobQuote:
+    provider = budget_box(market, tmp_path, slots)
+    return await quote_job(
+        SPEC, [provider], pass_rates=frozen_book([]), latencies={"budget": SERVICE_S}, simulations=400
+    )
+
+
+async def queue_wait(market: MarketServer, tmp_path: Path, slots: int | None, *, ahead: int) -> float:
+    """The queue wait the job's router expects for a request placed behind ``ahead`` of its own."""
+    provider = budget_box(market, tmp_path, slots)
+    router = Router([provider], ledger=NullLedger())
+    assert router.slots("budget") == slots
+    for _ in range(ahead):
+        router.capacity.started("budget", MODEL)
+    request = GenerationRequest(request_id="r-1", model=MODEL, prompt="a lighthouse")
+    try:
+        options = await router.options(request, RouteContext(job_id="j", wave=1, deadline=1e12))
+    finally:
+        await provider.aclose()
+    (option,) = options.ranked
+    return option.queue_wait_s
+
+
+async def test_a_providers_file_slots_reaches_the_quote_and_the_router_alike(
+    market: MarketServer, tmp_path: Path
+) -> None:
+    hosted, one, three = [await quoted(market, tmp_path, slots) for slots in (None, 1, 3)]
+    # Same purchases; only the clock differs: six requests at once on one slot run one by one.
+    assert one.expected_candidates == pytest.approx(three.expected_candidates, rel=0.05)
+    assert one.expected_wall_s == pytest.approx(one.expected_candidates * SERVICE_S, rel=0.15)
+    assert three.expected_wall_s == pytest.approx(one.expected_wall_s / 3, rel=0.25)
+    assert hosted.expected_wall_s < three.expected_wall_s
+    # The router, from the same file, counts the same slots: three ahead wait 3 services on one
+    # slot, a third of one on three, none where nothing says the provider queues.
+    waits = [await queue_wait(market, tmp_path, slots, ahead=3) for slots in (None, 1, 3)]
+    service = ProviderTraits().expected_latency_s  # the router's prior until completions teach one
+    assert waits == [0.0, pytest.approx(3 * service), pytest.approx(service / 3)]
