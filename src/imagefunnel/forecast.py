@@ -33,6 +33,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
 from imagefunnel.funnel.engine import PRIOR_FAIL, PRIOR_PASS, WAVE_SAFETY
+from imagefunnel.funnel.waves import confident_wave_size, rounds_left, wave_target
 from imagefunnel.providers.base import PriceUnit
 from imagefunnel.routing.dispatch import BILLED_TAIL, STOP_GRACE, TimeoutSettings
 from imagefunnel.routing.passrates import PassRatePrior
@@ -81,13 +82,15 @@ def usd(value: float) -> str:
 
 @dataclass(frozen=True, slots=True)
 class JobPlan:
-    """What the job asks: K, its budget, deadline, candidate cap and concurrency."""
+    """What the job asks: K, its budget, deadline, candidate cap and concurrency, and how its waves
+    are sized (the spec's ``confidence``; None: the margin rule)."""
 
     deliver: int
     budget_usd: float
     deadline_s: float
     candidate_cap: int
     concurrency: int
+    confidence: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,9 +194,34 @@ class JobQuote(BaseModel):
     providers: list[ProviderQuote]
 
 
-def wave_sizes(*, deliver: int, passed: Ints, generated: Ints, left: Ints) -> Ints:
+def wave_sizes(
+    *,
+    deliver: int,
+    passed: Ints,
+    generated: Ints,
+    left: Ints,
+    confidence: float | None = None,
+    time_left_s: Floats | None = None,
+    round_s: Floats | None = None,
+) -> Ints:
     """The funnel's wave-size rule, over arrays: ask for the remaining need over the pass-rate estimate
-    (the Beta(2, 1) posterior of this job's verdicts), with a margin, within the candidates left."""
+    (the Beta(2, 1) posterior of this job's verdicts), with a margin, within the candidates left.
+
+    With a ``confidence``, the funnel's confident rule (:mod:`imagefunnel.funnel.waves`) instead,
+    from each run's time left and slowest round trip so far (``round_s``; NaN: no wave timed yet),
+    through the very functions the funnel calls.
+    """
+    if confidence is not None:
+        if time_left_s is None or round_s is None:
+            raise ValueError("a confident wave rule needs each run's time left and round trip")
+        sizes = np.empty(passed.size, dtype=np.int64)
+        for i in range(passed.size):
+            ok, seen, timed = int(passed[i]), int(generated[i]), float(round_s[i])
+            rounds = rounds_left(float(time_left_s[i]), None if math.isnan(timed) else timed)
+            target = wave_target(confidence, rounds)
+            alpha, beta = PRIOR_PASS + ok, PRIOR_FAIL + seen - ok
+            sizes[i] = confident_wave_size(deliver - ok, alpha, beta, target, int(left[i]))
+        return sizes
     estimate = (PRIOR_PASS + passed) / (PRIOR_PASS + PRIOR_FAIL + generated)
     wanted = np.ceil((deliver - passed) / np.maximum(estimate, _MIN_ESTIMATE) * WAVE_SAFETY)
     return np.maximum(1, np.minimum(wanted.astype(np.int64), left))
@@ -457,6 +485,7 @@ def _simulate(
 ) -> _Runs:
     rng = np.random.default_rng(seed)
     runs = _Runs.start(outlooks, sims, rng)
+    round_s = np.full(sims, np.nan)  # each run's slowest round trip, as the funnel times it
     for _ in range(_MAX_WAVES):
         going = _stop(runs, plan, budget)
         if not going.any():
@@ -464,9 +493,18 @@ def _simulate(
         rows = np.flatnonzero(going)
         left = plan.candidate_cap - (runs.requested[rows] - runs.refused[rows])
         sizes = wave_sizes(
-            deliver=plan.deliver, passed=runs.passed[rows], generated=runs.generated[rows], left=left
+            deliver=plan.deliver,
+            passed=runs.passed[rows],
+            generated=runs.generated[rows],
+            left=left,
+            confidence=plan.confidence,
+            time_left_s=plan.deadline_s - runs.clock[rows],
+            round_s=round_s[rows],
         )
+        started = runs.clock[rows].copy()
         _play_wave(runs, rows, sizes, plan, outlooks, budget, rng)
+        took = (runs.clock[rows] - started) / np.ceil(sizes / plan.concurrency)
+        round_s[rows] = np.fmax(round_s[rows], took)  # NaN (not timed yet) gives way
     raise RuntimeError("the simulated funnel did not stop")  # a bug: every wave moves a run forward
 
 

@@ -136,6 +136,7 @@ async def quote_job(
         deadline_s=spec.deadline_s,
         candidate_cap=spec.candidate_cap,
         concurrency=spec.concurrency,
+        confidence=spec.confidence,  # the spec's waves are sized for it (funnel.waves)
     )
     return await asyncio.to_thread(
         forecast,
