@@ -301,3 +301,19 @@ def test_a_spec_confidence_spends_less_when_the_deadline_allows_many_waves() -> 
     assert cheap.expected_spend_usd < 0.95 * margin.expected_spend_usd
     assert cheap.expected_wall_s > margin.expected_wall_s
     assert cheap.p_deliver == pytest.approx(margin.p_deliver, abs=0.01)
+
+
+def test_scoring_holds_the_request_slot_but_not_the_providers() -> None:
+    # K=8 sure passes, four at once, 0.5 s each, 0.25 s to score each: on a hosted API every round
+    # of four waits for its verdicts (0.75 s a round, not 0.5); a one-slot box is free again as
+    # each image arrives, so its queue of 0.5 s runs hides all scoring but the last candidate's.
+    sure = dataclasses.replace(outlook("api", 0.001, 1000.0, 0.001), failure_rate=0.0)
+    job = JobPlan(deliver=8, budget_usd=1.0, deadline_s=600.0, candidate_cap=16, concurrency=4)
+    scored = dataclasses.replace(job, score_s=0.25)
+    hosted, hosted_scored = (forecast(j, [sure], seed=1, simulations=400) for j in (job, scored))
+    assert hosted_scored.score_s == 0.25 and hosted.score_s == 0.0
+    assert hosted_scored.expected_wall_s == pytest.approx(hosted.expected_wall_s * 1.5, rel=0.1)
+    box = dataclasses.replace(sure, slots=1)
+    queued, queued_scored = (forecast(j, [box], seed=1, simulations=400) for j in (job, scored))
+    assert queued_scored.expected_wall_s == pytest.approx(queued.expected_wall_s + 0.25, rel=0.03)
+    assert queued_scored.expected_candidates == queued.expected_candidates

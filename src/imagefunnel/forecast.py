@@ -15,8 +15,11 @@ refuses, the candidate cap or the deadline. Prices are the router's expected pri
 learned drift; a GPU-second request bills the seconds it ran); each request takes its provider's
 expected latency with some jitter.
 
+Each image is scored in its request's slot (``JobPlan.score_s`` per candidate, the store's measured
+time from answer to verdict where it has one): the slot, and so the wave, waits for the verdict.
 Not modelled (yet): outages and rate limits beyond that failure rate, prices that change while the
-job runs (a price the adapter cannot see moves only the bill), scoring time, duplicates. A provider
+job runs (a price the adapter cannot see moves only the bill), scoring slowing down when many
+candidates arrive together beyond what that measurement saw, duplicates. A provider
 with a slot limit (``ProviderOutlook.slots``: a ComfyUI server runs one prompt at a time) queues
 what it cannot run at once, across waves. Everything is vectorised over simulations
 with numpy. ``imagefunnel bench quote`` measures how well the quotes hold on the emulated market.
@@ -91,6 +94,9 @@ class JobPlan:
     candidate_cap: int
     concurrency: int
     confidence: float | None = None
+    # Seconds from an image's arrival to its verdict: the funnel scores inside the request's slot,
+    # so the slot (and the wave) waits for it; the provider is free again as the image arrives.
+    score_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +192,7 @@ class JobQuote(BaseModel):
     candidates_p95: float
     expected_wall_s: float
     wall_p95_s: float
+    score_s: float = 0.0  # the seconds per candidate the wall time counts for scoring (JobPlan.score_s)
     stops: dict[str, float]  # why the simulated runs stopped: delivered, budget, deadline, candidate cap
     confidence: float
     needed_budget_usd: float | None  # the smallest budget reaching ``confidence`` (None: none does)
@@ -461,6 +468,7 @@ def _play_wave(
         finish = start + latency[choice] * jitter
         limited = np.isfinite(queue[np.arange(now.size), slot])
         runs.slot_free[sim[limited], choice[limited], slot[limited]] = finish[limited]
+        judged = finish + plan.score_s  # the verdict: the image scored in the request's slot
         # A GPU-second request bills the seconds it ran (within what was held for it); any other
         # its price. One cut off by the deadline counts too: a provider may bill it all the same.
         cost = np.where(timed[choice], np.minimum(cost * jitter, hold), cost)
@@ -469,12 +477,13 @@ def _play_wave(
         runs.bought += np.bincount(choice, minlength=len(outlooks))
         slots.extra[index, lane] = hold - cost
         ok = finish <= plan.deadline_s
-        slots.finish[index, lane] = finish
+        slots.finish[index, lane] = judged
         slots.choice[index, lane] = choice
         slots.ok[index, lane] = ok
         slots.good[index, lane] = ok & (rng.random(now.size) < runs.true_p[sim, choice])
         slots.busy[index, lane] = True
-        slots.free[index, lane] = np.minimum(finish, plan.deadline_s)
+        # An image that arrived is scored, past the deadline if need be; one cut off frees its slot then.
+        slots.free[index, lane] = np.where(ok, judged, plan.deadline_s)
     everyone = np.arange(rows.size)
     _settle(runs, slots, everyone, rows, np.full(rows.size, np.inf))  # the wave waits for them all
     runs.clock[rows] = np.maximum(runs.clock[rows], slots.free.max(axis=1))
@@ -621,6 +630,7 @@ def forecast(
         candidates_p95=float(np.quantile(runs.generated, 0.95)),
         expected_wall_s=float(runs.clock.mean()),
         wall_p95_s=float(np.quantile(runs.clock, 0.95)),
+        score_s=plan.score_s,
         stops={name: float(np.mean(runs.stop == code)) for code, name in enumerate(_STOPS)},
         confidence=confidence,
         needed_budget_usd=needed,

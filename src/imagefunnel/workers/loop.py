@@ -41,7 +41,7 @@ from imagefunnel.funnel.selection import Ranked, best_k
 from imagefunnel.jobs import run_funnel_job
 from imagefunnel.providers.base import Provider
 from imagefunnel.quote_check import QuoteCheck, QuoteRecord, check_quote
-from imagefunnel.quoting import quote_job, store_pass_rates
+from imagefunnel.quoting import quote_job, store_pass_rates, store_score_s
 from imagefunnel.routing.cooldowns import LocalCooldowns, SharedCooldowns
 from imagefunnel.spec import JobSpec
 from imagefunnel.store import BlobStore, Store
@@ -320,7 +320,8 @@ class JobWorker:
         if stored is None and (self.settings.quote or spec.confidence is not None):
             try:
                 book = await asyncio.to_thread(store_pass_rates, self._store.engine)
-                fresh = await quote_job(spec, self._providers(spec), pass_rates=book)
+                score_s = await asyncio.to_thread(store_score_s, self._store.engine, spec)
+                fresh = await quote_job(spec, self._providers(spec), pass_rates=book, score_s=score_s)
             except NoProviderAvailable:
                 if spec.confidence is not None:
                     raise
