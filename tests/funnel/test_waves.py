@@ -73,6 +73,7 @@ def test_fewer_round_trips_left_ask_for_a_surer_wave() -> None:
     assert rounds_left(100.0, None) is None
     assert rounds_left(100.0, 30.0) == 3
     assert rounds_left(10.0, 30.0) == 1  # the wave being sized is itself a round trip
+    assert rounds_left(math.inf, 30.0) is None
     assert wave_target(0.99, None) == MIN_WAVE_TARGET  # nothing timed yet
     assert wave_target(0.99, 1) == pytest.approx(0.99)  # the last round trip: the confidence
     assert wave_target(0.99, 2) == pytest.approx(0.9)  # 1 - 0.1 ** 2 = 0.99

@@ -30,8 +30,9 @@ MIN_WAVE_TARGET = 0.5
 
 
 def rounds_left(time_left_s: float, round_s: float | None) -> int | None:
-    """Round trips that fit in ``time_left_s`` at ``round_s`` each (at least one; None: not timed)."""
-    if round_s is None or round_s <= 0:
+    """Round trips that fit in ``time_left_s`` at ``round_s`` each (at least one; None: not timed,
+    or no deadline to count against)."""
+    if round_s is None or round_s <= 0 or not math.isfinite(time_left_s):
         return None
     return max(1, math.floor(time_left_s / round_s))
 
