@@ -81,6 +81,34 @@ def test_wave_sizes_are_the_funnels_own_rule() -> None:
         assert int(ours[0]) == expected, (deliver, passed, generated)
 
 
+def test_confident_wave_sizes_are_the_funnels_own_rule() -> None:
+    # The deadline is 100 s from "now" (clock 0); the slowest round trip timed so far decides how
+    # many round trips are left, and so the chance each wave must meet the need with.
+    funnel = Funnel.__new__(Funnel)
+    funnel._clock = lambda: 0.0
+    cases = itertools.product([1, 12, 60], [0, 3, 11], [0, 5, 30, 90], [None, 1.0, 30.0, 150.0])
+    for deliver, passed, generated, round_s in cases:
+        if passed > generated or passed >= deliver:
+            continue
+        spec = JobSpec(
+            prompts=["a"], deliver=deliver, budget_usd=1.0, max_candidates=4 * deliver + 90, confidence=0.99
+        )
+        state = _JobState(job_id="j", spec=spec, budget=BudgetGuard(1.0), deadline=100.0, round_s=round_s)
+        state.passed = [Ranked(i, 1.0) for i in range(passed)]
+        state.generated = state.requested = generated
+        expected = funnel._next_wave_size(state)
+        ours = wave_sizes(
+            deliver=deliver,
+            passed=np.array([passed]),
+            generated=np.array([generated]),
+            left=np.array([spec.candidate_cap - generated]),
+            confidence=0.99,
+            time_left_s=np.array([100.0]),
+            round_s=np.array([math.nan if round_s is None else round_s]),
+        )
+        assert int(ours[0]) == expected, (deliver, passed, generated, round_s)
+
+
 @pytest.mark.parametrize("time_left", [math.inf, 600.0, 5.0, 1.0, 0.0])
 def test_policy_scores_are_the_routers_cost_per_accepted_image(time_left: float) -> None:
     options = [option("a", 0.01, 0.9, latency=3.0, errors=0.2), option("b", 0.002, 0.3, latency=0.5)]
@@ -243,3 +271,49 @@ def test_a_deadline_shorter_than_the_boxs_queue_is_quoted_as_unlikely() -> None:
     assert forecast(job, [sure], seed=1, simulations=400).p_deliver < 0.05
     hosted = dataclasses.replace(sure, slots=None)
     assert forecast(job, [hosted], seed=1, simulations=400).p_deliver > 0.9
+
+
+def confident(plan: JobPlan, confidence: float | None) -> JobPlan:
+    return dataclasses.replace(plan, confidence=confidence)
+
+
+def test_a_spec_confidence_buys_surer_waves_when_the_deadline_allows_few() -> None:
+    # 1 s round trips, 16 at once: a 3.5 s deadline leaves about two waves after the first is timed,
+    # so the confident rule's second wave is sized to finish (P 0.9 or more) and more jobs deliver,
+    # at the price of the larger waves; the margin rule's second wave often leaves a third to miss.
+    one = [dataclasses.replace(outlook("a", 0.001, 5.0, 5.0, learned=True), latency_s=1.0)]
+    tight = JobPlan(deliver=6, budget_usd=1.0, deadline_s=3.5, candidate_cap=24, concurrency=16)
+    margin = forecast(tight, one, seed=1, simulations=2000)
+    sure = forecast(confident(tight, 0.99), one, seed=1, simulations=2000)
+    assert sure.p_deliver > margin.p_deliver + 0.03
+    assert sure.stops["deadline"] < margin.stops["deadline"]
+    assert sure.expected_spend_usd > margin.expected_spend_usd
+
+
+def test_a_spec_confidence_spends_less_when_the_deadline_allows_many_waves() -> None:
+    # A 60 s deadline holds dozens of 1 s round trips: every wave asks for even odds of finishing
+    # (the margin rule asks for more), so fewer requests are in flight when K pass, and it takes
+    # longer. What the candidate cap allows to deliver is the same.
+    one = [dataclasses.replace(outlook("a", 0.001, 5.0, 5.0, learned=True), latency_s=1.0)]
+    ample = JobPlan(deliver=6, budget_usd=1.0, deadline_s=60.0, candidate_cap=24, concurrency=16)
+    margin = forecast(ample, one, seed=1, simulations=2000)
+    cheap = forecast(confident(ample, 0.99), one, seed=1, simulations=2000)
+    assert cheap.expected_spend_usd < 0.95 * margin.expected_spend_usd
+    assert cheap.expected_wall_s > margin.expected_wall_s
+    assert cheap.p_deliver == pytest.approx(margin.p_deliver, abs=0.01)
+
+
+def test_scoring_holds_the_request_slot_but_not_the_providers() -> None:
+    # K=8 sure passes, four at once, 0.5 s each, 0.25 s to score each: on a hosted API every round
+    # of four waits for its verdicts (0.75 s a round, not 0.5); a one-slot box is free again as
+    # each image arrives, so its queue of 0.5 s runs hides all scoring but the last candidate's.
+    sure = dataclasses.replace(outlook("api", 0.001, 1000.0, 0.001), failure_rate=0.0)
+    job = JobPlan(deliver=8, budget_usd=1.0, deadline_s=600.0, candidate_cap=16, concurrency=4)
+    scored = dataclasses.replace(job, score_s=0.25)
+    hosted, hosted_scored = (forecast(j, [sure], seed=1, simulations=400) for j in (job, scored))
+    assert hosted_scored.score_s == 0.25 and hosted.score_s == 0.0
+    assert hosted_scored.expected_wall_s == pytest.approx(hosted.expected_wall_s * 1.5, rel=0.1)
+    box = dataclasses.replace(sure, slots=1)
+    queued, queued_scored = (forecast(j, [box], seed=1, simulations=400) for j in (job, scored))
+    assert queued_scored.expected_wall_s == pytest.approx(queued.expected_wall_s + 0.25, rel=0.03)
+    assert queued_scored.expected_candidates == queued.expected_candidates

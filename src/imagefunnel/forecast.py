@@ -15,8 +15,11 @@ refuses, the candidate cap or the deadline. Prices are the router's expected pri
 learned drift; a GPU-second request bills the seconds it ran); each request takes its provider's
 expected latency with some jitter.
 
+Each image is scored in its request's slot (``JobPlan.score_s`` per candidate, the store's measured
+time from answer to verdict where it has one): the slot, and so the wave, waits for the verdict.
 Not modelled (yet): outages and rate limits beyond that failure rate, prices that change while the
-job runs (a price the adapter cannot see moves only the bill), scoring time, duplicates. A provider
+job runs (a price the adapter cannot see moves only the bill), scoring slowing down when many
+candidates arrive together beyond what that measurement saw, duplicates. A provider
 with a slot limit (``ProviderOutlook.slots``: a ComfyUI server runs one prompt at a time) queues
 what it cannot run at once, across waves. Everything is vectorised over simulations
 with numpy. ``imagefunnel bench quote`` measures how well the quotes hold on the emulated market.
@@ -33,6 +36,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
 from imagefunnel.funnel.engine import PRIOR_FAIL, PRIOR_PASS, WAVE_SAFETY
+from imagefunnel.funnel.waves import confident_wave_size, rounds_left, wave_target
 from imagefunnel.providers.base import PriceUnit
 from imagefunnel.routing.dispatch import BILLED_TAIL, STOP_GRACE, TimeoutSettings
 from imagefunnel.routing.passrates import PassRatePrior
@@ -81,13 +85,18 @@ def usd(value: float) -> str:
 
 @dataclass(frozen=True, slots=True)
 class JobPlan:
-    """What the job asks: K, its budget, deadline, candidate cap and concurrency."""
+    """What the job asks: K, its budget, deadline, candidate cap and concurrency, and how its waves
+    are sized (the spec's ``confidence``; None: the margin rule)."""
 
     deliver: int
     budget_usd: float
     deadline_s: float
     candidate_cap: int
     concurrency: int
+    confidence: float | None = None
+    # Seconds from an image's arrival to its verdict: the funnel scores inside the request's slot,
+    # so the slot (and the wave) waits for it; the provider is free again as the image arrives.
+    score_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +192,7 @@ class JobQuote(BaseModel):
     candidates_p95: float
     expected_wall_s: float
     wall_p95_s: float
+    score_s: float = 0.0  # the seconds per candidate the wall time counts for scoring (JobPlan.score_s)
     stops: dict[str, float]  # why the simulated runs stopped: delivered, budget, deadline, candidate cap
     confidence: float
     needed_budget_usd: float | None  # the smallest budget reaching ``confidence`` (None: none does)
@@ -191,9 +201,34 @@ class JobQuote(BaseModel):
     providers: list[ProviderQuote]
 
 
-def wave_sizes(*, deliver: int, passed: Ints, generated: Ints, left: Ints) -> Ints:
+def wave_sizes(
+    *,
+    deliver: int,
+    passed: Ints,
+    generated: Ints,
+    left: Ints,
+    confidence: float | None = None,
+    time_left_s: Floats | None = None,
+    round_s: Floats | None = None,
+) -> Ints:
     """The funnel's wave-size rule, over arrays: ask for the remaining need over the pass-rate estimate
-    (the Beta(2, 1) posterior of this job's verdicts), with a margin, within the candidates left."""
+    (the Beta(2, 1) posterior of this job's verdicts), with a margin, within the candidates left.
+
+    With a ``confidence``, the funnel's confident rule (:mod:`imagefunnel.funnel.waves`) instead,
+    from each run's time left and slowest round trip so far (``round_s``; NaN: no wave timed yet),
+    through the very functions the funnel calls.
+    """
+    if confidence is not None:
+        if time_left_s is None or round_s is None:
+            raise ValueError("a confident wave rule needs each run's time left and round trip")
+        sizes = np.empty(passed.size, dtype=np.int64)
+        for i in range(passed.size):
+            ok, seen, timed = int(passed[i]), int(generated[i]), float(round_s[i])
+            rounds = rounds_left(float(time_left_s[i]), None if math.isnan(timed) else timed)
+            target = wave_target(confidence, rounds)
+            alpha, beta = PRIOR_PASS + ok, PRIOR_FAIL + seen - ok
+            sizes[i] = confident_wave_size(deliver - ok, alpha, beta, target, int(left[i]))
+        return sizes
     estimate = (PRIOR_PASS + passed) / (PRIOR_PASS + PRIOR_FAIL + generated)
     wanted = np.ceil((deliver - passed) / np.maximum(estimate, _MIN_ESTIMATE) * WAVE_SAFETY)
     return np.maximum(1, np.minimum(wanted.astype(np.int64), left))
@@ -433,6 +468,7 @@ def _play_wave(
         finish = start + latency[choice] * jitter
         limited = np.isfinite(queue[np.arange(now.size), slot])
         runs.slot_free[sim[limited], choice[limited], slot[limited]] = finish[limited]
+        judged = finish + plan.score_s  # the verdict: the image scored in the request's slot
         # A GPU-second request bills the seconds it ran (within what was held for it); any other
         # its price. One cut off by the deadline counts too: a provider may bill it all the same.
         cost = np.where(timed[choice], np.minimum(cost * jitter, hold), cost)
@@ -441,12 +477,13 @@ def _play_wave(
         runs.bought += np.bincount(choice, minlength=len(outlooks))
         slots.extra[index, lane] = hold - cost
         ok = finish <= plan.deadline_s
-        slots.finish[index, lane] = finish
+        slots.finish[index, lane] = judged
         slots.choice[index, lane] = choice
         slots.ok[index, lane] = ok
         slots.good[index, lane] = ok & (rng.random(now.size) < runs.true_p[sim, choice])
         slots.busy[index, lane] = True
-        slots.free[index, lane] = np.minimum(finish, plan.deadline_s)
+        # An image that arrived is scored, past the deadline if need be; one cut off frees its slot then.
+        slots.free[index, lane] = np.where(ok, judged, plan.deadline_s)
     everyone = np.arange(rows.size)
     _settle(runs, slots, everyone, rows, np.full(rows.size, np.inf))  # the wave waits for them all
     runs.clock[rows] = np.maximum(runs.clock[rows], slots.free.max(axis=1))
@@ -457,6 +494,7 @@ def _simulate(
 ) -> _Runs:
     rng = np.random.default_rng(seed)
     runs = _Runs.start(outlooks, sims, rng)
+    round_s = np.full(sims, np.nan)  # each run's slowest round trip, as the funnel times it
     for _ in range(_MAX_WAVES):
         going = _stop(runs, plan, budget)
         if not going.any():
@@ -464,9 +502,18 @@ def _simulate(
         rows = np.flatnonzero(going)
         left = plan.candidate_cap - (runs.requested[rows] - runs.refused[rows])
         sizes = wave_sizes(
-            deliver=plan.deliver, passed=runs.passed[rows], generated=runs.generated[rows], left=left
+            deliver=plan.deliver,
+            passed=runs.passed[rows],
+            generated=runs.generated[rows],
+            left=left,
+            confidence=plan.confidence,
+            time_left_s=plan.deadline_s - runs.clock[rows],
+            round_s=round_s[rows],
         )
+        started = runs.clock[rows].copy()
         _play_wave(runs, rows, sizes, plan, outlooks, budget, rng)
+        took = (runs.clock[rows] - started) / np.ceil(sizes / plan.concurrency)
+        round_s[rows] = np.fmax(round_s[rows], took)  # NaN (not timed yet) gives way
     raise RuntimeError("the simulated funnel did not stop")  # a bug: every wave moves a run forward
 
 
@@ -583,6 +630,7 @@ def forecast(
         candidates_p95=float(np.quantile(runs.generated, 0.95)),
         expected_wall_s=float(runs.clock.mean()),
         wall_p95_s=float(np.quantile(runs.clock, 0.95)),
+        score_s=plan.score_s,
         stops={name: float(np.mean(runs.stop == code)) for code, name in enumerate(_STOPS)},
         confidence=confidence,
         needed_budget_usd=needed,

@@ -28,6 +28,7 @@ __all__ = [
     "record_path",
     "replanned",
     "save_record",
+    "wall_counts",
 ]
 
 QUOTES_DIR = "quotes"
@@ -156,6 +157,13 @@ def _plan_notes(record: QuoteRecord, result: JobResult) -> tuple[list[str], list
     return [p.provider for p in planned], sorted(attempts, key=lambda n: -attempts[n]), notes, changed
 
 
+def wall_counts(quote: JobQuote) -> str:
+    """What a quote's wall time counts, in words (a quote made before scoring time was counted: none)."""
+    if quote.score_s > 0:
+        return f"provider latency, box queues and {quote.score_s:.2f}s to score each candidate"
+    return "provider latency and box queues, not scoring time"
+
+
 def check_quote(record: QuoteRecord, result: JobResult, *, wall_s: float, wall_note: str) -> QuoteCheck:
     """Hold ``record``'s quote up against ``result`` (and the job's ``wall_s``)."""
     q = record.quote
@@ -176,7 +184,7 @@ def check_quote(record: QuoteRecord, result: JobResult, *, wall_s: float, wall_n
     if wall.above_p95:
         broken.append(
             f"wall time {wall.actual:.1f}s is above the quoted p95 of {wall.quoted_p95:.1f}s "
-            f"(expected {wall.quoted_expected:.1f}s; the quote counts provider latency and box queues, not scoring time)"
+            f"(expected {wall.quoted_expected:.1f}s; the quote counts {wall_counts(q)})"
         )
     delivered_all = result.delivered >= result.asked
     if not delivered_all:

@@ -140,3 +140,50 @@ async def test_a_worker_with_quoting_off_runs_a_job_without_a_confidence_unquote
     outcome = await _worker(store, market, tmp_path, ends, quote=False).run_one()
     assert outcome is not None and outcome.status == "delivered"
     assert JobQuotes(store).get("job-n") is None and ends[-1].quote is None
+
+
+async def test_a_reader_never_sees_the_job_ended_without_its_quote_check(
+    store: Store, market: MarketServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What GET /v1/jobs/{id} would read the moment the job's final status is committed.
+    seen: list[tuple[str, bool]] = []
+    finish = Store.finish_job
+
+    def finish_and_look(self: Store, job_id: str, **kwargs: Any) -> None:
+        finish(self, job_id, **kwargs)
+        stored = JobQuotes(self).get(job_id)
+        seen.append((self.job(job_id).status, stored is not None and stored.check is not None))
+
+    monkeypatch.setattr(Store, "finish_job", finish_and_look)
+    _enqueue(store, "job-a", _spec())
+    ends: list[JobEnd] = []
+    outcome = await _worker(store, market, tmp_path, ends).run_one()
+    assert outcome is not None and outcome.status == "delivered"
+    assert seen == [("delivered", True)]
+    stored = JobQuotes(store).get("job-a")
+    assert stored is not None and stored.check is not None and ends[-1].quote == stored.check
+    assert stored.check.candidates.actual == len(store.candidates("job-a"))
+    assert stored.check.delivered_all and stored.check.wall_s.actual > 0
+
+
+async def test_a_quote_check_that_cannot_be_made_as_the_job_ends_does_not_stop_it_ending(
+    store: Store, market: MarketServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imagefunnel.errors import StoreError
+    from imagefunnel.workers import loop
+
+    calls = []
+    real = loop.load_result
+
+    def first_fails(*args: Any) -> Any:
+        calls.append(args)
+        if len(calls) == 1:
+            raise StoreError("store operation failed: database is locked")
+        return real(*args)
+
+    monkeypatch.setattr(loop, "load_result", first_fails)
+    _enqueue(store, "job-f", _spec())
+    outcome = await _worker(store, market, tmp_path).run_one()
+    assert outcome is not None and outcome.status == "delivered" == store.job("job-f").status
+    stored = JobQuotes(store).get("job-f")
+    assert len(calls) == 2 and stored is not None and stored.check is not None  # made after it ended

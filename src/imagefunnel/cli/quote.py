@@ -23,8 +23,8 @@ from imagefunnel.cli.runner import QUOTE_FILE, STORE_FILE, open_store
 from imagefunnel.errors import NoProviderAvailable, SpecError
 from imagefunnel.forecast import JobQuote, chance, refusal, usd
 from imagefunnel.providers.base import Provider
-from imagefunnel.quote_check import QuoteCheck, QuoteRecord, replanned
-from imagefunnel.quoting import DEFAULT_SIMULATIONS, quote_job, store_pass_rates
+from imagefunnel.quote_check import QuoteCheck, QuoteRecord, replanned, wall_counts
+from imagefunnel.quoting import DEFAULT_SIMULATIONS, quote_job, store_pass_rates, store_score_s
 from imagefunnel.routing import PassRateBook
 from imagefunnel.spec import JobSpec
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "QUOTE_FILE",
     "learned_pass_rates",
+    "learned_score_s",
     "load_given_quote",
     "market_latencies",
     "print_quote",
@@ -50,6 +51,18 @@ def learned_pass_rates(out_dir: Path) -> PassRateBook:
     store = open_store(out_dir)
     try:
         return store_pass_rates(store.engine)
+    finally:
+        store.close()
+
+
+def learned_score_s(out_dir: Path, spec: JobSpec) -> float | None:
+    """The time ``--out out_dir``'s jobs of this use case took to judge a candidate (None: no store,
+    or none yet: the quote uses the use case's default); never creates a store."""
+    if not (out_dir / STORE_FILE).is_file():
+        return None
+    store = open_store(out_dir)
+    try:
+        return store_score_s(store.engine, spec)
     finally:
         store.close()
 
@@ -76,9 +89,11 @@ def quote_spec(
     confidence: float | None = None,
     simulations: int = DEFAULT_SIMULATIONS,
     seed: int | None = None,
+    score_s: float | None = None,
 ) -> JobQuote:
     """Quote ``spec`` on ``providers`` (closed afterwards) from ``pass_rates`` (e.g.
-    :func:`learned_pass_rates` of a job folder); the command line's face of :func:`quote_job`."""
+    :func:`learned_pass_rates` of a job folder) and ``score_s`` (e.g. :func:`learned_score_s`);
+    the command line's face of :func:`quote_job`."""
     return asyncio.run(
         quote_job(
             spec,
@@ -88,6 +103,7 @@ def quote_spec(
             confidence=confidence,
             simulations=simulations,
             seed=seed,
+            score_s=score_s,
         )
     )
 
@@ -138,7 +154,13 @@ def start_quote(
     quoted = spec.confidence is not None or not skip
     if quoted:
         try:
-            fresh = quote_spec(spec, providers(), pass_rates=learned_pass_rates(out_dir), latencies=latencies)
+            fresh = quote_spec(
+                spec,
+                providers(),
+                pass_rates=learned_pass_rates(out_dir),
+                latencies=latencies,
+                score_s=learned_score_s(out_dir, spec),
+            )
         except NoProviderAvailable:
             if spec.confidence is not None:
                 raise
@@ -188,7 +210,7 @@ def print_quote(console: Console, quote: JobQuote, *, name: str) -> None:
         f"candidates: expected {quote.expected_candidates:.1f}, p95 {quote.candidates_p95:.0f} "
         f"(cap {quote.candidate_cap})",
         f"wall time: expected {quote.expected_wall_s:.1f}s, p95 {quote.wall_p95_s:.1f}s "
-        "(provider latency and one-prompt-at-a-time box queues; scoring time not modelled)",
+        f"(counts {wall_counts(quote)})",
         "stops: " + ", ".join(f"{why} {share:.0%}" for why, share in quote.stops.items()),
     ]
     if quote.needed_budget_usd is not None:

@@ -29,7 +29,7 @@ def _quote(
     seed: int | None,
 ) -> tuple[JobSpec, JobQuote]:
     from imagefunnel.cli.demo import market_offer, market_providers
-    from imagefunnel.cli.quote import learned_pass_rates, market_latencies, quote_spec
+    from imagefunnel.cli.quote import learned_pass_rates, learned_score_s, market_latencies, quote_spec
     from imagefunnel.market.server import MarketServer
     from imagefunnel.providers.config import build_provider, load_providers_file
     from imagefunnel.spec import load_spec
@@ -44,6 +44,7 @@ def _quote(
             spec,
             built,
             pass_rates=learned_pass_rates(out_dir),
+            score_s=learned_score_s(out_dir, spec),
             confidence=confidence,
             simulations=simulations,
             seed=seed,
@@ -55,6 +56,7 @@ def _quote(
             spec,
             market_providers(market, spec.model),
             pass_rates=learned_pass_rates(out_dir),
+            score_s=learned_score_s(out_dir, spec),
             latencies=market_latencies(market),
             confidence=confidence,
             simulations=simulations,

@@ -1,4 +1,9 @@
-"""The wave loop: size a wave from the observed pass rate, buy, score, stop as soon as K pass."""
+"""The wave loop: size a wave from the observed pass rate, buy, score, stop as soon as K pass.
+
+A wave asks for the remaining need over the pass-rate estimate, with a margin; a spec with a
+``confidence`` instead asks for the least wave meeting the need with the chance the deadline's
+round trips left call for (:mod:`imagefunnel.funnel.waves`).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from imagefunnel.funnel.events import CandidateScored, FunnelObserver, RequestFa
 from imagefunnel.funnel.reattach import reattach_in_flight
 from imagefunnel.funnel.requests import prompt_for, reference_images, request_number, seed_for
 from imagefunnel.funnel.selection import Ranked, best_k, find_duplicate, perceptual_hash, quality
+from imagefunnel.funnel.waves import confident_wave_size, rounds_left, wave_target
 from imagefunnel.imaging import decode_image
 from imagefunnel.providers.base import Generation, GenerationRequest
 from imagefunnel.routing import RouteContext, Router
@@ -48,6 +54,9 @@ class _JobState:
     # Providers whose candidate was rejected, for jobs whose every request is the same input
     # (background removal): asking them again would buy the same rejected output.
     rejected_by: set[str] = field(default_factory=set)
+    # The slowest round trip of this run's waves (a wave's time over its rounds of ``concurrency``
+    # requests), timed only for a spec with a ``confidence``; None until a wave has been timed.
+    round_s: float | None = None
 
     def permits(self, provider: str) -> bool:
         if self.spec.use_case == UseCase.BACKGROUND_REMOVAL and provider in self.rejected_by:
@@ -209,14 +218,20 @@ class Funnel:
                 WaveStarted(wave, size, spec.deliver - len(state.passed), state.pass_rate_estimate())
             )
             generated_before = state.generated
+            started = self._clock() if spec.confidence is not None else 0.0
             await self._run_wave(state, wave, size)
+            if spec.confidence is not None:
+                rounds = math.ceil(size / spec.concurrency)
+                took = (self._clock() - started) / rounds
+                state.round_s = took if state.round_s is None else max(state.round_s, took)
             if state.generated == generated_before and state.last_provider_error and not state.done:
                 state.stop_reason = f"no provider could deliver a whole wave ({state.last_provider_error})"
         return self._finish(state)
 
     def _next_wave_size(self, state: _JobState) -> int:
         spec = state.spec
-        if self._clock() >= state.deadline:
+        now = self._clock()
+        if now >= state.deadline:
             state.stop_reason = f"deadline of {spec.deadline_s:.0f}s reached"
             return 0
         left = spec.candidate_cap - (state.requested - state.refused)
@@ -228,6 +243,12 @@ class Funnel:
             state.stop_reason = refusal or ""
             return 0
         needed = spec.deliver - len(state.passed)
+        if spec.confidence is not None:
+            # The least wave meeting the need with the chance the round trips left call for (waves.py).
+            passed = len(state.passed)
+            target = wave_target(spec.confidence, rounds_left(state.deadline - now, state.round_s))
+            alpha, beta = PRIOR_PASS + passed, PRIOR_FAIL + state.generated - passed
+            return confident_wave_size(needed, alpha, beta, target, left)
         wanted = math.ceil(needed / max(state.pass_rate_estimate(), 0.05) * WAVE_SAFETY)
         return max(1, min(wanted, left))
 

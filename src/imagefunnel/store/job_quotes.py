@@ -8,11 +8,12 @@ their quotes in their output folder instead, and have no row here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from imagefunnel.quote_check import QuoteCheck, QuoteRecord
 from imagefunnel.store.models import JobQuoteRow
@@ -68,6 +69,18 @@ class JobQuotes:
         with self._store.session() as s:
             rows = s.scalars(select(JobQuoteRow).where(JobQuoteRow.job_id.in_(list(job_ids))))
             return {row.job_id: _stored(row) for row in rows}
+
+    @staticmethod
+    def check_writer(job_id: str, check: QuoteCheck) -> Callable[[Session], None]:
+        """Writes ``check`` as the job's quote check in a session of the caller's (a job's ending)."""
+        check_json = check.model_dump_json()
+
+        def write(session: Session) -> None:
+            session.execute(
+                update(JobQuoteRow).where(JobQuoteRow.job_id == job_id).values(check_json=check_json)
+            )
+
+        return write
 
     def set_check(self, job_id: str, check: QuoteCheck) -> None:
         """Record how the job's quote held, once the job ended (a job without a quote is left alone)."""

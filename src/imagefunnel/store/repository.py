@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 
 from sqlalchemy import ColumnElement, create_engine, event, func, select, update
 from sqlalchemy.engine import Engine
@@ -40,6 +40,21 @@ class InFlight:
     model: str
     quoted_usd: float
     provider_request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobEnding:
+    """How a job is about to end (:meth:`Store.finish_job`), for what must be written with it."""
+
+    job_id: str
+    status: str
+    stop_reason: str
+    delivered: int
+    finished_at: datetime
+
+
+# Given how a job ends, what to write in the same transaction (None: nothing).
+FinishHook = Callable[[JobEnding], Callable[[Session], None] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +104,7 @@ class Store:
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open store {url!r}: {exc}") from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._finishing: dict[str, FinishHook] = {}
 
     def close(self) -> None:
         self.engine.dispose()
@@ -117,9 +133,23 @@ class Store:
             elif row.status != "running":
                 raise StoreError(f"job {job_id!r} has already ended ({row.status})")
 
+    @contextmanager
+    def finishing(self, job_id: str, hook: FinishHook) -> Iterator[None]:
+        """While inside, ending ``job_id`` also writes what ``hook`` makes of its ending, in the
+        same transaction: a reader never sees the job ended without it (a queued job's quote check)."""
+        self._finishing[job_id] = hook
+        try:
+            yield
+        finally:
+            self._finishing.pop(job_id, None)
+
     def finish_job(self, job_id: str, *, status: str, stop_reason: str, delivered: int) -> None:
         """End a job. Its lease ends in the same statement: a worker killed between finishing a
-        job and releasing it must not leave a finished job held by a dead worker."""
+        job and releasing it must not leave a finished job held by a dead worker. What a
+        :meth:`finishing` hook prepares is written in the same transaction."""
+        finished_at = utcnow()
+        hook = self._finishing.get(job_id)
+        also = hook(JobEnding(job_id, status, stop_reason, delivered, finished_at)) if hook else None
         with self.session() as s:
             s.execute(
                 update(JobRow)
@@ -128,11 +158,13 @@ class Store:
                     status=status,
                     stop_reason=stop_reason,
                     delivered=delivered,
-                    finished_at=utcnow(),
+                    finished_at=finished_at,
                     lease_owner=None,
                     lease_expires_at=None,
                 )
             )
+            if also is not None:
+                also(s)
 
     def job(self, job_id: str) -> JobRow:
         with self.session() as s:

@@ -31,22 +31,26 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import Enum
+
+from sqlalchemy.orm import Session
 
 from imagefunnel.errors import ImageFunnelError, NoProviderAvailable, SpecError
 from imagefunnel.forecast import refusal
 from imagefunnel.funnel import FunnelObserver, FunnelOutcome
-from imagefunnel.funnel.result import load_result
+from imagefunnel.funnel.result import JobResult, load_result
 from imagefunnel.funnel.selection import Ranked, best_k
 from imagefunnel.jobs import run_funnel_job
 from imagefunnel.providers.base import Provider
 from imagefunnel.quote_check import QuoteCheck, QuoteRecord, check_quote
-from imagefunnel.quoting import quote_job, store_pass_rates
+from imagefunnel.quoting import quote_job, store_pass_rates, store_score_s
 from imagefunnel.routing.cooldowns import LocalCooldowns, SharedCooldowns
 from imagefunnel.spec import JobSpec
 from imagefunnel.store import BlobStore, Store
 from imagefunnel.store.job_quotes import JobQuotes, StoredQuote
 from imagefunnel.store.queue import Claim, JobQueue
+from imagefunnel.store.repository import JobEnding
 from imagefunnel.workers.lease import LeaseKeeper
 
 __all__ = [
@@ -222,6 +226,10 @@ class JobWorker:
             self.active -= 1
 
     async def _run_claim_once(self, lease: LeaseKeeper) -> None:
+        with self._store.finishing(lease.claim.job_id, self._check_on_finish):
+            await self._run_claim_held(lease)
+
+    async def _run_claim_held(self, lease: LeaseKeeper) -> None:
         claim = lease.claim
         loop = asyncio.get_running_loop()
         job = asyncio.create_task(self._execute(claim))
@@ -273,22 +281,40 @@ class JobWorker:
         return JobEnd(job_id, "cancelled", reason, tuple(chosen), self._check_quote(job_id))
 
     def _check_quote(self, job_id: str) -> QuoteCheck | None:
-        """Hold the ended job to its quote and keep the check with it (None: it was not quoted).
-
-        Its wall time runs from the quote (made as it was first claimed) to its end, so a job that was
-        re-claimed counts the time its first holder had it and the wait for the next one."""
+        """The ended job's quote check (None: it was not quoted): the one written as it ended
+        (:meth:`_check_on_finish`), else made and kept now."""
         stored = self._quotes.get(job_id)
         if stored is None:
             return None
+        if stored.check is not None:
+            return stored.check
         job = self._store.job(job_id)
-        end = job.finished_at or stored.quoted_at
-        note = "since its first claim" + (", time between claims included" if job.claims > 1 else "")
         result = load_result(self._store, self._blobs, job_id)
-        check = check_quote(
-            stored.record, result, wall_s=max(0.0, (end - stored.quoted_at).total_seconds()), wall_note=note
-        )
+        check = _held(stored, result, end=job.finished_at or stored.quoted_at, claims=job.claims)
         self._quotes.set_check(job_id, check)
         return check
+
+    def _check_on_finish(self, ending: JobEnding) -> Callable[[Session], None] | None:
+        """The quote check written with the job's final status (``Store.finishing``), so that no
+        reader sees the job ended and its check still missing. The result is the one about to be
+        final: what was bought and delivered is recorded by then; the status comes with the ending."""
+        try:
+            stored = self._quotes.get(ending.job_id)
+            if stored is None:
+                return None
+            job = self._store.job(ending.job_id)
+            ended = {
+                "status": ending.status,
+                "stop_reason": ending.stop_reason,
+                "delivered": ending.delivered,
+            }
+            result = load_result(self._store, self._blobs, ending.job_id).model_copy(update=ended)
+            check = _held(stored, result, end=ending.finished_at, claims=job.claims)
+        except (ImageFunnelError, ValueError) as exc:
+            # The job must end all the same: its check is then made after it ended (_check_quote).
+            log.warning("job %s: its quote check could not be made as it ended: %s", ending.job_id, exc)
+            return None
+        return JobQuotes.check_writer(ending.job_id, check)
 
     async def _execute(self, claim: Claim) -> FunnelOutcome:
         spec = JobSpec.model_validate_json(claim.spec_json)
@@ -320,7 +346,8 @@ class JobWorker:
         if stored is None and (self.settings.quote or spec.confidence is not None):
             try:
                 book = await asyncio.to_thread(store_pass_rates, self._store.engine)
-                fresh = await quote_job(spec, self._providers(spec), pass_rates=book)
+                score_s = await asyncio.to_thread(store_score_s, self._store.engine, spec)
+                fresh = await quote_job(spec, self._providers(spec), pass_rates=book, score_s=score_s)
             except NoProviderAvailable:
                 if spec.confidence is not None:
                     raise
@@ -351,3 +378,17 @@ class JobWorker:
 
 def _with_id(settings: WorkerSettings, worker_id: str) -> WorkerSettings:
     return dataclasses.replace(settings, worker_id=worker_id)
+
+
+def _held(stored: StoredQuote, result: JobResult, *, end: datetime, claims: int) -> QuoteCheck:
+    """Hold an ended job to its quote. Its wall time runs from the quote (made as it was first
+    claimed) to its end, so a job that was re-claimed counts the time its first holder had it and
+    the wait for the next one."""
+    note = "since its first claim" + (", time between claims included" if claims > 1 else "")
+    wall_s = (_aware(end) - _aware(stored.quoted_at)).total_seconds()
+    return check_quote(stored.record, result, wall_s=max(0.0, wall_s), wall_note=note)
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite gives back naive UTC datetimes, PostgreSQL aware ones."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
