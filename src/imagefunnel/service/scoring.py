@@ -25,6 +25,7 @@ from imagefunnel.service.evaluation_references import resolve_stored
 from imagefunnel.spec import JobSpec
 from imagefunnel.store import BlobStore
 from imagefunnel.store.evaluations import EvaluationStore, ScoredImageResult
+from imagefunnel.store.service_models import WebhookDeliveryRow
 from imagefunnel.store.uploads import Uploads
 from imagefunnel.store.webhook_log import WebhookLog
 
@@ -129,6 +130,19 @@ class EvaluationRunner:
         return True
 
     def _score(self, evaluation_id: str, tenant_id: str, use_case: str, spec_json: str | None) -> None:
+        # The result and its webhook deliveries are committed together: a poller that sees the
+        # evaluation done finds its announcement queued, and a crash between the two loses neither.
+        def announce(status: str, passed: int) -> list[WebhookDeliveryRow]:
+            payload: dict[str, object] = {
+                "type": "evaluation.completed",
+                "evaluation_id": evaluation_id,
+                "status": status,
+                "passed": passed,
+            }
+            return self.webhooks.deliveries_for(
+                tenant_id, "evaluation.completed", payload, evaluation_id=evaluation_id
+            )
+
         try:
             # Its reference uploads, as the blobs holding them (still the tenant's, still there).
             inputs = resolve_stored(spec_json, tenant_id, self.uploads, self.blobs)
@@ -137,16 +151,10 @@ class EvaluationRunner:
                 (i.filename, self.blobs.get(i.blob_sha256)) for i in self.evaluations.images(evaluation_id)
             ]
             results = score_all(scorer, images)
-            self.evaluations.record(evaluation_id, results)
-            status, passed = "done", sum(r.passed for r in results)
         except ImageFunnelError as exc:
             log.warning("evaluation %s failed: %s", evaluation_id, exc)
-            self.evaluations.fail(evaluation_id, str(exc))
-            status, passed = "failed", 0
-        payload: dict[str, object] = {
-            "type": "evaluation.completed",
-            "evaluation_id": evaluation_id,
-            "status": status,
-            "passed": passed,
-        }
-        self.webhooks.enqueue(tenant_id, "evaluation.completed", payload, evaluation_id=evaluation_id)
+            self.evaluations.fail(evaluation_id, str(exc), announce=announce("failed", 0))
+            return
+        self.evaluations.record(
+            evaluation_id, results, announce=announce("done", sum(r.passed for r in results))
+        )

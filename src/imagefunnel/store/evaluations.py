@@ -96,9 +96,17 @@ class EvaluationStore:
             )
         return evaluation_id
 
-    def record(self, evaluation_id: str, results: Sequence[ScoredImageResult]) -> None:
-        """Store every image's result and close the evaluation as ``done``."""
+    def record(
+        self,
+        evaluation_id: str,
+        results: Sequence[ScoredImageResult],
+        *,
+        announce: Sequence[object] = (),
+    ) -> None:
+        """Store every image's result and close the evaluation as ``done``; ``announce`` (rows such
+        as webhook deliveries) is added in the same transaction."""
         with self._store.session() as s:
+            s.add_all(announce)
             for item in results:
                 s.execute(
                     update(EvaluationImageRow)
@@ -114,8 +122,10 @@ class EvaluationStore:
                 .values(status="done", passed=sum(r.passed for r in results), finished_at=utcnow())
             )
 
-    def fail(self, evaluation_id: str, error: str) -> None:
+    def fail(self, evaluation_id: str, error: str, *, announce: Sequence[object] = ()) -> None:
+        """Close the evaluation as ``failed``; ``announce`` is added in the same transaction."""
         with self._store.session() as s:
+            s.add_all(announce)
             s.execute(
                 update(EvaluationRow)
                 .where(EvaluationRow.id == evaluation_id)

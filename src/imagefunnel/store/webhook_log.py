@@ -68,8 +68,26 @@ class WebhookLog:
         evaluation_id: str | None = None,
     ) -> int:
         """A delivery per endpoint of the tenant subscribed to ``event_type``; how many."""
+        rows = self.deliveries_for(tenant_id, event_type, payload, job_id=job_id, evaluation_id=evaluation_id)
+        if rows:
+            with self._store.session() as s:
+                s.add_all(rows)
+        return len(rows)
+
+    def deliveries_for(
+        self,
+        tenant_id: str,
+        event_type: str,
+        payload: dict[str, object],
+        *,
+        job_id: str | None = None,
+        evaluation_id: str | None = None,
+    ) -> list[WebhookDeliveryRow]:
+        """The rows :meth:`enqueue` would add, not yet added: for a caller that must commit them in
+        the same transaction as the change they announce (nothing announced that did not happen, and
+        nothing happened that a crash leaves unannounced)."""
         body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
-        rows = [
+        return [
             WebhookDeliveryRow(
                 webhook_id=hook.id,
                 tenant_id=tenant_id,
@@ -85,10 +103,6 @@ class WebhookLog:
             for hook in self.endpoints(tenant_id)
             if _subscribed(hook, event_type)
         ]
-        if rows:
-            with self._store.session() as s:
-                s.add_all(rows)
-        return len(rows)
 
     def take_due(
         self, *, limit: int, lease_s: float, now: datetime | None = None
