@@ -96,13 +96,15 @@ class _Reader:
         return (self.integer(), self.integer(), self.integer(), self.integer())
 
     def tensor(self) -> F32:
-        """A ``resizable_tensor``, flat, as float32."""
+        """A ``resizable_tensor``, flat, as float32 (read-only)."""
         self.expect_version("tensor", 2)
         dims = [self.integer() for _ in range(4)]
         if any(d < 0 for d in dims):
             raise DlibNetFormatError(f"negative tensor dimension {dims}")
         count = int(np.prod(dims))
-        return np.frombuffer(self._take(4 * count), dtype="<f4").astype(np.float32)
+        # a read-only view into the file's bytes, no copy: only the folded weights outlive the reading
+        values = np.frombuffer(self._take(4 * count), dtype="<f4")
+        return values if values.dtype == np.float32 else values.astype(np.float32)
 
     def expect_version(self, what: str, *allowed: int) -> int:
         version = self.integer()
@@ -457,7 +459,7 @@ def _parse(data: bytes) -> FaceNet:
         raise DlibNetFormatError("the network ends early")
     if reader.pos != len(data):
         raise DlibNetFormatError(f"{len(data) - reader.pos} bytes left after the network")
-    return FaceNet(mean_rgb, tuple(ops), np.ascontiguousarray(fc))
+    return FaceNet(mean_rgb, tuple(ops), fc.copy())  # a copy: a view would keep the whole file alive
 
 
 def read_face_net(path: Path) -> FaceNet:
