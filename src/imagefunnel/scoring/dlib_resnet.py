@@ -290,7 +290,7 @@ def _read_fc(reader: _Reader, spec: _Spec, inputs: int) -> F32:
     return params.reshape(inputs, outputs)
 
 
-def _skip_layer_state(reader: _Reader, version: int, *, input_layer: bool) -> None:
+def _read_layer_state(reader: _Reader, version: int, *, input_layer: bool) -> None:
     """What an ``add_layer`` writes after its layer: flags and (empty at rest) training tensors."""
     for _ in range(3):
         reader.boolean()
@@ -454,7 +454,7 @@ def _parse(data: bytes) -> FaceNet:
             ops.append(_Op(spec))
         elif spec.kind == "fc":
             fc = _read_fc(reader, spec, channels)
-        _skip_layer_state(reader, version, input_layer=index == 0)
+        _read_layer_state(reader, version, input_layer=index == 0)
     if fc is None or pending is not None:
         raise DlibNetFormatError("the network ends early")
     if reader.pos != len(data):
