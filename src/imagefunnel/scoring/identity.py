@@ -5,6 +5,11 @@ The weights come from the ``face_recognition_models`` package (CC0). It is locat
 setuptools no longer ship. Faces are aligned with the 5-point shape model (the 68-point model's
 training data carries commercial-use limits) seeded with the mediapipe box of the primary face.
 
+The descriptor network's forward pass runs in :mod:`~imagefunnel.scoring.dlib_resnet` (the same
+weights, read from dlib's file, on NumPy's BLAS: ~17 ms of one core instead of dlib's ~80); dlib
+still fits the 5 points and cuts the 150x150 chip. If that file cannot be read there, a one-line
+warning is logged and dlib's own network computes the descriptors.
+
 dlib's distance is ~0.3–0.45 for two photos of one person and ~0.7–1.0 for two people; the model's
 authors use 0.6 as the cut. A reference photo's descriptor is computed once per job: reference
 analyses live in the job's :class:`~imagefunnel.scoring.faces.FaceModels`.
@@ -13,7 +18,9 @@ analyses live in the job's :class:`~imagefunnel.scoring.faces.FaceModels`.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +31,8 @@ from numpy.typing import NDArray
 
 from imagefunnel.errors import ImageError, SpecError
 from imagefunnel.imaging import DecodedImage, decode_image, read_image_file
+from imagefunnel.scoring.blas_threads import use_one_blas_thread
+from imagefunnel.scoring.dlib_resnet import CHIP_SIZE, DlibNetFormatError, FaceNet, read_face_net
 from imagefunnel.scoring.faces import FaceAnalysis, FaceModels, FaceModelsUnavailable
 
 __all__ = [
@@ -39,6 +48,9 @@ Descriptor = NDArray[np.float64]
 
 _SHAPE_MODEL = "shape_predictor_5_face_landmarks.dat"
 _ENCODER_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
+_CHIP_PADDING = 0.25  # what dlib's compute_face_descriptor cuts around the face
+
+_log = logging.getLogger(__name__)
 
 
 def model_dir() -> Path:
@@ -54,10 +66,30 @@ def model_dir() -> Path:
     return folder
 
 
+_NETS_LOCK = threading.Lock()
+_NETS: dict[Path, FaceNet | None] = {}
+
+
+def _face_net(path: Path) -> FaceNet | None:
+    """The descriptor network read from ``path``, once per process and shared by every thread (its
+    weights are only read); None, with one warning, where the file is not the network we read."""
+    with _NETS_LOCK:
+        if path not in _NETS:
+            try:
+                _NETS[path] = read_face_net(path)
+            except DlibNetFormatError as exc:
+                _log.warning("%s: %s; dlib computes the face descriptors instead (slower)", path.name, exc)
+                _NETS[path] = None
+            else:
+                use_one_blas_thread()
+        return _NETS[path]
+
+
 @dataclass(frozen=True, slots=True)
 class _Dlib:
     shape: Any  # dlib.shape_predictor
-    encoder: Any  # dlib.face_recognition_model_v1
+    net: FaceNet | None  # our forward pass, shared by all threads
+    encoder: Any  # dlib.face_recognition_model_v1 where net is None, else None
 
 
 def _build_dlib() -> _Dlib:
@@ -66,10 +98,9 @@ def _build_dlib() -> _Dlib:
     except ImportError as exc:
         raise FaceModelsUnavailable(f"dlib does not import: {exc} (install dlib-bin)") from exc
     folder = model_dir()
-    return _Dlib(
-        dlib.shape_predictor(str(folder / _SHAPE_MODEL)),
-        dlib.face_recognition_model_v1(str(folder / _ENCODER_MODEL)),
-    )
+    net = _face_net(folder / _ENCODER_MODEL)
+    encoder = dlib.face_recognition_model_v1(str(folder / _ENCODER_MODEL)) if net is None else None
+    return _Dlib(dlib.shape_predictor(str(folder / _SHAPE_MODEL)), net, encoder)
 
 
 def _describe(analysis: FaceAnalysis) -> Descriptor | None:
@@ -82,7 +113,11 @@ def _describe(analysis: FaceAnalysis) -> Descriptor | None:
     rect = dlib.rectangle(round(box.left), round(box.top), round(box.right), round(box.bottom))
     rgb = np.ascontiguousarray(analysis.rgb)
     shape = _checked_shape(models.shape(rgb, rect), analysis.landmarks, rect)
-    return np.asarray(models.encoder.compute_face_descriptor(rgb, shape), dtype=np.float64)
+    if models.net is None:
+        return np.asarray(models.encoder.compute_face_descriptor(rgb, shape), dtype=np.float64)
+    # the chip dlib's compute_face_descriptor cuts (same size, padding and interpolation)
+    chip = dlib.get_face_chip(rgb, shape, size=CHIP_SIZE, padding=_CHIP_PADDING)
+    return models.net.describe(np.asarray(chip, dtype=np.uint8)).astype(np.float64)
 
 
 # dlib's 5 points (subject's left eye outer and inner corner, right eye outer and inner, below the
