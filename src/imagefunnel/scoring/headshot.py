@@ -273,7 +273,7 @@ def expression_asymmetry(features: ImageFeatures, context: ScoringContext) -> fl
         unit="stops",
         # Clean real photos (dev set, seed 0, 186 images: portrait side light up to 3 stops across
         # the frame, window and flash light) measured ≤ 1.28 stops, 99.5 % ≤ 1.25, median 0.58
-        # (the strips of the edge measure reach 1.12 at most: a ramp puts little of itself between
+        # (the strips of the edge measure reach 1.14 at most: a ramp puts little of itself between
         # them); the held-out rule fitted on all of them gives 1.58. The cut adds 0.27 stops to the
         # clean maximum: ordinary 2:1-4:1 lighting ratios (1-2 stops) at the face's edge stay
         # inside. Shadows cast across the face (2.5-4 stops, hard or soft edge, at strength ≥ 0.5)
