@@ -4,10 +4,19 @@ import pytest
 
 from imagefunnel.bench.sim import SimProvider
 from imagefunnel.bench.vclock import run_virtual
-from imagefunnel.errors import ProviderUnavailable, RateLimited
+from imagefunnel.errors import NoProviderAvailable, ProviderUnavailable, RateLimited
 from imagefunnel.market.engine import Market
 from imagefunnel.market.scenario import Scenario
-from imagefunnel.providers.base import GenerationRequest, PriceUnit
+from imagefunnel.providers.base import GenerationRequest, PriceUnit, abandoned_charge
+from imagefunnel.routing import (
+    BudgetGuard,
+    CheapestPerCallPolicy,
+    NullLedger,
+    PassRateBook,
+    PriceBook,
+    RouteContext,
+    Router,
+)
 
 
 def market_of(*providers: dict[str, object]) -> Scenario:
@@ -120,3 +129,92 @@ def test_a_one_slot_provider_serves_first_in_first_out_and_a_cancelled_waiter_is
     latencies, billed = run_virtual(main())
     assert latencies == pytest.approx([2.0, 4.0, 6.0])
     assert billed == 3
+
+
+REPLICATE = {
+    "name": "r",
+    "protocol": "replicate",
+    "models": ["black-forest-labs/flux-dev"],
+    "pricing": {"unit": "gpu_second", "usd": 0.001},
+    "processing_s": [10, 10],
+}
+
+
+@pytest.mark.parametrize(
+    ("spec", "cut_at_s"),
+    [
+        (REPLICATE, 4.0),  # running: the GPU seconds so far are billed
+        ({**REPLICATE, "queue_s": [5, 5]}, 2.0),  # still queued: free
+        ({**FAL, "processing_s": [5, 5]}, 2.0),  # fal, running: cannot be cancelled, billed whole
+        ({**FAL, "queue_s": [5, 5]}, 2.0),  # fal, queued: cancelled, free
+        ({**FAL, "protocol": "together", "models": ["black-forest-labs/FLUX.1-dev"]}, 1.0),  # bought
+        ({**REPLICATE, "slots": 1}, 4.0),  # the box's first request, running
+    ],
+)
+def test_a_cancelled_request_carries_what_the_market_bills_for_it(
+    spec: dict[str, object], cut_at_s: float
+) -> None:
+    """The adapters say on the cancellation what the withdrawn request costs (Replicate: the GPU
+    seconds its cancel response reports); so does the simulation, or the router books a guess."""
+    model = spec["models"][0]  # type: ignore[index]
+
+    async def main() -> tuple[float | None, float]:
+        loop = asyncio.get_running_loop()
+        market = Market(market_of(spec), clock=loop.time)
+        task = asyncio.ensure_future(SimProvider(market, str(spec["name"])).generate(req(0, str(model))))
+        await asyncio.sleep(cut_at_s)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError) as caught:
+            await task
+        market.advance(60)
+        return abandoned_charge(caught.value), sum(record.usd for record in market.billing())
+
+    reported, billed = run_virtual(main())
+    assert reported == pytest.approx(billed)
+
+
+def test_a_slot_waiter_cancelled_in_the_queue_carries_no_charge() -> None:
+    box = {**REPLICATE, "slots": 1}
+
+    async def main() -> float | None:
+        loop = asyncio.get_running_loop()
+        market = Market(market_of(box), clock=loop.time)
+        provider = SimProvider(market, "r")
+        first = asyncio.ensure_future(provider.generate(req(0, "black-forest-labs/flux-dev")))
+        second = asyncio.ensure_future(provider.generate(req(1, "black-forest-labs/flux-dev")))
+        await asyncio.sleep(1)
+        second.cancel()
+        with pytest.raises(asyncio.CancelledError) as caught:
+            await second
+        await first
+        return abandoned_charge(caught.value)
+
+    assert run_virtual(main()) == 0.0
+
+
+def test_the_router_books_what_the_market_bills_for_a_gpu_second_request_cut_off_by_the_deadline() -> None:
+    """A Replicate request still running when the job's deadline cuts it is billed its GPU seconds
+    so far; the router's ledger must say the same, not 0 (the timeout) or the quote."""
+
+    async def main() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        market = Market(market_of(REPLICATE), clock=loop.time)
+        router = Router(
+            [SimProvider(market, "r")],
+            ledger=NullLedger(),
+            clock=loop.time,
+            policy=CheapestPerCallPolicy(),
+            pass_rates=PassRateBook(clock=loop.time),
+            prices=PriceBook(clock=loop.time),
+        )
+        ctx = RouteContext(
+            job_id="j", wave=1, deadline=loop.time() + 4.0, budget=BudgetGuard(10.0), use_case="x"
+        )
+        with pytest.raises(NoProviderAvailable):
+            await router.generate(req(0, "black-forest-labs/flux-dev"), ctx)
+        market.advance(60)
+        return router.spend.charged_usd, sum(record.usd for record in market.billing())
+
+    ledger, billed = run_virtual(main())
+    assert billed > 0
+    assert ledger == pytest.approx(billed)

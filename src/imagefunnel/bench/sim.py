@@ -16,6 +16,9 @@ protocol would add is modelled where it changes money or time:
   (``BadOutput``, billed); black garbage is returned and left to the scorer;
 * a cancelled request is cancelled at the provider as its protocol allows: fal while queued,
   Replicate until done (GPU time so far is billed), OpenAI/Together never (the image is bought);
+  the cancellation carries what the market bills for the request (``carry_charge``), as the real
+  adapters say it (Replicate reads the GPU seconds off its cancel response): without it the router
+  books the quote for a hedge's loser and nothing for a request its timeout cut off;
 * a provider with ``slots`` (a self-hosted box) runs that many requests at once: the others wait
   first in, first out on the virtual clock before the market sees them (a request cancelled while
   waiting leaves the queue unbilled), and a slot frees when its request finishes or is cancelled at
@@ -40,6 +43,7 @@ from imagefunnel.providers.base import (
     Health,
     PriceUnit,
     Quote,
+    carry_charge,
 )
 from imagefunnel.providers.pricing import gpt_image_size, gpt_image_tokens
 
@@ -143,6 +147,9 @@ class SimProvider:
         self.waiting += 1
         try:
             await gate.acquire()
+        except asyncio.CancelledError as exc:
+            carry_charge(exc, 0.0)  # never reached the provider
+            raise
         finally:
             self.waiting -= 1
         released = False
@@ -193,12 +200,24 @@ class SimProvider:
         freed = None if self._gate is None else asyncio.get_running_loop().call_later(max(0.0, wait), release)
         try:
             await asyncio.sleep(math.ceil(wait / self._poll_s) * self._poll_s if self._poll_s > 0 else wait)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             if self._cancel(job) and freed is not None:
                 freed.cancel()
                 release()
+            carry_charge(exc, self.abandoned_charge(job))
             raise
         return job
+
+    def abandoned_charge(self, job: Job) -> float:
+        """What the market bills for ``job`` after a cancel was tried: the GPU time until the cancel
+        landed (free if it was still queued, or priced per output), else what it bills once the job
+        ends on its own (the image bought, or the GPU time of a failure)."""
+        cancelled = self.market.cancelled_at(job)
+        if cancelled is not None:
+            record = bill(job, self.profile, ended_s=cancelled, finished=False)
+        else:
+            record = bill(job, self.profile, ended_s=job.done_s, finished=not job.fails)
+        return record.usd if record is not None else 0.0
 
     def charge(self, job: Job) -> float:
         """What the market bills for ``job`` once it ended (the provider's own numbers): a finished
