@@ -13,17 +13,29 @@ never waits for another job's to end (jobs running at once on a small cluster sh
 they do not queue for them).
 
 Ray is joined once per process and left running when a pool shuts down (only the pool's actors are
-killed): joining costs seconds, and the process may run many jobs. On a cluster, the nodes need
-imagefunnel installed at the same version (the actors import it to score).
+killed): joining costs seconds, and the process may run many jobs. One process joins one Ray: asking
+it for another address is an ExecutorError, never a silent fallback to the one it has.
+
+On a cluster, every node needs imagefunnel at this process's version with the extras the job's
+dimensions need (the actors import it to score: nothing is shipped with the job), and the same Ray
+and Python versions (Ray Client refuses others). Joining a cluster first checks, within
+:data:`CONNECT_TIMEOUT_S`, that a Ray Client server answers at the address (Ray Client alone would
+retry for 30 s and then say only "connection timeout"), then that the cluster's imagefunnel is this
+one.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import socket
 import threading
+import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any, ParamSpec, TypeVar
+from urllib.parse import urlsplit
 
 from imagefunnel.errors import ExecutorError, ScoringWorkerError
 from imagefunnel.executors.config import ExecutorChoice
@@ -35,6 +47,15 @@ T = TypeVar("T")
 
 # Enough for the candidates in flight (megabytes each); Ray's default reserves 30% of memory.
 OBJECT_STORE_BYTES = 256 * 1024**2
+# How long joining a cluster may take to find a Ray Client server at its address: one that answers
+# does so in well under a second; Ray Client's own retries would take 30 s to give up.
+CONNECT_TIMEOUT_S = 10.0
+# How long the cluster may take to run the version check (it starts a worker process on a node).
+CHECK_TIMEOUT_S = 60.0
+LOCAL = "a local instance"
+
+_join_lock = threading.Lock()  # jobs of one worker may open their pools at once
+_joined: str | None = None  # what connect_ray joined (a ray:// address or LOCAL); None: not joined by us
 
 
 def _ray() -> Any:
@@ -51,20 +72,107 @@ def connect_ray(address: str | None = None) -> Any:
     """Join Ray once per process: ``address`` (``ray://host:port``) or a local instance; returns ``ray``.
 
     If this process is already connected (a test session, the caller's own ``ray.init``), that
-    connection is used as it is.
+    connection is used as it is, unless it cannot be the one asked for (a local instance when a
+    cluster is asked for, or another address than the one this function joined): ExecutorError.
     """
+    global _joined
     ray = _ray()
-    if ray.is_initialized():
-        return ray
-    try:
-        if address is None:
-            ray.init(include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES, log_to_driver=False)
-        else:
-            ray.init(address=address, log_to_driver=False)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = address or "a local instance"
-        raise ExecutorError(f"executor ray: cannot connect to {where}: {exc}") from exc
+    wanted = address or LOCAL
+    with _join_lock:
+        if ray.is_initialized():
+            on_client = bool(ray.util.client.ray.is_connected())
+            if (_joined is None and (address is None or on_client)) or _joined == wanted:
+                return ray
+            have = _joined or ("a Ray cluster" if on_client else LOCAL)
+            raise ExecutorError(
+                f"executor {address or 'ray'}: this process already scores on {have}; "
+                "one process joins one Ray (run another process for the other)"
+            )
+        if address is not None:
+            _reach(address)
+        try:
+            with warnings.catch_warnings():
+                # Ray Client warns about security groups when it times out; the error says it all.
+                warnings.simplefilter("ignore", UserWarning)
+                if address is None:
+                    ray.init(
+                        include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES, log_to_driver=False
+                    )
+                else:
+                    ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise ExecutorError(f"executor ray: cannot connect to {wanted}: {exc}") from exc
+        if address is not None:
+            try:
+                _check_cluster(ray, address)
+            except ExecutorError:
+                ray.shutdown()  # so that the next job checks again instead of scoring there
+                raise
+        _joined = wanted
     return ray
+
+
+def _reach(address: str) -> None:
+    """ExecutorError within CONNECT_TIMEOUT_S unless a gRPC server (Ray Client's) answers at ``address``."""
+    parts = urlsplit(address)
+    host, port = parts.hostname or "", parts.port or 10001
+    deadline = time.monotonic() + CONNECT_TIMEOUT_S
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except socket.gaierror as exc:
+        raise ExecutorError(f"executor {address}: unknown host {host!r} ({exc.strerror})") from None
+    except TimeoutError:
+        raise ExecutorError(
+            f"executor {address}: no answer from {host}:{port} in {CONNECT_TIMEOUT_S:g} s "
+            "(is the head node's Ray Client port reachable from here?)"
+        ) from None
+    except OSError as exc:
+        raise ExecutorError(
+            f"executor {address}: nothing answers at {host}:{port} ({exc.strerror or exc}); "
+            "is Ray running there with its client server on that port?"
+        ) from None
+    try:
+        import grpc  # Ray Client's transport (ray[client]); without it ray.init says what to install
+    except ImportError:
+        return
+    channel = grpc.insecure_channel(f"{host}:{port}")
+    try:
+        grpc.channel_ready_future(channel).result(timeout=max(0.1, deadline - time.monotonic()))
+    except grpc.FutureTimeoutError:
+        raise ExecutorError(
+            f"executor {address}: {host}:{port} accepts connections but is not a Ray Client server "
+            f"(no gRPC answer in {CONNECT_TIMEOUT_S:g} s)"
+        ) from None
+    finally:
+        channel.close()
+
+
+def _check_cluster(ray: Any, address: str) -> None:
+    """ExecutorError unless the cluster's imagefunnel is this process's version.
+
+    The check runs ``importlib.metadata.version`` there, a function every Python has, so that it
+    can say "not installed" where an actor of ours would only die unpickling its class.
+    """
+    mine = importlib.metadata.version("imagefunnel")  # what is installed, as on the cluster
+    probe = ray.remote(num_cpus=0, max_retries=0)(importlib.metadata.version)
+    try:
+        theirs = ray.get(probe.remote("imagefunnel"), timeout=CHECK_TIMEOUT_S)
+    except ray.exceptions.GetTimeoutError:
+        raise ExecutorError(
+            f"executor {address}: the cluster ran no task in {CHECK_TIMEOUT_S:g} s (has it any nodes?)"
+        ) from None
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(getattr(exc, "cause", None), importlib.metadata.PackageNotFoundError):
+            raise ExecutorError(
+                f"executor {address}: imagefunnel is not installed on the cluster "
+                f"(install imagefunnel=={mine} with this process's extras on every node)"
+            ) from None
+        raise ExecutorError(f"executor {address}: the cluster cannot run tasks: {exc.cause!r}") from None
+    if theirs != mine:
+        raise ExecutorError(
+            f"executor {address}: the cluster has imagefunnel {theirs}, this process {mine} "
+            f"(install imagefunnel=={mine} on every node: verdicts must not depend on where they are made)"
+        )
 
 
 class _Actor:

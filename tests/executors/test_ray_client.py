@@ -1,0 +1,204 @@
+"""Scoring on a Ray cluster through Ray Client (``IMAGEFUNNEL_EXECUTOR=ray://host:port``).
+
+The cluster is a real Ray head started here (``ray start --head --block``, one CPU, free ports, its
+session in a temp folder), stopped with SIGTERM and checked to leave no process behind. The client
+side runs in a process of its own (ray_client_child.py, as a worker process would), since a Ray
+Client connection changes every Ray call of its process and this session may also run ``ray_local``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from executor_fixtures import DEFECTIVE, PHOTOS
+from ray_client_child import CLUSTER_ENV
+
+from imagefunnel.errors import ExecutorError
+from imagefunnel.executors import ray_pool
+
+CHILD = Path(__file__).with_name("ray_client_child.py")
+HEAD_START_S = 120  # `ray start` takes 6-13 s on two busy cores
+
+
+@dataclass(frozen=True)
+class RayHead:
+    address: str  # ray://127.0.0.1:<client server port>
+    marker: str  # the value of CLUSTER_ENV in every process of this cluster
+
+
+def _free_port() -> int:
+    with closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _processes_with(marker: str) -> list[int]:
+    """Processes of this cluster: they inherit CLUSTER_ENV=marker (workers rename themselves)."""
+    needle = f"{CLUSTER_ENV}={marker}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if needle in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:  # gone, or not ours to read
+                pass
+    return found
+
+
+@contextmanager
+def ray_head(extra_env: dict[str, str] | None = None) -> Iterator[RayHead]:
+    """A one-CPU Ray head with its client server on a free port; no process of it is left after."""
+    marker = uuid.uuid4().hex
+    client_port = _free_port()
+    # A short folder: Ray's socket paths under it must fit in 107 bytes.
+    with tempfile.TemporaryDirectory(prefix="ray-") as folder:
+        log = Path(folder) / "head.log"
+        command = [
+            sys.executable,
+            "-m",
+            "ray.scripts.scripts",
+            "start",
+            "--head",
+            "--block",
+            f"--port={_free_port()}",
+            f"--ray-client-server-port={client_port}",
+            f"--dashboard-agent-listen-port={_free_port()}",  # its fixed default may be taken
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=1",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            f"--object-store-memory={100 * 1024**2}",
+            f"--temp-dir={folder}/r",
+        ]
+        env = {**os.environ, **(extra_env or {}), CLUSTER_ENV: marker, "RAY_USAGE_STATS_ENABLED": "0"}
+        with log.open("w") as out:
+            head = subprocess.Popen(
+                command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        try:
+            deadline = time.monotonic() + HEAD_START_S
+            while "Ray runtime started" not in log.read_text():
+                if head.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the Ray head did not start:\n{log.read_text()[-3000:]}")
+                time.sleep(0.2)
+            yield RayHead(address=f"ray://127.0.0.1:{client_port}", marker=marker)
+        finally:
+            head.send_signal(signal.SIGTERM)  # --block: the head stops every process it started
+            try:
+                head.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(head.pid, signal.SIGKILL)
+                head.wait()
+            deadline = time.monotonic() + 15
+            while (left := _processes_with(marker)) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            for pid in left:
+                os.kill(pid, signal.SIGKILL)
+            assert not left, f"the Ray head left processes {left} running"
+
+
+@pytest.fixture(scope="module")
+def cluster(ray_installed: object) -> Iterator[RayHead]:
+    with ray_head() as head:
+        yield head
+
+
+def run_child(address: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    """The child process scoring on ``address``; its result and how long it ran."""
+    env = {**os.environ, "IMAGEFUNNEL_EXECUTOR": address, "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop(CLUSTER_ENV, None)
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, str(CHILD)], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    return done, time.monotonic() - started
+
+
+@pytest.mark.slow
+def test_scoring_through_ray_client_gives_the_verdicts_of_in_process_scoring(cluster: RayHead) -> None:
+    done, _ = run_child(cluster.address)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.splitlines()[-1])
+    # The child asserted that every verdict equals its in-process one; these say it scored on the
+    # cluster (its workers carry the head's marker) through Ray Client, and what it found.
+    assert seen["ran_on"] == cluster.marker
+    assert seen["ray_client"] is True
+    assert [name for name, passed in seen["passed"].items() if passed] == list(PHOTOS)
+    assert set(seen["passed"]) == {*PHOTOS, *DEFECTIVE}
+
+
+@pytest.mark.slow
+def test_a_closed_port_is_a_one_line_error_naming_the_address_at_once(ray_installed: object) -> None:
+    address = f"ray://127.0.0.1:{_free_port()}"  # nothing listens there
+    done, took = run_child(address)
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert lines[0].startswith(f"error: executor {address}: nothing answers at 127.0.0.1:")
+    # Ray Client alone retries for 30 s; the child's own start (imports, images) is most of this.
+    assert took < 25, took
+
+
+def test_a_port_that_answers_without_speaking_grpc_is_not_taken_for_ray(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("grpc")
+    monkeypatch.setattr(ray_pool, "CONNECT_TIMEOUT_S", 1.0)
+    with closing(socket.socket()) as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        accepted: list[socket.socket] = []
+        threading.Thread(target=lambda: accepted.append(server.accept()[0]), daemon=True).start()
+        started = time.monotonic()
+        with pytest.raises(ExecutorError, match=rf"127\.0\.0\.1:{port} accepts connections but is not a Ray"):
+            ray_pool._reach(f"ray://127.0.0.1:{port}")
+        assert time.monotonic() - started < 3
+        for sock in accepted:
+            sock.close()
+
+
+def test_an_unknown_host_is_named() -> None:
+    with pytest.raises(ExecutorError, match=r"unknown host 'no-such-head\.invalid'"):
+        ray_pool._reach("ray://no-such-head.invalid:10001")
+
+
+@pytest.mark.slow
+def test_a_process_on_a_local_ray_instance_refuses_a_cluster_address(ray_local: Any) -> None:
+    with pytest.raises(ExecutorError, match="already scores on a local instance"):
+        ray_pool.connect_ray("ray://127.0.0.1:10001")
+    assert not ray_local.util.client.ray.is_connected()
+
+
+@pytest.mark.slow
+def test_a_cluster_with_another_imagefunnel_is_refused_before_scoring(
+    ray_installed: object, tmp_path: Path
+) -> None:
+    # The head's processes find this distribution first on their path: imagefunnel 99.0 "there".
+    other = tmp_path / "site" / "imagefunnel-99.0.dist-info"
+    other.mkdir(parents=True)
+    (other / "METADATA").write_text("Metadata-Version: 2.1\nName: imagefunnel\nVersion: 99.0\n")
+    with ray_head({"PYTHONPATH": str(tmp_path / "site")}) as head:
+        done, _ = run_child(head.address)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert (
+        f"executor {head.address}: the cluster has imagefunnel 99.0, this process {importlib.metadata.version('imagefunnel')}"
+        in done.stderr
+    )
