@@ -4,6 +4,10 @@ The cluster is a real Ray head started here (``ray start --head --block``, one C
 session in a temp folder), stopped with SIGTERM and checked to leave no process behind. The client
 side runs in a process of its own (ray_client_child.py, as a worker process would), since a Ray
 Client connection changes every Ray call of its process and this session may also run ``ray_local``.
+
+Token authentication is set explicitly on both sides: Ray 2.60 turns it on for a head whenever
+``~/.ray/auth_token`` exists (a local ``ray.init`` writes one, and sets ``RAY_AUTH_MODE`` in its
+process), so inheriting either would make these tests depend on what ran before them.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -34,12 +39,23 @@ from imagefunnel.executors import ray_pool
 
 CHILD = Path(__file__).with_name("ray_client_child.py")
 HEAD_START_S = 120  # `ray start` takes 6-13 s on two busy cores
+AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 
 
 @dataclass(frozen=True)
 class RayHead:
     address: str  # ray://127.0.0.1:<client server port>
     marker: str  # the value of CLUSTER_ENV in every process of this cluster
+    token: str | None  # its authentication token; None: authentication off
+
+
+def _environment(**settings: str | None) -> dict[str, str]:
+    """This process's environment without Ray's authentication settings, then ``settings``."""
+    env = {name: value for name, value in os.environ.items() if name not in AUTH_ENV}
+    env.pop(CLUSTER_ENV, None)
+    env.update({name: value for name, value in settings.items() if value is not None})
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    return env
 
 
 def _free_port() -> int:
@@ -63,8 +79,9 @@ def _processes_with(marker: str) -> list[int]:
 
 
 @contextmanager
-def ray_head(extra_env: dict[str, str] | None = None) -> Iterator[RayHead]:
-    """A one-CPU Ray head with its client server on a free port; no process of it is left after."""
+def ray_head(*, token: str | None = None, extra_env: dict[str, str] | None = None) -> Iterator[RayHead]:
+    """A one-CPU Ray head with its client server on a free port, taking ``token`` (None: no
+    authentication); no process of it is left after."""
     marker = uuid.uuid4().hex
     client_port = _free_port()
     # A short folder: Ray's socket paths under it must fit in 107 bytes.
@@ -87,7 +104,8 @@ def ray_head(extra_env: dict[str, str] | None = None) -> Iterator[RayHead]:
             f"--object-store-memory={100 * 1024**2}",
             f"--temp-dir={folder}/r",
         ]
-        env = {**os.environ, **(extra_env or {}), CLUSTER_ENV: marker, "RAY_USAGE_STATS_ENABLED": "0"}
+        env = _environment(RAY_AUTH_MODE="token" if token else "disabled", RAY_AUTH_TOKEN=token)
+        env.update({**(extra_env or {}), CLUSTER_ENV: marker})
         with log.open("w") as out:
             head = subprocess.Popen(
                 command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -98,7 +116,7 @@ def ray_head(extra_env: dict[str, str] | None = None) -> Iterator[RayHead]:
                 if head.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"the Ray head did not start:\n{log.read_text()[-3000:]}")
                 time.sleep(0.2)
-            yield RayHead(address=f"ray://127.0.0.1:{client_port}", marker=marker)
+            yield RayHead(address=f"ray://127.0.0.1:{client_port}", marker=marker, token=token)
         finally:
             head.send_signal(signal.SIGTERM)  # --block: the head stops every process it started
             try:
@@ -116,14 +134,16 @@ def ray_head(extra_env: dict[str, str] | None = None) -> Iterator[RayHead]:
 
 @pytest.fixture(scope="module")
 def cluster(ray_installed: object) -> Iterator[RayHead]:
-    with ray_head() as head:
+    """A head that wants a token, as a cluster reachable from other machines should."""
+    with ray_head(token=secrets.token_hex(32)) as head:
         yield head
 
 
-def run_child(address: str) -> tuple[subprocess.CompletedProcess[str], float]:
-    """The child process scoring on ``address``; its result and how long it ran."""
-    env = {**os.environ, "IMAGEFUNNEL_EXECUTOR": address, "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop(CLUSTER_ENV, None)
+def run_child(address: str, *, token: str | None = None) -> tuple[subprocess.CompletedProcess[str], float]:
+    """The child process scoring on ``address`` (sending ``token``); its result and how long it ran."""
+    env = _environment(
+        IMAGEFUNNEL_EXECUTOR=address, RAY_AUTH_MODE="token" if token else None, RAY_AUTH_TOKEN=token
+    )
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, str(CHILD)], env=env, capture_output=True, text=True, timeout=600, check=False
@@ -133,7 +153,7 @@ def run_child(address: str) -> tuple[subprocess.CompletedProcess[str], float]:
 
 @pytest.mark.slow
 def test_scoring_through_ray_client_gives_the_verdicts_of_in_process_scoring(cluster: RayHead) -> None:
-    done, _ = run_child(cluster.address)
+    done, _ = run_child(cluster.address, token=cluster.token)
     assert done.returncode == 0, done.stderr[-3000:]
     seen = json.loads(done.stdout.splitlines()[-1])
     # The child asserted that every verdict equals its in-process one; these say it scored on the
@@ -154,6 +174,24 @@ def test_a_closed_port_is_a_one_line_error_naming_the_address_at_once(ray_instal
     assert lines[0].startswith(f"error: executor {address}: nothing answers at 127.0.0.1:")
     # Ray Client alone retries for 30 s; the child's own start (imports, images) is most of this.
     assert took < 25, took
+
+
+@pytest.mark.slow
+def test_a_cluster_that_wants_a_token_says_so_at_once(cluster: RayHead) -> None:
+    done, took = run_child(cluster.address)  # no RAY_AUTH_MODE, no token
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert (
+        f"error: executor {cluster.address}: the cluster requires an authentication token: set RAY_AUTH_MODE=token"
+        in done.stderr
+    )
+    assert took < 25, took  # Ray Client alone says "connection timeout" after 30 s
+
+
+@pytest.mark.slow
+def test_a_wrong_token_is_told_apart_from_a_missing_one(cluster: RayHead) -> None:
+    done, _ = run_child(cluster.address, token=secrets.token_hex(32))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "the cluster refused this process's authentication token" in done.stderr
 
 
 def test_a_port_that_answers_without_speaking_grpc_is_not_taken_for_ray(
@@ -195,7 +233,7 @@ def test_a_cluster_with_another_imagefunnel_is_refused_before_scoring(
     other = tmp_path / "site" / "imagefunnel-99.0.dist-info"
     other.mkdir(parents=True)
     (other / "METADATA").write_text("Metadata-Version: 2.1\nName: imagefunnel\nVersion: 99.0\n")
-    with ray_head({"PYTHONPATH": str(tmp_path / "site")}) as head:
+    with ray_head(extra_env={"PYTHONPATH": str(tmp_path / "site")}) as head:
         done, _ = run_child(head.address)
     assert done.returncode == 2, done.stdout + done.stderr
     assert (

@@ -26,14 +26,17 @@ one.
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
+import logging
 import os
 import socket
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
+from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
@@ -99,7 +102,8 @@ def connect_ray(address: str | None = None) -> Any:
                         include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES, log_to_driver=False
                     )
                 else:
-                    ray.init(address=address, log_to_driver=False)
+                    with _quiet("ray.client_builder"):  # it logs the init arguments it forwards
+                        ray.init(address=address, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise ExecutorError(f"executor ray: cannot connect to {wanted}: {exc}") from exc
         if address is not None:
@@ -112,8 +116,21 @@ def connect_ray(address: str | None = None) -> Any:
     return ray
 
 
+@contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Only warnings and errors from ``logger_name`` for a while."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _reach(address: str) -> None:
-    """ExecutorError within CONNECT_TIMEOUT_S unless a gRPC server (Ray Client's) answers at ``address``."""
+    """ExecutorError within CONNECT_TIMEOUT_S unless a Ray Client server answers at ``address``
+    and accepts this process (its token, where the cluster wants one)."""
     parts = urlsplit(address)
     host, port = parts.hostname or "", parts.port or 10001
     deadline = time.monotonic() + CONNECT_TIMEOUT_S
@@ -131,18 +148,46 @@ def _reach(address: str) -> None:
             f"executor {address}: nothing answers at {host}:{port} ({exc.strerror or exc}); "
             "is Ray running there with its client server on that port?"
         ) from None
+    _ping(address, f"{host}:{port}", max(0.1, deadline - time.monotonic()))
+
+
+def _ping(address: str, target: str, timeout_s: float) -> None:
+    """One Ray Client PING, as Ray Client sends it (with this process's token when token
+    authentication is on here), so that a cluster that refuses it is told apart from one that is
+    not there: Ray Client itself retries either for 30 s and then says "connection timeout"."""
     try:
         import grpc  # Ray Client's transport (ray[client]); without it ray.init says what to install
-    except ImportError:
+
+        # Ray's own channel factory adds the token; its generated (untyped) stubs speak the protocol.
+        from ray._private.grpc_utils import init_grpc_channel
+
+        messages = importlib.import_module("ray.core.generated.ray_client_pb2")
+        stubs = importlib.import_module("ray.core.generated.ray_client_pb2_grpc")
+    except ImportError:  # another Ray layout: leave the checking to ray.init
         return
-    channel = grpc.insecure_channel(f"{host}:{port}")
+    channel = init_grpc_channel(target, asynchronous=False)
     try:
-        grpc.channel_ready_future(channel).result(timeout=max(0.1, deadline - time.monotonic()))
-    except grpc.FutureTimeoutError:
-        raise ExecutorError(
-            f"executor {address}: {host}:{port} accepts connections but is not a Ray Client server "
-            f"(no gRPC answer in {CONNECT_TIMEOUT_S:g} s)"
-        ) from None
+        stubs.RayletDriverStub(channel).ClusterInfo(
+            messages.ClusterInfoRequest(type=messages.ClusterInfoType.PING),
+            timeout=timeout_s,
+            wait_for_ready=True,
+        )
+    except grpc.RpcError as exc:
+        code = exc.code()
+        if code == grpc.StatusCode.UNAUTHENTICATED:
+            if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+                why = "the cluster refused this process's authentication token (it is not the head's)"
+            else:
+                why = (
+                    "the cluster requires an authentication token: set RAY_AUTH_MODE=token here, with "
+                    "the head's token (`ray get-auth-token` there) in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH "
+                    "or ~/.ray/auth_token"
+                )
+        elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            why = f"{target} accepts connections but is not a Ray Client server (no gRPC answer in {CONNECT_TIMEOUT_S:g} s)"
+        else:
+            why = f"{target} is not a Ray Client server ({code.name}: {exc.details()})"
+        raise ExecutorError(f"executor {address}: {why}") from None
     finally:
         channel.close()
 
