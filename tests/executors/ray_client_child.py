@@ -1,5 +1,7 @@
 """Scores the executor tests' images on the executor ``IMAGEFUNNEL_EXECUTOR`` names, in a process
-of its own, and prints what it saw as one JSON line; run by test_ray_client.py.
+of its own, and prints what it saw as one JSON line; run by test_ray_client.py. With ``--hold`` it
+instead prints ``holding`` once its workers have started and waits on a task that never ends, for
+the test to take the cluster away.
 
 A process of its own because ``ray.init("ray://...")`` turns every Ray call of its process into a
 Ray Client call, which a test session that also runs a local Ray instance cannot have. It reads the
@@ -13,6 +15,7 @@ import functools
 import json
 import os
 import sys
+import time
 
 from executor_fixtures import executor_images, headshot_config, same_verdicts_as_in_process
 from rich.console import Console
@@ -20,7 +23,7 @@ from rich.console import Console
 from imagefunnel.cli.errors import print_error
 from imagefunnel.cli.exit_codes import ExitCode
 from imagefunnel.errors import ImageFunnelError
-from imagefunnel.executors import DEFAULT_EXECUTOR_URL, open_executor, parse_executor_url
+from imagefunnel.executors import DEFAULT_EXECUTOR_URL, open_executor, parse_executor_url, warm_up
 
 CLUSTER_ENV = "IMAGEFUNNEL_TEST_RAY_CLUSTER"  # set on the test's Ray head only: where work ran
 
@@ -30,6 +33,11 @@ def main() -> int:
     try:
         choice = parse_executor_url(os.environ.get("IMAGEFUNNEL_EXECUTOR", DEFAULT_EXECUTOR_URL))
         with open_executor(choice, config) as executor:
+            if "--hold" in sys.argv:
+                warm_up(executor, workers=1)
+                never = executor.submit(functools.partial(time.sleep, 3600))
+                print("holding", flush=True)
+                never.result()
             by_name = same_verdicts_as_in_process(executor, config, images)  # AssertionError: exit 1
             ran_on = executor.submit(functools.partial(os.getenv, CLUSTER_ENV)).result(timeout=120)
     except ImageFunnelError as exc:

@@ -19,9 +19,12 @@ it for another address is an ExecutorError, never a silent fallback to the one i
 On a cluster, every node needs imagefunnel at this process's version with the extras the job's
 dimensions need (the actors import it to score: nothing is shipped with the job), and the same Ray
 and Python versions (Ray Client refuses others). Joining a cluster first checks, within
-:data:`CONNECT_TIMEOUT_S`, that a Ray Client server answers at the address (Ray Client alone would
-retry for 30 s and then say only "connection timeout"), then that the cluster's imagefunnel is this
-one.
+:data:`CONNECT_TIMEOUT_S`, that a Ray Client server answers at the address and takes this process's
+authentication token where it wants one (Ray Client alone would retry for 30 s and then say only
+"connection timeout"), then that the cluster's imagefunnel is this one. A cluster that goes away
+under a pool fails its tasks with ScoringWorkerError once Ray Client's reconnection grace period
+(30 s by default) is over, and the pool makes no Ray call after that: one would start a local
+instance (Ray's auto-init) and score here instead.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ OBJECT_STORE_BYTES = 256 * 1024**2
 CONNECT_TIMEOUT_S = 10.0
 # How long the cluster may take to run the version check (it starts a worker process on a node).
 CHECK_TIMEOUT_S = 60.0
+# Tries of Ray Client's connect when the head fails to start this client's server (a new one each).
+CLIENT_INIT_TRIES = 3
 LOCAL = "a local instance"
 
 _join_lock = threading.Lock()  # jobs of one worker may open their pools at once
@@ -102,10 +107,9 @@ def connect_ray(address: str | None = None) -> Any:
                         include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES, log_to_driver=False
                     )
                 else:
-                    with _quiet("ray.client_builder"):  # it logs the init arguments it forwards
-                        ray.init(address=address, log_to_driver=False)
+                    _client_init(ray, address)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise ExecutorError(f"executor ray: cannot connect to {wanted}: {exc}") from exc
+            raise ExecutorError(f"executor ray: cannot connect to {wanted}: {_last_line(exc)}") from exc
         if address is not None:
             try:
                 _check_cluster(ray, address)
@@ -114,6 +118,26 @@ def connect_ray(address: str | None = None) -> Any:
                 raise
         _joined = wanted
     return ray
+
+
+def _client_init(ray: Any, address: str) -> None:
+    """``ray.init`` through Ray Client, tried up to CLIENT_INIT_TRIES times when the head's
+    per-client server dies while starting (the head forks it from a process busy in gRPC; on two
+    busy cores about one first connection in four to a fresh head died so, of SIGSEGV)."""
+    for attempt in range(1, CLIENT_INIT_TRIES + 1):
+        try:
+            with _quiet("ray.client_builder"):  # it logs the init arguments it forwards
+                ray.init(address=address, log_to_driver=False)
+            return
+        except ConnectionAbortedError as exc:  # what Ray Client raises for a failure the head reports
+            if attempt == CLIENT_INIT_TRIES or "Starting Ray client server failed" not in str(exc):
+                raise
+
+
+def _last_line(error: BaseException) -> str:
+    """The last line of an error's text: Ray's errors may carry a traceback from the cluster above it."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
 
 
 @contextmanager
@@ -253,12 +277,28 @@ class RayExecutor(Executor):
         with self._lock:
             if self._closed:
                 raise RuntimeError("cannot submit to a RayExecutor that was shut down")
+            self._require_ray()
             index = min(range(len(self._actors)), key=self._in_flight.__getitem__)
+            try:
+                pending = self._actors[index].run.remote(fn, *args).future()
+            except self._lost as exc:
+                raise ScoringWorkerError(f"cannot send work to Ray: {_last_line(exc)}") from exc
             self._in_flight[index] += 1
-            ref = self._actors[index].run.remote(fn, *args)
         out: Future[T] = Future()
-        ref.future().add_done_callback(lambda done: self._settle(index, done, out))
+        pending.add_done_callback(lambda done: self._settle(index, done, out))
         return out
+
+    def _require_ray(self) -> None:
+        # A Ray call made while disconnected would start a local instance of its own (Ray's
+        # auto-init), scoring on this machine instead of on the cluster the pool was opened on.
+        if not self._ray.is_initialized():
+            raise ScoringWorkerError("the connection to Ray is gone (its cluster went away or was left)")
+
+    @property
+    def _lost(self) -> tuple[type[BaseException], ...]:
+        """What Ray raises when the cluster, not the task, failed: a Ray Client connection that
+        broke (after its reconnection grace period), a lost node or object."""
+        return (ConnectionError, self._ray.exceptions.RayError)
 
     def _settle(self, index: int, done: Future[Any], out: Future[T]) -> None:
         with self._lock:
@@ -272,11 +312,14 @@ class RayExecutor(Executor):
             # The task's own exception (a scorer that cannot be built, a bug) is its cause.
             cause = getattr(error, "cause", None) or error
             out.set_exception(ScoringWorkerError(f"scoring failed on a Ray worker: {cause!r}"))
+        elif isinstance(error, self._lost):
+            out.set_exception(ScoringWorkerError(f"scoring on Ray failed: {_last_line(error)}"))
         else:
             out.set_exception(error)
 
     def warm_up(self) -> list[int]:
         """Wait until every actor has started; returns their process ids."""
+        self._require_ray()
         return [int(pid) for pid in self._ray.get([actor.pid.remote() for actor in self._actors])]
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -284,9 +327,16 @@ class RayExecutor(Executor):
             if self._closed:
                 return
             self._closed = True
+        if not self._ray.is_initialized():
+            return  # its actors went with the connection; a kill now would start a local Ray
         for actor in self._actors:
             # no_restart: a killed actor stays dead; Ray itself keeps running for the next pool.
-            self._ray.kill(actor, no_restart=True)
+            try:
+                self._ray.kill(actor, no_restart=True)
+            except self._lost:
+                # The cluster is gone (its actors with it): the error that says so is already the
+                # job's; a second one here would replace it.
+                return
 
 
 def ray_executor(choice: ExecutorChoice) -> RayExecutor:
