@@ -272,3 +272,32 @@ def test_a_cluster_with_another_imagefunnel_is_refused_before_scoring(
         f"executor {head.address}: the cluster has imagefunnel 99.0, this process {importlib.metadata.version('imagefunnel')}"
         in done.stderr
     )
+
+
+class _FlakyRay:
+    """Stands in for ``ray`` whose Ray Client connect fails ``failures`` times with ``message``."""
+
+    def __init__(self, failures: int, message: str) -> None:
+        self.failures, self.message, self.calls = failures, message, 0
+
+    def init(self, **_: object) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ConnectionAbortedError(
+                f"Initialization failure from server:\nTraceback ...\n{self.message}"
+            )
+
+
+def test_a_client_server_that_dies_starting_is_tried_again_a_few_times() -> None:
+    dies = "RuntimeError: Starting Ray client server failed. See ray_client_server_23000.err"
+    flaky = _FlakyRay(ray_pool.CLIENT_INIT_TRIES - 1, dies)
+    ray_pool._client_init(flaky, "ray://head:10001")
+    assert flaky.calls == ray_pool.CLIENT_INIT_TRIES
+    always = _FlakyRay(99, dies)
+    with pytest.raises(ConnectionAbortedError, match="Starting Ray client server failed"):
+        ray_pool._client_init(always, "ray://head:10001")
+    assert always.calls == ray_pool.CLIENT_INIT_TRIES
+    other = _FlakyRay(99, "ValueError: bad runtime_env")  # not what a retry can mend
+    with pytest.raises(ConnectionAbortedError):
+        ray_pool._client_init(other, "ray://head:10001")
+    assert other.calls == 1
