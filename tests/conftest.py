@@ -13,6 +13,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -112,8 +113,8 @@ def redis_prefix(redis_server: str) -> Iterator[str]:
 
 # -- Ray (scoring on a cluster) -------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def ray_local() -> Iterator[object]:
-    """A local Ray instance, started once per test session (it takes seconds) and shut down at the end."""
+def ray_installed() -> object:
+    """The ``ray`` module (skip without the optional 'ray' extra; fail under CI=true, which has it)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
         import ray
@@ -121,6 +122,13 @@ def ray_local() -> Iterator[object]:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"Ray is not installed: {exc}")
         pytest.skip("Ray (the optional 'ray' extra) is not installed")
+    return ray
+
+
+@pytest.fixture(scope="session")
+def ray_local(ray_installed: object) -> Iterator[object]:
+    """A local Ray instance, started once per test session (it takes seconds) and shut down at the end."""
+    ray: Any = ray_installed
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 * 1024**2, log_to_driver=False)
     try:
         yield ray
