@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from sqlalchemy.engine import Engine
 
 from imagefunnel.errors import NoProviderAvailable
-from imagefunnel.forecast import JobPlan, JobQuote, ProviderOutlook, forecast
+from imagefunnel.forecast import JobPlan, JobQuote, ProviderOutlook, forecast, price_risk
 from imagefunnel.funnel.requests import prompt_for, reference_images, seed_for
 from imagefunnel.providers.base import GenerationRequest, Provider
 from imagefunnel.quote_defaults import DEFAULT_CONFIDENCE, DEFAULT_SIMULATIONS
@@ -83,7 +83,8 @@ async def _outlooks(
     spec: JobSpec, providers: Sequence[Provider], book: PassRateBook, latencies: Mapping[str, float]
 ) -> list[ProviderOutlook]:
     """What the job's router would weigh for its first request (the same router a job builds),
-    each provider with the slots that router counts on (:meth:`Router.slots`)."""
+    each provider with the slots that router counts on (:meth:`Router.slots`) and the price risk of
+    its adapter (:func:`~imagefunnel.forecast.price_risk`)."""
     router = Router(providers, ledger=NullLedger(), pass_rates=book)
     request = GenerationRequest(
         request_id="quote-00000",
@@ -110,6 +111,7 @@ async def _outlooks(
     if not options:
         raise NoProviderAvailable(f"no provider can take this job now ({spec.model}): nothing to quote")
     learned = {rate.key for rate in book.all()}
+    by_name = {provider.name: provider for provider in providers}
     return [
         ProviderOutlook.from_option(
             option,
@@ -117,6 +119,7 @@ async def _outlooks(
             learned=option.pass_rate.key in learned,
             latency_s=latencies.get(option.provider),
             slots=router.slots(option.provider),
+            price_sigma=price_risk(by_name.get(option.provider)),
         )
         for option in options
     ]
