@@ -24,7 +24,7 @@ from imagefunnel.providers.base import (
 )
 from imagefunnel.providers.config import build_provider, load_providers_file
 from imagefunnel.quoting import frozen_book, quote_job
-from imagefunnel.routing import NullLedger, ProviderTraits, RouteContext, Router
+from imagefunnel.routing import NullLedger, PriceBook, ProviderTraits, RouteContext, Router
 from imagefunnel.spec import JobSpec
 
 MODEL = "fal-ai/flux/dev"
@@ -137,3 +137,23 @@ async def test_a_quote_gives_each_list_priced_adapter_its_price_risk(monkeypatch
     providers: list[Provider] = [_Listed("listed", listed=True), _Listed("live", listed=False)]
     await quote_job(SPEC, providers, pass_rates=frozen_book([]), simulations=200)
     assert {o.provider: o.price_sigma for o in seen} == {"listed": LIST_PRICE_SIGMA, "live": 0.0}
+
+
+async def test_a_quote_prices_a_provider_at_the_drift_its_store_learned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[ProviderOutlook] = []
+    real = quoting.forecast
+
+    def spy(plan: JobPlan, outlooks: list[ProviderOutlook], **kwargs: Any) -> JobQuote:
+        seen.extend(outlooks)
+        return real(plan, outlooks, **kwargs)
+
+    monkeypatch.setattr(quoting, "forecast", spy)
+    prices = PriceBook(clock=lambda: 0.0)
+    prices.observe_charge(Quote("listed", MODEL, 0.01, PriceUnit.PER_IMAGE, 0.01), 0.02)
+    providers: list[Provider] = [_Listed("listed", listed=True), _Listed("live", listed=False)]
+    await quote_job(SPEC, providers, pass_rates=frozen_book([]), simulations=200, prices=prices)
+    assert {o.provider: o.expected_usd / o.quoted_usd for o in seen} == pytest.approx(
+        {"listed": 2.0, "live": 1.0}
+    )
