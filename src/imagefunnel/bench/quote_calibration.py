@@ -1,7 +1,7 @@
 """Is the quote calibrated? Quote seeded jobs with the forecast, then run them in the simulated market.
 
 For one scenario and one start (``warm``: the pass rates and the charge/quote drift learned by the
-earlier jobs of the run carry over, as a long-lived router and its store carry them; ``cold``:
+earlier jobs of the run carry over, as the store carries them (its ledger holds the bills); ``cold``:
 every job starts from the prior and no drift), jobs of varied K,
 budget, deadline and concurrency run one after another on one market in virtual time. Before each
 job, the forecast is asked what a ``quote`` would ask it, from what the router can know then: a
