@@ -12,12 +12,14 @@ import pytest
 from imagefunnel.errors import SpecError
 from imagefunnel.forecast import (
     DEFAULT_FAILURE_RATE,
+    LIST_PRICE_SIGMA,
     JobPlan,
     ProviderOutlook,
     chance,
     forecast,
     holds,
     policy_scores,
+    price_risk,
     refusal,
     wave_sizes,
 )
@@ -31,6 +33,7 @@ from imagefunnel.routing import (
     Option,
     PassRate,
     PassRateKey,
+    PriceBook,
     PricedQuote,
     Situation,
 )
@@ -317,3 +320,65 @@ def test_scoring_holds_the_request_slot_but_not_the_providers() -> None:
     queued, queued_scored = (forecast(j, [box], seed=1, simulations=400) for j in (job, scored))
     assert queued_scored.expected_wall_s == pytest.approx(queued.expected_wall_s + 0.25, rel=0.03)
     assert queued_scored.expected_candidates == queued.expected_candidates
+
+
+def test_a_list_priced_provider_widens_the_billed_spend_not_the_requests() -> None:
+    steady = [outlook("only", 0.002, 9.0, 1.0)]
+    risky = [dataclasses.replace(steady[0], price_sigma=LIST_PRICE_SIGMA)]
+    calm = forecast(plan(10.0), steady, simulations=3000, seed=5)
+    moved = forecast(plan(10.0), risky, simulations=3000, seed=5)
+    # An ample budget: the bill moves the spend, the funnel buys as many requests as before.
+    assert moved.expected_candidates == pytest.approx(calm.expected_candidates, rel=0.03)
+    assert moved.p_deliver == pytest.approx(calm.p_deliver, abs=0.02)
+    # One bill factor per job, log-normal: the p95 grows, by less than exp(1.645 σ) (the spend had
+    # a spread of its own), the median hardly.
+    ratio = moved.spend_p95_usd / calm.spend_p95_usd
+    assert 1.1 < ratio < math.exp(1.645 * LIST_PRICE_SIGMA)
+    assert moved.spend_p50_usd == pytest.approx(calm.spend_p50_usd, rel=0.05)
+
+
+def test_a_bill_above_the_quote_stops_a_tight_budget_sooner() -> None:
+    steady = [outlook("only", 0.002, 9.0, 1.0)]
+    risky = [dataclasses.replace(steady[0], price_sigma=0.5)]
+    budget = forecast(plan(math.inf), steady, simulations=2000, seed=2).spend_p50_usd
+    calm = forecast(plan(budget), steady, simulations=2000, seed=2)
+    moved = forecast(plan(budget), risky, simulations=2000, seed=2)
+    assert moved.stops["budget"] > calm.stops["budget"] + 0.05
+    assert moved.p_deliver < calm.p_deliver - 0.05
+    # The guard refuses on what it holds (the expected price); a bill above it lands after the
+    # purchase, so the requests in flight may take the spend past the budget, as they can in a job.
+    assert moved.spend_p95_usd > calm.spend_p95_usd
+
+
+def test_without_a_price_risk_the_draws_are_what_they_were() -> None:
+    explicit = [dataclasses.replace(o, price_sigma=0.0) for o in MARKET]
+    assert forecast(plan(0.05), explicit, seed=3) == forecast(plan(0.05), MARKET, seed=3)
+
+
+def test_only_an_adapter_quoting_a_list_price_carries_a_price_risk() -> None:
+    from imagefunnel.providers.fal import FalProvider
+    from imagefunnel.providers.openai_images import OpenAIImagesProvider
+    from imagefunnel.providers.replicate import ReplicateProvider
+    from imagefunnel.providers.together import TogetherProvider
+
+    for listed in (ReplicateProvider, TogetherProvider, OpenAIImagesProvider):
+        assert price_risk(listed) == LIST_PRICE_SIGMA
+    assert price_risk(FalProvider) == 0.0  # fal's adapter reads the live price
+    assert price_risk(None) == 0.0
+
+
+def test_a_quote_prices_each_provider_at_its_learned_drift() -> None:
+    clock = [0.0]
+    book = PriceBook(clock=lambda: clock[0])
+    quote = Quote("only", "m", 0.002, PriceUnit.PER_IMAGE, 0.002)
+    book.observe_charge(quote, 0.003)  # billed 1.5 x its quote
+    base = option("only", 0.002, 0.9)
+    drifted = Option("only", "m", book.priced(quote, 0.0), base.pass_rate, base.health, 0.5)
+    plain = ProviderOutlook.from_option(base, time_left_s=600.0, learned=True, latency_s=0.5)
+    learned = ProviderOutlook.from_option(drifted, time_left_s=600.0, learned=True, latency_s=0.5)
+    assert learned.quoted_usd == plain.quoted_usd == 0.002
+    assert learned.expected_usd == pytest.approx(0.003)
+    at_list = forecast(plan(10.0), [plain], seed=1)
+    at_drift = forecast(plan(10.0), [learned], seed=1)
+    assert at_drift.expected_spend_usd == pytest.approx(1.5 * at_list.expected_spend_usd)
+    assert at_drift.spend_p95_usd == pytest.approx(1.5 * at_list.spend_p95_usd)

@@ -4,17 +4,27 @@ providers file's ``slots`` reaches the forecast's clock and the router's complet
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from imagefunnel import quoting
 from imagefunnel.cli.demo import DEMO_API_KEY
 from imagefunnel.cli.market_serve import providers_file
-from imagefunnel.forecast import JobQuote
+from imagefunnel.forecast import LIST_PRICE_SIGMA, JobPlan, JobQuote, ProviderOutlook
 from imagefunnel.market import MarketServer
-from imagefunnel.providers.base import GenerationRequest, Provider
+from imagefunnel.providers.base import (
+    Capabilities,
+    Generation,
+    GenerationRequest,
+    Health,
+    PriceUnit,
+    Provider,
+    Quote,
+)
 from imagefunnel.providers.config import build_provider, load_providers_file
 from imagefunnel.quoting import frozen_book, quote_job
-from imagefunnel.routing import NullLedger, ProviderTraits, RouteContext, Router
+from imagefunnel.routing import NullLedger, PriceBook, ProviderTraits, RouteContext, Router
 from imagefunnel.spec import JobSpec
 
 MODEL = "fal-ai/flux/dev"
@@ -89,3 +99,61 @@ async def test_a_providers_file_slots_reaches_the_quote_and_the_router_alike(
     waits = [await queue_wait(market, tmp_path, slots, ahead=3) for slots in (None, 1, 3)]
     service = ProviderTraits().expected_latency_s  # the router's prior until completions teach one
     assert waits == [0.0, pytest.approx(3 * service), pytest.approx(service / 3)]
+
+
+class _Listed:
+    """A provider whose quote is its list price (``quotes_list_price``), or not."""
+
+    def __init__(self, name: str, *, listed: bool) -> None:
+        self.name = name
+        if listed:
+            self.quotes_list_price = True
+
+    async def capabilities(self) -> Capabilities:
+        return Capabilities(models=frozenset({MODEL}), max_width=2048, max_height=2048)
+
+    async def quote(self, request: GenerationRequest) -> Quote:
+        return Quote(self.name, request.model, 0.01, PriceUnit.PER_IMAGE, 0.01)
+
+    async def generate(self, request: GenerationRequest) -> Generation:
+        raise AssertionError("a quote buys nothing")
+
+    async def health(self) -> Health:
+        return Health(ok=True, latency_s=0.0)
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_quote_gives_each_list_priced_adapter_its_price_risk(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[ProviderOutlook] = []
+    real = quoting.forecast
+
+    def spy(plan: JobPlan, outlooks: list[ProviderOutlook], **kwargs: Any) -> JobQuote:
+        seen.extend(outlooks)
+        return real(plan, outlooks, **kwargs)
+
+    monkeypatch.setattr(quoting, "forecast", spy)
+    providers: list[Provider] = [_Listed("listed", listed=True), _Listed("live", listed=False)]
+    await quote_job(SPEC, providers, pass_rates=frozen_book([]), simulations=200)
+    assert {o.provider: o.price_sigma for o in seen} == {"listed": LIST_PRICE_SIGMA, "live": 0.0}
+
+
+async def test_a_quote_prices_a_provider_at_the_drift_its_store_learned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[ProviderOutlook] = []
+    real = quoting.forecast
+
+    def spy(plan: JobPlan, outlooks: list[ProviderOutlook], **kwargs: Any) -> JobQuote:
+        seen.extend(outlooks)
+        return real(plan, outlooks, **kwargs)
+
+    monkeypatch.setattr(quoting, "forecast", spy)
+    prices = PriceBook(clock=lambda: 0.0)
+    prices.observe_charge(Quote("listed", MODEL, 0.01, PriceUnit.PER_IMAGE, 0.01), 0.02)
+    providers: list[Provider] = [_Listed("listed", listed=True), _Listed("live", listed=False)]
+    await quote_job(SPEC, providers, pass_rates=frozen_book([]), simulations=200, prices=prices)
+    assert {o.provider: o.expected_usd / o.quoted_usd for o in seen} == pytest.approx(
+        {"listed": 2.0, "live": 1.0}
+    )

@@ -17,8 +17,14 @@ expected latency with some jitter.
 
 Each image is scored in its request's slot (``JobPlan.score_s`` per candidate, the store's measured
 time from answer to verdict where it has one): the slot, and so the wave, waits for the verdict.
-Not modelled (yet): outages and rate limits beyond that failure rate, prices that change while the
-job runs (a price the adapter cannot see moves only the bill), scoring slowing down when many
+A provider whose adapter quotes a configured list price (Replicate, Together, OpenAI: only fal's
+adapter reads the live price) may bill more or less than it quotes; the learned drift says how far
+it did lately, not how far it will while the job runs. So each such provider carries a price risk
+(``ProviderOutlook.price_sigma``, :data:`LIST_PRICE_SIGMA` unless the caller knows better): each
+simulated world draws one log-normal bill factor per provider for the whole job, which moves the
+bill and what the budget sees spent, never the router's choice (the router sees only the quote).
+Not modelled (yet): outages and rate limits beyond that failure rate, a price change larger than
+that spread (a list price tripling mid-job shows only on the bill), scoring slowing down when many
 candidates arrive together beyond what that measurement saw, duplicates. A provider
 with a slot limit (``ProviderOutlook.slots``: a ComfyUI server runs one prompt at a time) queues
 what it cannot run at once, across waves. Everything is vectorised over simulations
@@ -44,6 +50,7 @@ from imagefunnel.routing.policies import _MIN_PASS, CostPerAcceptedPolicy, Optio
 
 __all__ = [
     "DEFAULT_FAILURE_RATE",
+    "LIST_PRICE_SIGMA",
     "JobPlan",
     "JobQuote",
     "ProviderOutlook",
@@ -52,6 +59,7 @@ __all__ = [
     "forecast",
     "holds",
     "policy_scores",
+    "price_risk",
     "refusal",
     "usd",
     "wave_sizes",
@@ -71,6 +79,12 @@ LATENCY_CV = 0.25
 # measured nothing yet (its health is per process), so without this the forecast promised spend
 # as if no request ever failed over.
 DEFAULT_FAILURE_RATE = 0.02
+# The log-spread of what a list-priced provider bills against its quote over a job: the standard
+# deviation of the log change of a spot GPU price from one five-minute step to the next, measured on
+# the seed-market scenario's spot providers (0.217 for spot-a, billed per GPU-second; 0.223 for
+# spot-b, per megapixel): what a learned price level can be off by by the time a job has run. Not
+# fitted to any quote benchmark. A provider whose adapter reads its live price carries none.
+LIST_PRICE_SIGMA = 0.22
 _TIMEOUT_S = TimeoutSettings().max_s  # a fresh router's attempt timeout (no latency measured yet)
 _MIN_ESTIMATE = 0.05  # the funnel never sizes a wave for a pass rate below this
 _MAX_WAVES = 10_000  # every wave buys or refuses at least one request: a bound, never reached
@@ -119,6 +133,9 @@ class ProviderOutlook:
     # Requests it runs at once; the rest wait in its queue (a ComfyUI server runs one prompt at a
     # time). None: as many as are sent (a hosted API).
     slots: int | None = None
+    # Log-normal spread of what it bills against ``expected_usd`` over a job (0: it bills what it
+    # quotes, e.g. an adapter that reads the live price); see :data:`LIST_PRICE_SIGMA`.
+    price_sigma: float = 0.0
 
     @classmethod
     def from_option(
@@ -129,9 +146,11 @@ class ProviderOutlook:
         learned: bool,
         latency_s: float | None = None,
         slots: int | None = None,
+        price_sigma: float = 0.0,
     ) -> ProviderOutlook:
         """The outlook of a routing option; ``latency_s`` overrides the router's expected latency
-        for the forecast's clock (e.g. what a market scenario or a providers file states)."""
+        for the forecast's clock (e.g. what a market scenario or a providers file states);
+        ``price_sigma`` is its price risk (:func:`price_risk` of its provider)."""
         situation = Situation(now=0.0, time_left_s=time_left_s, use_case="")
         quote = option.priced.quote
         score = CostPerAcceptedPolicy(thompson=False, latency_weight=LATENCY_WEIGHT).score(option, situation)
@@ -150,7 +169,14 @@ class ProviderOutlook:
             failure_rate=max(DEFAULT_FAILURE_RATE, option.health.error_rate),
             gpu_second_usd=quote.unit_price_usd if quote.unit is PriceUnit.PER_GPU_SECOND else 0.0,
             slots=slots,
+            price_sigma=price_sigma,
         )
+
+
+def price_risk(provider: object) -> float:
+    """The price risk a forecast gives ``provider``: :data:`LIST_PRICE_SIGMA` when its adapter
+    quotes a configured list price (it says so with ``quotes_list_price``), else 0."""
+    return LIST_PRICE_SIGMA if getattr(provider, "quotes_list_price", False) else 0.0
 
 
 class ProviderQuote(BaseModel):
@@ -267,14 +293,25 @@ class _Runs:
     # sims × providers × slots: when each of a provider's slots is next free (-inf: a provider
     # without a slot limit never queues; +inf pads a provider's unused columns). Kept across waves.
     slot_free: Floats
+    # sims × providers: what each provider bills per dollar of its expected price in this world
+    # (one draw per job: a price level, not per-request noise). Ones without a price risk.
+    bill_factor: Floats
 
     @classmethod
     def start(cls, outlooks: Sequence[ProviderOutlook], sims: int, rng: np.random.Generator) -> _Runs:
         a = np.array([o.alpha for o in outlooks])
         b = np.array([o.beta for o in outlooks])
         zeros = np.zeros(sims, dtype=np.int64)
+        true_p = rng.beta(a, b, size=(sims, len(outlooks)))
+        sigma = np.array([o.price_sigma for o in outlooks])
+        # Drawn only when some provider has a price risk, so forecasts without one keep their draws.
+        factor = (
+            np.exp(rng.standard_normal((sims, len(outlooks))) * sigma)
+            if bool((sigma > 0).any())
+            else np.ones((sims, len(outlooks)))
+        )
         return cls(
-            true_p=rng.beta(a, b, size=(sims, len(outlooks))),
+            true_p=true_p,
             alpha=np.tile(a, (sims, 1)),
             beta=np.tile(b, (sims, 1)),
             passed=zeros.copy(),
@@ -288,6 +325,7 @@ class _Runs:
             stop=np.full(sims, -1, dtype=np.int64),
             bought=np.zeros(len(outlooks), dtype=np.int64),
             slot_free=np.tile(_slot_row(outlooks), (sims, 1, 1)),
+            bill_factor=factor,
         )
 
 
@@ -472,6 +510,8 @@ def _play_wave(
         # A GPU-second request bills the seconds it ran (within what was held for it); any other
         # its price. One cut off by the deadline counts too: a provider may bill it all the same.
         cost = np.where(timed[choice], np.minimum(cost * jitter, hold), cost)
+        # What the bill says beyond the quote (a list price that moved); the router did not see it.
+        cost = cost * runs.bill_factor[sim, choice]
         runs.spent[sim] += cost
         runs.held[sim] += hold - cost
         runs.bought += np.bincount(choice, minlength=len(outlooks))

@@ -22,6 +22,7 @@ from imagefunnel.scoring.jobcontext import job_context
 from imagefunnel.spec import JobSpec
 from imagefunnel.store import BlobStore, Store
 from imagefunnel.store.pass_rates import SqlPassRates
+from imagefunnel.store.price_drift import learned_prices
 
 __all__ = ["DEFAULT_PROBE_INTERVAL_S", "build_scorer", "run_funnel_job"]
 
@@ -72,7 +73,9 @@ async def run_funnel_job(
         # Pass rates learned from verdicts persist in the store, shared across jobs and restarts.
         pass_rates = PassRateBook(persistence=SqlPassRates(store.engine))
         health = HealthTracker(clock=time.monotonic, shared=cooldowns) if cooldowns else None
-        router = Router(providers, ledger=store, pass_rates=pass_rates, health=health)
+        # So does the charge/quote drift its bills showed (faded by age), which the quote weighs too.
+        prices = learned_prices(store.engine)
+        router = Router(providers, ledger=store, pass_rates=pass_rates, health=health, prices=prices)
         if probe_interval_s is not None:
             # A passed probe closes a half-open breaker without risking a paid request on it.
             prober = HealthProber(providers, router.health, interval_s=probe_interval_s)

@@ -2,7 +2,8 @@
 
 One code path for every caller: ``imagefunnel quote``, the quote every ``imagefunnel run`` records
 before it buys anything, and the service's ``POST /v1/jobs/quote``. The caller brings the providers
-(fresh adapters, closed here) and the pass rates the job would start from (a :class:`PassRateBook`);
+(fresh adapters, closed here) and the pass rates the job would start from (a :class:`PassRateBook`)
+and the charge/quote drift its router would start from (a ``PriceBook``, :func:`store_prices`);
 a quote learns nothing, so nothing is written back. Nothing is bought: the router only asks each
 provider for a price, as a job's first request does. The funnel scores each candidate inside its
 request's slot, so the quote's clock adds a scoring time per candidate: the caller's (what its
@@ -18,13 +19,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from sqlalchemy.engine import Engine
 
 from imagefunnel.errors import NoProviderAvailable
-from imagefunnel.forecast import JobPlan, JobQuote, ProviderOutlook, forecast
+from imagefunnel.forecast import JobPlan, JobQuote, ProviderOutlook, forecast, price_risk
 from imagefunnel.funnel.requests import prompt_for, reference_images, seed_for
 from imagefunnel.providers.base import GenerationRequest, Provider
 from imagefunnel.quote_defaults import DEFAULT_CONFIDENCE, DEFAULT_SIMULATIONS
-from imagefunnel.routing import NullLedger, PassRate, PassRateBook, RouteContext, Router
+from imagefunnel.routing import NullLedger, PassRate, PassRateBook, PriceBook, RouteContext, Router
 from imagefunnel.spec import JobSpec, UseCase
 from imagefunnel.store.pass_rates import SqlPassRates
+from imagefunnel.store.price_drift import learned_prices
 from imagefunnel.store.scoring_times import scoring_seconds
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "frozen_book",
     "quote_job",
     "store_pass_rates",
+    "store_prices",
     "store_score_s",
 ]
 
@@ -74,17 +77,27 @@ def store_pass_rates(engine: Engine) -> PassRateBook:
     return frozen_book(SqlPassRates(engine).load_pass_rates())
 
 
+def store_prices(engine: Engine) -> PriceBook:
+    """The charge/quote drift a job on this store would start from (its router's price book)."""
+    return learned_prices(engine)
+
+
 def store_score_s(engine: Engine, spec: JobSpec) -> float | None:
     """The time this store's ``spec.use_case`` jobs took to judge a candidate (None: none yet)."""
     return scoring_seconds(engine, spec.use_case.value)
 
 
 async def _outlooks(
-    spec: JobSpec, providers: Sequence[Provider], book: PassRateBook, latencies: Mapping[str, float]
+    spec: JobSpec,
+    providers: Sequence[Provider],
+    book: PassRateBook,
+    latencies: Mapping[str, float],
+    prices: PriceBook | None,
 ) -> list[ProviderOutlook]:
     """What the job's router would weigh for its first request (the same router a job builds),
-    each provider with the slots that router counts on (:meth:`Router.slots`)."""
-    router = Router(providers, ledger=NullLedger(), pass_rates=book)
+    each provider with the slots that router counts on (:meth:`Router.slots`) and the price risk of
+    its adapter (:func:`~imagefunnel.forecast.price_risk`)."""
+    router = Router(providers, ledger=NullLedger(), pass_rates=book, prices=prices)
     request = GenerationRequest(
         request_id="quote-00000",
         model=spec.model,
@@ -110,6 +123,7 @@ async def _outlooks(
     if not options:
         raise NoProviderAvailable(f"no provider can take this job now ({spec.model}): nothing to quote")
     learned = {rate.key for rate in book.all()}
+    by_name = {provider.name: provider for provider in providers}
     return [
         ProviderOutlook.from_option(
             option,
@@ -117,6 +131,7 @@ async def _outlooks(
             learned=option.pass_rate.key in learned,
             latency_s=latencies.get(option.provider),
             slots=router.slots(option.provider),
+            price_sigma=price_risk(by_name.get(option.provider)),
         )
         for option in options
     ]
@@ -132,14 +147,16 @@ async def quote_job(
     simulations: int = DEFAULT_SIMULATIONS,
     seed: int | None = None,
     score_s: float | None = None,
+    prices: PriceBook | None = None,
 ) -> JobQuote:
-    """Quote ``spec`` on ``providers`` (closed afterwards) starting from ``pass_rates``.
+    """Quote ``spec`` on ``providers`` (closed afterwards) starting from ``pass_rates`` and the
+    charge/quote drift of ``prices`` (:func:`store_prices`; None: none learned, list prices).
 
     ``latencies`` overrides a provider's expected latency for the forecast's clock (what a market
     scenario states); ``score_s`` the seconds to judge a candidate (default: the use case's
     :data:`DEFAULT_SCORE_S`). The simulation runs in a worker thread, so an event loop stays responsive.
     """
-    outlooks = await _outlooks(spec, providers, pass_rates, latencies or {})
+    outlooks = await _outlooks(spec, providers, pass_rates, latencies or {}, prices)
     plan = JobPlan(
         deliver=spec.deliver,
         budget_usd=spec.budget_usd,

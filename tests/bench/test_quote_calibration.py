@@ -1,5 +1,6 @@
 """The quote-calibration bench: quote seeded jobs, run them in the simulated market, tabulate."""
 
+import asyncio
 import math
 from pathlib import Path
 
@@ -7,14 +8,23 @@ import pytest
 
 from imagefunnel.bench.quote_calibration import (
     BIN_EDGES,
+    MODEL,
     CalibrationRun,
+    JobDraw,
     ReliabilityBin,
+    _quote,
+    _request,
     draw_jobs,
     run_calibration,
 )
 from imagefunnel.bench.quote_report import BEGIN, END, QuoteBench, markdown, write_block
+from imagefunnel.bench.simrun import _Aliased, served_by
+from imagefunnel.bench.vclock import run_virtual
 from imagefunnel.bench.verdicts import CLEAN, ScorerCalibration
+from imagefunnel.forecast import LIST_PRICE_SIGMA, price_risk
+from imagefunnel.market.engine import Market
 from imagefunnel.market.scenario import Scenario
+from imagefunnel.routing import PassRateBook, PriceBook
 
 BASE = {"models": ["fal-ai/flux/dev"], "processing_s": [3, 5], "defect_mix": {"blur": 1}}
 MARKET = Scenario.model_validate(
@@ -111,3 +121,32 @@ def test_job_draws_span_budgets_deadlines_and_concurrency() -> None:
     assert min(d.deliver for d in draws) == 1 and max(d.deliver for d in draws) == 40
     zs = [d.budget_z for d in draws if d.budget_z is not None]
     assert min(zs) < -2 and max(zs) > 2 and len(zs) < len(draws)
+
+
+def test_a_quote_weighs_the_drift_its_price_book_learned() -> None:
+    """A warm start hands its PriceBook to each job's quote: a provider that billed more than it
+    quoted is quoted at the drifted price, the others at their quotes."""
+
+    async def quoted() -> dict[str, tuple[float, float]]:
+        loop = asyncio.get_running_loop()
+        market = Market(MARKET, clock=loop.time)
+        providers = [_Aliased(market, name, model=MODEL) for name in served_by(MARKET)]
+        prices = PriceBook(clock=loop.time)
+        box = await providers[[p.name for p in providers].index("box")].quote(_request(0, 0, seed=0))
+        prices.observe_charge(box, 2.0 * box.usd)
+        draw = JobDraw(deliver=2, deadline_s=60.0, concurrency=2, budget_z=None)
+        quote = await _quote(
+            providers, PassRateBook(clock=loop.time), prices, draw, 0, latencies={}, simulations=200, seed=0
+        )
+        assert quote is not None
+        return {p.provider: (p.quoted_usd, p.expected_usd) for p in quote.providers}
+
+    found = run_virtual(quoted())
+    assert found["box"][1] == pytest.approx(2.0 * found["box"][0])
+    assert found["cheap"][1] == pytest.approx(found["cheap"][0])
+
+
+def test_only_the_market_providers_quoting_a_list_price_carry_a_price_risk() -> None:
+    market = Market(MARKET, clock=lambda: 0.0)
+    risk = {name: price_risk(_Aliased(market, name, model=MODEL)) for name in served_by(MARKET)}
+    assert risk == {"cheap": 0.0, "box": LIST_PRICE_SIGMA}  # fal's adapter sees the live price

@@ -1,11 +1,13 @@
 """Is the quote calibrated? Quote seeded jobs with the forecast, then run them in the simulated market.
 
-For one scenario and one start (``warm``: the pass rates learned by the earlier jobs of the run
-carry over, as the store carries them; ``cold``: every job starts from the prior), jobs of varied K,
+For one scenario and one start (``warm``: the pass rates and the charge/quote drift learned by the
+earlier jobs of the run carry over, as the store carries them (its ledger holds the bills); ``cold``:
+every job starts from the prior and no drift), jobs of varied K,
 budget, deadline and concurrency run one after another on one market in virtual time. Before each
 job, the forecast is asked what a ``quote`` would ask it, from what the router can know then: a
-fresh router's options for the job's first request (adapter-visible quotes, health, the pass-rate
-posteriors of the book) and the scenario's stated latencies. Then the job is played by a twin of
+fresh router's options for the job's first request (adapter-visible quotes at the learned drift,
+health, the pass-rate posteriors of the book), the scenario's stated latencies and each adapter's
+price risk (``forecast.price_risk``). Then the job is played by a twin of
 the funnel's wave loop (its wave rule, its budget refusals, its stops) over the real Router and
 :class:`~imagefunnel.bench.sim.SimProvider`\\ s, with the scorer's verdicts from
 :class:`~imagefunnel.bench.verdicts.VerdictModel`; nothing of the forecast runs the job. The job's
@@ -26,7 +28,7 @@ from imagefunnel.bench.simrun import _Aliased, served_by
 from imagefunnel.bench.vclock import run_virtual
 from imagefunnel.bench.verdicts import ScorerCalibration, VerdictModel
 from imagefunnel.errors import BudgetExceeded, NoProviderAvailable
-from imagefunnel.forecast import JobPlan, JobQuote, ProviderOutlook, forecast
+from imagefunnel.forecast import JobPlan, JobQuote, ProviderOutlook, forecast, price_risk
 from imagefunnel.funnel.engine import PRIOR_FAIL, PRIOR_PASS, WAVE_SAFETY
 from imagefunnel.market.engine import Market
 from imagefunnel.market.scenario import Scenario
@@ -296,6 +298,7 @@ async def _play(router: Router, state: _State, index: int, judge: Judge, *, seed
 async def _quote(
     providers: Sequence[_Aliased],
     book: PassRateBook,
+    prices: PriceBook,
     draw: JobDraw,
     index: int,
     *,
@@ -303,16 +306,18 @@ async def _quote(
     simulations: int,
     seed: int,
 ) -> JobQuote | None:
-    """What ``imagefunnel quote`` asks the forecast, from a router of its own, at the budget the
-    draw places (None: no provider can take the job now)."""
+    """What ``imagefunnel quote`` asks the forecast, from a router of its own over ``book`` and
+    ``prices`` (what the start has learned), at the budget the draw places (None: no provider can
+    take the job now)."""
     loop = asyncio.get_running_loop()
-    router = Router(providers, ledger=NullLedger(), clock=loop.time, pass_rates=book)
+    router = Router(providers, ledger=NullLedger(), clock=loop.time, pass_rates=book, prices=prices)
     request = _request(index, 0, seed=seed)
     ctx = RouteContext(job_id="quote", wave=1, deadline=loop.time() + draw.deadline_s, use_case=USE_CASE)
     options = (await router.options(request, ctx)).ranked
     if not options:
         return None
     learned = {rate.key for rate in book.all()}
+    by_name = {p.name: p for p in providers}
     outlooks = [
         ProviderOutlook.from_option(
             o,
@@ -320,6 +325,7 @@ async def _quote(
             learned=o.pass_rate.key in learned,
             latency_s=latencies.get(o.provider),
             slots=router.slots(o.provider),
+            price_sigma=price_risk(by_name.get(o.provider)),
         )
         for o in options
     ]
@@ -365,6 +371,9 @@ async def _run(
     verdicts = VerdictModel(calibration, seed=seed)
     latencies = scenario_latencies(scenario)
     warm_book = PassRateBook(clock=loop.time)
+    # What a long-lived router carries from job to job besides pass rates: the charge/quote drift
+    # it learned (warm); a cold start knows none.
+    warm_prices = PriceBook(clock=loop.time)
 
     def judge(provider: str, request_id: str) -> bool:
         return verdicts.passed(by_name[provider].jobs[request_id].truth)
@@ -374,8 +383,9 @@ async def _run(
     for index, draw in enumerate(draws):
         await asyncio.sleep(max(0.0, index * _INTERARRIVAL_S - loop.time()))
         book = warm_book if start == "warm" else PassRateBook(clock=loop.time)
+        prices = warm_prices if start == "warm" else PriceBook(clock=loop.time)
         quote = await _quote(
-            providers, book, draw, index, latencies=latencies, simulations=simulations, seed=seed
+            providers, book, prices, draw, index, latencies=latencies, simulations=simulations, seed=seed
         )
         if quote is None:
             unquotable += 1
@@ -387,7 +397,7 @@ async def _run(
             ledger=NullLedger(),
             clock=loop.time,
             pass_rates=book,
-            prices=PriceBook(clock=loop.time),
+            prices=prices,
             seed=seed * 100_003 + index,
         )
         state = _State(draw, loop.time() + draw.deadline_s, BudgetGuard(quote.budget_usd))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from imagefunnel.bench.doc_blocks import write_marked_block
 from imagefunnel.bench.quote_calibration import TOLERANCE, CalibrationRun
+from imagefunnel.forecast import LIST_PRICE_SIGMA
 
 __all__ = ["BEGIN", "END", "P95_TARGET", "QuoteBench", "markdown", "run_met", "write_block"]
 
@@ -85,11 +86,12 @@ def markdown(bench: QuoteBench) -> str:
         f"{bench.seconds:.0f} s).",
         "",
         "Each job is quoted with what the router knows at that moment (a fresh router's options "
-        "for its first request: adapter-visible prices, health, the pass-rate posteriors; the "
-        "scenario's stated latencies), then run in virtual time by the funnel's wave loop over the "
+        "for its first request: adapter-visible prices at the learned charge/quote drift, health, "
+        "the pass-rate posteriors; the scenario's stated latencies; a price risk of "
+        f"σ={LIST_PRICE_SIGMA:g} (log) on each list-priced provider's bill), then run in virtual time by the funnel's wave loop over the "
         "real Router and the market core; spend is what the market billed for its requests. "
-        "**warm**: the pass rates learned by earlier jobs carry over; **cold**: every job starts from "
-        f"the prior. {bench.calibration_note} A bin passes within ±{100 * TOLERANCE:.0f} points; "
+        "**warm**: the pass rates and the drift learned by earlier jobs carry over; **cold**: every "
+        f"job starts from the prior and no drift. {bench.calibration_note} A bin passes within ±{100 * TOLERANCE:.0f} points; "
         "**noise**: outside them but within two binomial standard errors (of the quoted rate, over "
         "the bin's jobs) beyond them; **fail** otherwise. Target: spend ≤ the quoted p95 in "
         f"≥ {P95_TARGET:.0%} of jobs.",

@@ -116,6 +116,12 @@ class SimProvider:
             unit_price_usd=unit_price,
         )
 
+    @property
+    def quotes_list_price(self) -> bool:
+        """Whether its quote is a list price (every protocol's adapter but fal's): a bill may
+        differ from it (``forecast.price_risk``)."""
+        return self.profile.protocol != "fal"
+
     def visible_unit_price(self) -> float:
         """The unit price this provider's real adapter can see: fal publishes its live price; for
         the others the user configures the list price (the scenario's opening one) and the router

@@ -24,8 +24,8 @@ from imagefunnel.errors import NoProviderAvailable, SpecError
 from imagefunnel.forecast import JobQuote, chance, refusal, usd
 from imagefunnel.providers.base import Provider
 from imagefunnel.quote_check import QuoteCheck, QuoteRecord, replanned, wall_counts
-from imagefunnel.quoting import DEFAULT_SIMULATIONS, quote_job, store_pass_rates, store_score_s
-from imagefunnel.routing import PassRateBook
+from imagefunnel.quoting import DEFAULT_SIMULATIONS, quote_job, store_pass_rates, store_prices, store_score_s
+from imagefunnel.routing import PassRateBook, PriceBook
 from imagefunnel.spec import JobSpec
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "QUOTE_FILE",
     "learned_pass_rates",
+    "learned_price_book",
     "learned_score_s",
     "load_given_quote",
     "market_latencies",
@@ -51,6 +52,18 @@ def learned_pass_rates(out_dir: Path) -> PassRateBook:
     store = open_store(out_dir)
     try:
         return store_pass_rates(store.engine)
+    finally:
+        store.close()
+
+
+def learned_price_book(out_dir: Path) -> PriceBook | None:
+    """The charge/quote drift a job run with ``--out out_dir`` would start from (None: no store);
+    never creates a store."""
+    if not (out_dir / STORE_FILE).is_file():
+        return None
+    store = open_store(out_dir)
+    try:
+        return store_prices(store.engine)
     finally:
         store.close()
 
@@ -90,10 +103,11 @@ def quote_spec(
     simulations: int = DEFAULT_SIMULATIONS,
     seed: int | None = None,
     score_s: float | None = None,
+    prices: PriceBook | None = None,
 ) -> JobQuote:
     """Quote ``spec`` on ``providers`` (closed afterwards) from ``pass_rates`` (e.g.
-    :func:`learned_pass_rates` of a job folder) and ``score_s`` (e.g. :func:`learned_score_s`);
-    the command line's face of :func:`quote_job`."""
+    :func:`learned_pass_rates` of a job folder), ``score_s`` (e.g. :func:`learned_score_s`) and
+    ``prices`` (e.g. :func:`learned_price_book`); the command line's face of :func:`quote_job`."""
     return asyncio.run(
         quote_job(
             spec,
@@ -104,6 +118,7 @@ def quote_spec(
             simulations=simulations,
             seed=seed,
             score_s=score_s,
+            prices=prices,
         )
     )
 
@@ -160,6 +175,7 @@ def start_quote(
                 pass_rates=learned_pass_rates(out_dir),
                 latencies=latencies,
                 score_s=learned_score_s(out_dir, spec),
+                prices=learned_price_book(out_dir),
             )
         except NoProviderAvailable:
             if spec.confidence is not None:

@@ -28,7 +28,9 @@ def quote_bench_cmd(
     jobs: Annotated[int, typer.Option(min=1, help="seeded jobs per scenario and start")] = 200,
     start: Annotated[
         list[str] | None,
-        typer.Option(help="warm (pass rates carried job to job) or cold (the prior); repeat it"),
+        typer.Option(
+            help="warm (pass rates and price drift carried job to job) or cold (the prior); repeat it"
+        ),
     ] = None,
     simulations: Annotated[int, typer.Option(min=100, help="forecast simulations per quote")] = 2000,
     calibration_samples: Annotated[

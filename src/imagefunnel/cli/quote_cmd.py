@@ -29,7 +29,13 @@ def _quote(
     seed: int | None,
 ) -> tuple[JobSpec, JobQuote]:
     from imagefunnel.cli.demo import market_offer, market_providers
-    from imagefunnel.cli.quote import learned_pass_rates, learned_score_s, market_latencies, quote_spec
+    from imagefunnel.cli.quote import (
+        learned_pass_rates,
+        learned_price_book,
+        learned_score_s,
+        market_latencies,
+        quote_spec,
+    )
     from imagefunnel.market.server import MarketServer
     from imagefunnel.providers.config import build_provider, load_providers_file
     from imagefunnel.spec import load_spec
@@ -45,6 +51,7 @@ def _quote(
             built,
             pass_rates=learned_pass_rates(out_dir),
             score_s=learned_score_s(out_dir, spec),
+            prices=learned_price_book(out_dir),
             confidence=confidence,
             simulations=simulations,
             seed=seed,
@@ -57,6 +64,7 @@ def _quote(
             market_providers(market, spec.model),
             pass_rates=learned_pass_rates(out_dir),
             score_s=learned_score_s(out_dir, spec),
+            prices=learned_price_book(out_dir),
             latencies=market_latencies(market),
             confidence=confidence,
             simulations=simulations,

@@ -65,6 +65,9 @@ class OpenAIImagesProvider:
     """One OpenAI image model. ``base_url`` is what the official client takes
     (``https://api.openai.com/v1``); ``price`` defaults to gpt-image-1's token prices."""
 
+    # Its quote is the configured list price, not the live one: a bill may differ (forecast.price_risk).
+    quotes_list_price = True
+
     def __init__(
         self,
         *,

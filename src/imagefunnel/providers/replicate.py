@@ -91,6 +91,9 @@ class ReplicateProvider:
     hardware-priced ones); ``charged_usd`` applies it to the numbers Replicate reports.
     """
 
+    # Its quote is the configured list price, not the live one: a bill may differ (forecast.price_risk).
+    quotes_list_price = True
+
     def __init__(
         self,
         *,

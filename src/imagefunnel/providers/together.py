@@ -47,6 +47,9 @@ class TogetherProvider:
     the official client takes (``https://api.together.xyz/v1``); ``price`` is the model's list price
     (``PerMegapixel`` or ``PerImage``)."""
 
+    # Its quote is the configured list price, not the live one: a bill may differ (forecast.price_risk).
+    quotes_list_price = True
+
     def __init__(
         self,
         *,

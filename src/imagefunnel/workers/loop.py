@@ -44,7 +44,7 @@ from imagefunnel.funnel.selection import Ranked, best_k
 from imagefunnel.jobs import run_funnel_job
 from imagefunnel.providers.base import Provider
 from imagefunnel.quote_check import QuoteCheck, QuoteRecord, check_quote
-from imagefunnel.quoting import quote_job, store_pass_rates, store_score_s
+from imagefunnel.quoting import quote_job, store_pass_rates, store_prices, store_score_s
 from imagefunnel.routing.cooldowns import LocalCooldowns, SharedCooldowns
 from imagefunnel.spec import JobSpec
 from imagefunnel.store import BlobStore, Store
@@ -347,7 +347,10 @@ class JobWorker:
             try:
                 book = await asyncio.to_thread(store_pass_rates, self._store.engine)
                 score_s = await asyncio.to_thread(store_score_s, self._store.engine, spec)
-                fresh = await quote_job(spec, self._providers(spec), pass_rates=book, score_s=score_s)
+                prices = await asyncio.to_thread(store_prices, self._store.engine)
+                fresh = await quote_job(
+                    spec, self._providers(spec), pass_rates=book, score_s=score_s, prices=prices
+                )
             except NoProviderAvailable:
                 if spec.confidence is not None:
                     raise

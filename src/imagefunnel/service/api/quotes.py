@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query, Request
 
 from imagefunnel.errors import NoProviderAvailable
 from imagefunnel.forecast import JobQuote
-from imagefunnel.quoting import DEFAULT_SIMULATIONS, quote_job, store_pass_rates, store_score_s
+from imagefunnel.quoting import DEFAULT_SIMULATIONS, quote_job, store_pass_rates, store_prices, store_score_s
 from imagefunnel.service.deps import RuntimeDep, TenantDep
 from imagefunnel.service.errors import ApiError
 from imagefunnel.service.inputs import parse_spec_body
@@ -60,12 +60,14 @@ async def quote(
     )
     book = await asyncio.to_thread(store_pass_rates, runtime.store.engine)
     score_s = await asyncio.to_thread(store_score_s, runtime.store.engine, spec)
+    prices = await asyncio.to_thread(store_prices, runtime.store.engine)
     try:
         return await quote_job(
             spec,
             runtime.providers(spec),
             pass_rates=book,
             score_s=score_s,
+            prices=prices,
             confidence=confidence,
             simulations=simulations,
             seed=seed,
