@@ -283,3 +283,31 @@ async def test_a_provider_whose_quotes_fail_is_not_asked_again_while_its_breaker
     # Three failed quotes (t=10, 20, 30) open its breaker for 5 s; after that it is asked only when
     # the breaker half-opens, each failure doubling the wait: t=40, 50, 70 (next: 110).
     assert Down.quotes == 6
+
+
+class _QuoteFails(MockProvider):
+    async def quote(self, request: GenerationRequest):  # type: ignore[no-untyped-def]
+        raise ProviderUnavailable("GET /pricing: connect timeout, nothing sent", provider=self.name)
+
+
+async def test_a_stop_built_from_earlier_failures_names_their_type_as_a_fresh_one_does() -> None:
+    # Request r0 trips the breaker (first try and two transient retries); r1 finds the only provider cooling past its deadline and has no
+    # failure of its own: its reason quotes what the provider last failed with, type included.
+    now = [0.0]
+    health = HealthTracker(clock=lambda: now[0], breaker=BreakerSettings(consecutive_failures=3, open_s=60))
+    router = cheapest([failing("a", 0.01)], ledger=Ledger(), clock=lambda: now[0], health=health)
+    with pytest.raises(NoProviderAvailable, match=r"ProviderUnavailable: a: boom"):
+        await router.generate(req(0), RouteContext(job_id="j", wave=1, deadline=1e12))
+    with pytest.raises(
+        NoProviderAvailable, match=r"cooling down.*a last failed: ProviderUnavailable: a: boom"
+    ):
+        await router.generate(req(1), RouteContext(job_id="j", wave=1, deadline=30.0))
+
+
+async def test_a_provider_that_cannot_quote_is_named_with_the_type_of_its_failure() -> None:
+    quoteless = _QuoteFails(
+        lambda r: Generation(r.request_id, "q", r.model, b"", 0.0, 0.0), name="q", models=frozenset({"m"})
+    )
+    router = cheapest([quoteless], ledger=Ledger())
+    with pytest.raises(NoProviderAvailable, match=r"q last failed: ProviderUnavailable: q: GET /pricing"):
+        await router.generate(req(), ctx())

@@ -24,6 +24,7 @@ from imagefunnel.errors import (
     ProviderError,
     ProviderTimeout,
     RateLimited,
+    describe,
 )
 from imagefunnel.providers.base import (
     Generation,
@@ -254,7 +255,7 @@ class Dispatcher:
         retry_after = error.retry_after_s if isinstance(error, RateLimited) else None
         self._health.record_failure(
             option.provider,
-            str(error),
+            describe(error),
             model=option.model,
             retry_after_s=retry_after,
             timed_out=isinstance(error, ProviderTimeout),
