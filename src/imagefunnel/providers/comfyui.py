@@ -46,6 +46,7 @@ from websockets.asyncio.client import ClientConnection
 
 from imagefunnel.errors import (
     BadOutput,
+    ConnectionLost,
     ImageError,
     ProviderError,
     ProviderTimeout,
@@ -329,14 +330,35 @@ class ComfyUIProvider:
             raise ProviderUnavailable(str(exc), provider=self.name) from exc
         attempt.submitted = True  # from here on, a withdrawal must look for our prompt
         attempt.submitted_at = time.monotonic()
-        attempt.prompt_id = await self._api.submit(
-            graph, client_id=attempt.client_id, prompt_id=attempt.prompt_id
-        )
+        try:
+            attempt.prompt_id = await self._api.submit(
+                graph, client_id=attempt.client_id, prompt_id=attempt.prompt_id
+            )
+        except ConnectionLost as exc:
+            await self._lost_submit(attempt, exc)  # raises unless the box queued it under our id
         if on_submitted is not None:  # queued: a crash from here on is recoverable
             on_submitted(Submitted(request.request_id, self.name, attempt.prompt_id))
         result = await self._api.wait(attempt.ws, attempt.prompt_id, attempt.tracker)
         await _close(attempt)
         return result
+
+    async def _lost_submit(self, attempt: _Attempt, lost: ConnectionLost) -> None:
+        """The ``POST /prompt`` connection dropped before its answer. The prompt id is ours, so the
+        box can say whether it took the prompt: queued, running or in its history, it is followed
+        like any other (and billed by the box's record); nowhere, it was never queued and costs
+        nothing. If the box cannot be asked, the prompt is withdrawn like a timed-out one."""
+        try:
+            state = await self._api.queue()
+            taken = attempt.prompt_id in state.pending or attempt.prompt_id in state.running
+            taken = taken or await self._api.history(attempt.prompt_id) is not None
+        except ProviderError as exc:
+            charged = await self._withdraw(attempt)
+            detail = f"{lost.args[0]}; the box could not say whether it queued the prompt: {exc}"
+            raise ConnectionLost(detail, provider=self.name, charged_usd=charged) from lost
+        if not taken:
+            attempt.submitted = False
+            detail = f"{lost.args[0]} (prompt {attempt.prompt_id} is not on the box: never queued)"
+            raise ConnectionLost(detail, provider=self.name) from lost
 
     def _workflow_for(self, request: GenerationRequest) -> Workflow:
         if not request.reference_images:
