@@ -345,6 +345,8 @@ class Run:
     mismatched: list[str]
     before_retry_after: int
     spent_usd: float
+    # What a failed comparison prints: every ledger row and every bill, one line each.
+    accounts: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,6 +414,14 @@ async def _run(cell: Cell, tmp_path: Path) -> Run:
         ],
         before_retry_after=stats["faulty"].before_retry_after if "faulty" in stats else 0,
         spent_usd=spent,
+        accounts="\n".join(
+            [
+                f"ledger {r.provider} {r.request_id}#{r.attempt} {r.status} charged={r.charged_usd!r} "
+                f"id={r.provider_request_id} {r.error_type or ''} {(r.error or '')[:160]}"
+                for r in ledger
+            ]
+            + [f"bill {b.provider} {b.request_id} {b.usd!r}" for b in billing]
+        ),
     )
 
 
@@ -463,7 +473,9 @@ def test_a_faulty_provider_never_costs_more_than_it_bills(
     assert billed_total <= BUDGET_USD + 1e-12, "the provider billed more than the budget"
     # The ledger equals the billing log: per provider (to the cent and below), and per request.
     for provider, billed in run.billed_by_provider.items():
-        assert run.ledger_by_provider.get(provider, 0.0) == pytest.approx(billed, abs=1e-9), provider
-    assert run.unnamed_charged_usd == pytest.approx(run.unnamed_billed_usd, abs=1e-9)
-    assert not run.mismatched
+        assert run.ledger_by_provider.get(provider, 0.0) == pytest.approx(billed, abs=1e-9), (
+            f"{provider}\n{run.accounts}"
+        )
+    assert run.unnamed_charged_usd == pytest.approx(run.unnamed_billed_usd, abs=1e-9), run.accounts
+    assert not run.mismatched, run.accounts
     assert run.before_retry_after == 0, "a request reached the provider before its Retry-After"
