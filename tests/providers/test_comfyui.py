@@ -22,6 +22,7 @@ from imagefunnel.errors import BadOutput, ConnectionLost, ProviderTimeout, Provi
 from imagefunnel.market.comfyui_app import ComfyUIBox, ComfyUIServer
 from imagefunnel.market.defects import Defect
 from imagefunnel.market.images import AssetLibrary
+from imagefunnel.providers import comfyui as comfyui_module
 from imagefunnel.providers.base import GenerationRequest, PriceUnit, Provider
 from imagefunnel.providers.comfyui import (
     ComfyUIProvider,
@@ -306,6 +307,36 @@ async def test_cancellation_withdraws_the_prompt(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert [record.outcome for record in box.billing()] == ["interrupted"]
+
+
+@pytest.mark.parametrize("outcome", ["success", "timeout"])
+async def test_a_cancellation_while_the_websocket_closes_carries_the_known_charge(
+    start: Callable[..., ComfyUIServer],
+    client: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+    outcome: str,
+) -> None:
+    # The caller's own timeout lands after the outcome is known, while the socket closes: what the
+    # box billed must still reach the router, or it books the prompt as free.
+    box = start(hang_rate=1.0) if outcome == "timeout" else start()
+    closing = asyncio.Event()
+    close = comfyui_module._close
+
+    async def slow_close(attempt: Any) -> None:
+        if box.billing():  # the prompt has ended and is billed
+            closing.set()
+            await asyncio.sleep(5)
+        await close(attempt)
+
+    monkeypatch.setattr(comfyui_module, "_close", slow_close)
+    provider = comfy(box, client, timeout_s=0.5) if outcome == "timeout" else comfy(box, client)
+    task = asyncio.create_task(provider.generate(req(48)))
+    await asyncio.wait_for(closing.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError) as info:
+        await task
+    [record] = box.billing()
+    assert abandoned_charge(info.value) == pytest.approx(record.usd) and record.usd > 0
 
 
 # A box whose checkpoint load takes 60 scenario seconds (0.6 s here) and whose sampler is quick: a

@@ -100,6 +100,7 @@ class _Attempt:
     submitted: bool = False
     submitted_at: float | None = None  # monotonic, just before POST /prompt: no GPU time before it
     price_per_hour: float = 0.0
+    charged: float | None = None  # once known: what the prompt cost, whatever comes after
     tracker: Tracker = field(default_factory=Tracker)
     ws: ClientConnection | None = None  # kept open past a timeout, to hear the interrupt land
 
@@ -246,20 +247,43 @@ class ComfyUIProvider:
         try:
             async with asyncio.timeout(self._timeout_s):
                 result = await self._run(request, attempt, on_submitted)
-                charged = self._charge(result, attempt)
+                try:
+                    charged = attempt.charged = self._charge(result, attempt)
+                except ProviderError as failed:
+                    attempt.charged = failed.charged_usd
+                    raise
                 data = await self._output(result, charged)
         except (TimeoutError, ProviderTimeout) as exc:
-            charged = await self._withdraw(attempt)
+            charged = attempt.charged = await self._withdraw(attempt)
             raise ProviderTimeout(
                 f"no result within {self._timeout_s:g} s", provider=self.name, charged_usd=charged
             ) from exc
         except asyncio.CancelledError as cancelled:
             # A hedged or abandoned request: stop the GPU work, and say what it cost.
-            carry_charge(cancelled, await self._withdraw(attempt))
+            attempt.charged = await self._withdraw(attempt)
+            carry_charge(cancelled, attempt.charged)
             raise
         finally:
+            await self._close_carrying(attempt)
+        try:
+            return await self._generation(request, result, attempt, data, charged, started)
+        except asyncio.CancelledError as late:
+            carry_charge(late, charged)  # cut off while decoding: the prompt is paid for all the same
+            raise
+
+    async def _close_carrying(self, attempt: _Attempt) -> None:
+        """Close the websocket. A cancellation that lands here comes after the outcome is known
+        (a caller's timeout while the socket closes): it carries that charge, or the bound, so the
+        router does not book a prompt the box billed as free."""
+        try:
             await _close(attempt)
-        return await self._generation(request, result, attempt, data, charged, started)
+        except asyncio.CancelledError as late:
+            if abandoned_charge(late) is None:
+                known = attempt.charged
+                if known is None:
+                    known = self._bound(attempt) if attempt.submitted else 0.0
+                carry_charge(late, known)
+            raise
 
     async def reattach(self, request: GenerationRequest, provider_request_id: str) -> Generation:
         """Follow a prompt queued earlier (by a process that died) to its end, by polling
@@ -338,9 +362,9 @@ class ComfyUIProvider:
             await self._lost_submit(attempt, exc)  # raises unless the box queued it under our id
         if on_submitted is not None:  # queued: a crash from here on is recoverable
             on_submitted(Submitted(request.request_id, self.name, attempt.prompt_id))
-        result = await self._api.wait(attempt.ws, attempt.prompt_id, attempt.tracker)
-        await _close(attempt)
-        return result
+        # Closed by ``generate`` once the charge is known: a cancellation during the close then
+        # carries that charge instead of starting a withdrawal of a prompt that has already ended.
+        return await self._api.wait(attempt.ws, attempt.prompt_id, attempt.tracker)
 
     async def _lost_submit(self, attempt: _Attempt, lost: ConnectionLost) -> None:
         """The ``POST /prompt`` connection dropped before its answer. The prompt id is ours, so the
