@@ -311,3 +311,15 @@ async def test_a_provider_that_cannot_quote_is_named_with_the_type_of_its_failur
     router = cheapest([quoteless], ledger=Ledger())
     with pytest.raises(NoProviderAvailable, match=r"q last failed: ProviderUnavailable: q: GET /pricing"):
         await router.generate(req(), ctx())
+
+
+async def test_an_attempt_the_router_cuts_off_is_charged_its_quote_unless_the_adapter_says_otherwise() -> (
+    None
+):
+    # A synchronous call cut off mid-flight runs to its end at the provider and is billed there.
+    ledger = Ledger()
+    router = cheapest([hanging("slow", 0.02)], ledger=ledger, request_timeout_s=0.05)
+    with pytest.raises(NoProviderAvailable, match="ProviderTimeout"):
+        await router.generate(req(), RouteContext(job_id="j", wave=1, deadline=time.monotonic() + 0.3))
+    assert ledger.rows[("r0", 1)]["status"] == "failed"
+    assert ledger.rows[("r0", 1)]["charged"] == 0.02
