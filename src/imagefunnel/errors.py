@@ -31,6 +31,12 @@ class ImageFunnelError(Exception):
     """Base class of every error imagefunnel raises on purpose."""
 
 
+def describe(exc: BaseException) -> str:
+    """``"Type: message"``: how a failure is named wherever a stop reason may quote it, so the reason
+    says what kind of failure it was even when the message alone does not (a connect timeout)."""
+    return f"{type(exc).__name__}: {exc}"
+
+
 class SpecError(ImageFunnelError):
     """A job spec is invalid; the message names the field and, when known, the line."""
 

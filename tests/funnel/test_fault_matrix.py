@@ -9,6 +9,22 @@ Below HTTP and in the provider's machines: a connection reset after the provider
 answers a handshake, a cold start longer than the adapter waits, and a job whose machine is
 preempted mid-generation (Replicate billed by GPU time, so the lost job is partly billed).
 
+The self-hosted ComfyUI box (``comfyui-*`` cells) is in the matrix too: a faulty box, the cheapest,
+beside a dearer healthy box, or alone. A box bills GPU seconds from its own execution timestamps
+(``MarketServer.gpu_billing``), one prompt at a time, and an interrupt lands only at a node or
+sampler-step boundary, so a withdrawn prompt is billed up to where it stopped. Its faults: garbage
+(black, truncated), an outage (every call 503), a spot price change, a sampler that hangs until
+interrupted (within and past the deadline), a reset of the ``POST /prompt`` connection after the box
+queued the prompt, a refused or silent address, a first checkpoint load longer than the adapter
+waits (``cold_start``), a crash of the box mid-run (``preemption``: ``execution_error`` with the GPU
+time up to it billed) and a dropped websocket (``ws_drop``: the adapter polls ``/history``). What does
+not apply: ``rate_limit`` (ComfyUI never answers 429: it queues every valid prompt) and
+``server_error`` (its HTTP layer answers 500 only for a malformed body of a queue or history call;
+a prompt that fails on the GPU is an ``execution_error``, the ``preemption`` cell).
+
+The local GPU worker (``providers.local``) runs in this process, with no socket or HTTP between the
+router and it: none of these faults reaches it, so it has no cells (its failures are unit-tested).
+
 Run one cell with ``-m slow -k <cell id>``: the fixture runs only the cells selected.
 """
 
@@ -25,7 +41,7 @@ from typing import Any
 
 import pytest
 
-from imagefunnel.cli.demo import DEMO_API_KEY, market_provider_config
+from imagefunnel.cli.demo import DEMO_API_KEY, box_provider, market_provider_config
 from imagefunnel.funnel.engine import FunnelOutcome
 from imagefunnel.funnel.events import CandidateScored, FunnelObserver
 from imagefunnel.jobs import run_funnel_job
@@ -114,6 +130,23 @@ FAULTS: Mapping[str, dict[str, Any]] = {
         ],
     },
 }
+# A box's faults (``ComfyUIBox`` fields), by the matrix's names where the fault is the same.
+BOX_MODEL = "sdxl"
+BOX_USD_PER_HOUR = 2.0
+BOX_FAULTS: Mapping[str, dict[str, Any]] = {
+    "garbage_black": {"garbage_rate": 1.0, "garbage_kind": "black"},
+    "garbage_truncated": {"garbage_rate": 1.0, "garbage_kind": "truncated"},
+    "outage": {"outages": [{"start_s": 0, "end_s": FOREVER_S}]},
+    "price_change": {},  # see ``_box``
+    "hang": {"hang_rate": 1.0},
+    "hang_past_deadline": {"hang_rate": 1.0},
+    "reset": {"reset_rate": 0.5},
+    "refused": {"unreachable": "refused"},
+    "connect_timeout": {"unreachable": "timeout"},
+    "cold_start": {"load_s": 2.0},  # the first checkpoint load, longer than the adapter waits
+    "preemption": {"error_rate": 1.0},
+    "ws_drop": {"ws_drop_rate": 1.0},
+}
 # Faults whose provider gets the short timeout: it hangs, or boots for longer than it.
 SHORT_TIMEOUT = ("hang", "cold_start")
 # What a stop reason must name when the job fell short (black images are scored, so they use up
@@ -131,7 +164,15 @@ CAUSES: Mapping[str, str] = {
     "refused": r"refused|ConnectError",
     "connect_timeout": r"ConnectTimeout|connect",
     "cold_start": r"ProviderTimeout|no (result|image) within",
-    "preemption": r"preempted|connection lost",
+    "preemption": r"preempted|connection lost|execution_error",
+    "ws_drop": r"(?!)",  # the adapter polls /history instead: the job is delivered
+}
+# A box's adapter refuses a black image itself (a box owner's workflow has no use for one).
+# Its crash mid-run is reported as the node that failed (an ``execution_error``).
+BOX_CAUSES: Mapping[str, str] = {
+    **CAUSES,
+    "garbage_black": r"BadOutput|black",
+    "preemption": r"failed at node \d+|execution_error",
 }
 # Cells that reveal a defect not fixable inside the funnel or the adapters: strict, so a fix shows.
 KNOWN: Mapping[str, str] = {
@@ -161,8 +202,8 @@ class Cell:
 # A request that outlives the job ends it before any fallback is tried: only the lone variant.
 CELLS = [
     Cell(p, f, alone)
-    for p in MODELS
-    for f in FAULTS
+    for p, faults in [*((p, FAULTS) for p in MODELS), ("comfyui", BOX_FAULTS)]
+    for f in faults
     for alone in (False, True)
     if alone or f != "hang_past_deadline"
 ]
@@ -201,7 +242,39 @@ def _profile(protocol: str, name: str, factor: float, fault: str | None) -> dict
     return profile
 
 
+def _box(name: str, factor: float, fault: str | None) -> dict[str, Any]:
+    box: dict[str, Any] = {
+        "name": name,
+        "models": [BOX_MODEL],
+        "usd_per_hour": BOX_USD_PER_HOUR * factor,
+        # ~1 s a prompt: a time-billed attempt is cut off after a few expected runs, and a loaded
+        # test machine must not make a healthy box look hung.
+        "seconds_per_step": 0.05,
+        "load_s": 0.05,
+        "node_s": 0.005,
+    }
+    if fault == "price_change":
+        jump = {"after_s": PRICE_JUMP_AT_S, "usd_per_hour": BOX_USD_PER_HOUR * factor * PRICE_JUMP}
+        box["price_schedule"] = [jump]
+    elif fault is not None:
+        box.update(BOX_FAULTS[fault])
+    return box
+
+
+def _model(cell: Cell) -> str:
+    return BOX_MODEL if cell.protocol == "comfyui" else MODELS[cell.protocol]
+
+
 def _scenario(cell: Cell) -> Scenario:
+    if cell.protocol == "comfyui":
+        boxes = [_box("faulty", 1.0, cell.fault)]
+        if not cell.alone:
+            boxes.append(_box("healthy", FALLBACK_MARKUP, None))
+        # A scenario has at least one hosted provider: one that serves another model, never used.
+        idle = _profile("fal", "idle", 1.0, None)
+        return Scenario.model_validate(
+            {"name": f"fault-{cell.id}", "seed": 7, "providers": [idle], "comfyui_boxes": boxes}
+        )
     providers = [_profile(cell.protocol, "faulty", 1.0, cell.fault)]
     if not cell.alone:
         providers.append(_profile(cell.protocol, "healthy", FALLBACK_MARKUP, None))
@@ -213,7 +286,7 @@ def _spec(cell: Cell) -> JobSpec:
         {
             "prompts": ["a headshot"],
             "use_case": "generic",
-            "model": MODELS[cell.protocol],
+            "model": _model(cell),
             "size": {"width": 256, "height": 256},
             "deliver": 2,
             "max_candidates": 8,
@@ -229,6 +302,16 @@ def _spec(cell: Cell) -> JobSpec:
 
 
 def _providers(market: MarketServer, cell: Cell) -> list[Provider]:
+    if cell.protocol == "comfyui":
+        return [
+            box_provider(
+                market,
+                box,
+                BOX_MODEL,
+                timeout_s=HANG_TIMEOUT_S if cell.fault in SHORT_TIMEOUT and box.name == "faulty" else 30.0,
+            )
+            for box in market.scenario.comfyui_boxes
+        ]
     model = MODELS[cell.protocol]
     built: list[Provider] = []
     for profile in market.scenario.providers:
@@ -262,6 +345,27 @@ class Run:
     mismatched: list[str]
     before_retry_after: int
     spent_usd: float
+    # What a failed comparison prints: every ledger row and every bill, one line each.
+    accounts: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Bill:
+    provider: str
+    request_id: str
+    usd: float
+
+
+async def _boxes_idle(market: MarketServer) -> None:
+    """Wait until every box has finished what it runs (a hung prompt the adapter interrupted bills
+    when its interrupt lands at the next step), so the GPU bill is complete."""
+    for box in market.scenario.comfyui_boxes:
+        if box.unreachable is not None:
+            continue
+        for _ in range(200):
+            if market.box(box.name).idle():
+                break
+            await asyncio.sleep(0.05)
 
 
 async def _run(cell: Cell, tmp_path: Path) -> Run:
@@ -279,7 +383,11 @@ async def _run(cell: Cell, tmp_path: Path) -> Run:
             # Everything still running at the provider (a hung request nobody can cancel) finishes
             # and is billed: the bill is compared once there is nothing left to come.
             market.advance(4 * FOREVER_S)
-            billing = market.billing()
+            # One bill: the hosted APIs' log and the boxes' GPU seconds, each by request (prompt) id.
+            billing = [_Bill(r.provider, r.request_id, r.usd) for r in market.billing()]
+            if cell.protocol == "comfyui":
+                await _boxes_idle(market)
+                billing += [_Bill(r.box, r.prompt_id, r.usd) for r in market.gpu_billing()]
             stats = market.stats()
         ledger = store.ledger(outcome.job_id)
         spent = store.spent_usd(outcome.job_id)
@@ -304,8 +412,16 @@ async def _run(cell: Cell, tmp_path: Path) -> Run:
             for rid, usd in charged.items()
             if not math.isclose(usd, billed.get(str(rid), 0.0), abs_tol=1e-9)
         ],
-        before_retry_after=stats["faulty"].before_retry_after,
+        before_retry_after=stats["faulty"].before_retry_after if "faulty" in stats else 0,
         spent_usd=spent,
+        accounts="\n".join(
+            [
+                f"ledger {r.provider} {r.request_id}#{r.attempt} {r.status} charged={r.charged_usd!r} "
+                f"id={r.provider_request_id} {r.error_type or ''} {(r.error or '')[:160]}"
+                for r in ledger
+            ]
+            + [f"bill {b.provider} {b.request_id} {b.usd!r}" for b in billing]
+        ),
     )
 
 
@@ -350,13 +466,16 @@ def test_a_faulty_provider_never_costs_more_than_it_bills(
     assert outcome.status in ("delivered", "partial", "failed")
     if outcome.status != "delivered":
         assert outcome.stop_reason.startswith("delivered "), outcome.stop_reason
-        assert re.search(CAUSES[cell.fault], outcome.stop_reason), outcome.stop_reason
+        causes = BOX_CAUSES if cell.protocol == "comfyui" else CAUSES
+        assert re.search(causes[cell.fault], outcome.stop_reason), outcome.stop_reason
     billed_total = math.fsum(run.billed_by_provider.values())
     assert run.spent_usd <= BUDGET_USD + 1e-12
     assert billed_total <= BUDGET_USD + 1e-12, "the provider billed more than the budget"
     # The ledger equals the billing log: per provider (to the cent and below), and per request.
     for provider, billed in run.billed_by_provider.items():
-        assert run.ledger_by_provider.get(provider, 0.0) == pytest.approx(billed, abs=1e-9), provider
-    assert run.unnamed_charged_usd == pytest.approx(run.unnamed_billed_usd, abs=1e-9)
-    assert not run.mismatched
+        assert run.ledger_by_provider.get(provider, 0.0) == pytest.approx(billed, abs=1e-9), (
+            f"{provider}\n{run.accounts}"
+        )
+    assert run.unnamed_charged_usd == pytest.approx(run.unnamed_billed_usd, abs=1e-9), run.accounts
+    assert not run.mismatched, run.accounts
     assert run.before_retry_after == 0, "a request reached the provider before its Retry-After"

@@ -234,3 +234,60 @@ async def test_a_provider_this_process_lacks_leaves_the_request_interrupted_at_i
     row = store.ledger("crashed-job")[0]
     assert row.status == "interrupted" and row.provider_request_id
     assert row.charged_usd == row.quoted_usd
+
+
+async def test_a_replicate_prediction_created_before_the_crash_named_it_is_found_by_its_input(
+    market_factory: StartMarket, store: Store, blobs: BlobStore
+) -> None:
+    # The crash comes between Replicate creating the prediction and the ledger recording its id.
+    market = market_factory(_scenario("replicate"))
+    spec = _spec("replicate")
+    store.start_job(job_id="crashed-job", name=spec.name, spec_json=spec.model_dump_json(), deliver=2)
+    (provider,) = market_providers(market, spec.model)
+    try:
+        request = _request(spec, "crashed-job", 0)
+        # A prediction with the same prompt and size but another seed (another job): never taken.
+        other = GenerationRequest(
+            request_id="other-00000",
+            model=spec.model,
+            prompt=request.prompt,
+            width=request.width,
+            height=request.height,
+            seed=(request.seed or 0) + 1,
+        )
+        with pytest.raises(Crash):
+            await provider.generate(other, on_submitted=_die)
+        quote = await provider.quote(request)
+        store.begin_attempt(
+            job_id="crashed-job",
+            request_id=request.request_id,
+            attempt=1,
+            wave=1,
+            provider=provider.name,
+            model=spec.model,
+            quoted_usd=quote.usd,
+        )
+        assert isinstance(provider, Reattachable)
+        with pytest.raises(Crash):
+            await provider.generate(request, on_submitted=_die)  # accepted, never named
+        (unnamed,) = store.ledger("crashed-job")
+        assert unnamed.provider_request_id is None
+        funnel = Funnel(router=Router([provider], ledger=store), scorer=Scorer(), store=store, blobs=blobs)
+        outcome = await funnel.resume("crashed-job")
+    finally:
+        await provider.aclose()
+    ledger = {(r.request_id, r.attempt): r for r in store.ledger("crashed-job")}
+    row = ledger[(request.request_id, 1)]
+    billed = {b.request_id: b for b in market.billing()}
+    assert row.status == "succeeded" and row.provider_request_id in billed
+    assert market.truth(str(row.provider_request_id)).seed == request.seed
+    assert row.charged_usd == pytest.approx(billed[str(row.provider_request_id)].usd)
+    kept = {c.provider_request_id for c in store.candidates("crashed-job")}
+    assert row.provider_request_id in kept
+    # The other job's prediction is billed to that job, not to this one's ledger.
+    assert len(billed) == len({r.provider_request_id for r in ledger.values() if r.status == "succeeded"}) + 1
+    assert outcome.status == "delivered"
+
+
+def _die(accepted: Submitted) -> None:
+    raise Crash

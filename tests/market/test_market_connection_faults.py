@@ -96,6 +96,23 @@ def test_an_unreachable_provider_refuses_or_never_answers_the_handshake(
         assert server.stats()["gone"].submitted == 0
 
 
+@pytest.mark.parametrize(
+    ("mode", "error"), [("refused", httpx.ConnectError), ("timeout", httpx.ConnectTimeout)]
+)
+def test_an_unreachable_comfyui_box_refuses_or_never_answers_the_handshake(
+    mode: str, error: type[Exception]
+) -> None:
+    boxes = [{"name": "gone", "models": ["sdxl"], "unreachable": mode}, {"name": "up", "models": ["sdxl"]}]
+    spec = {"name": "t", "seed": 5, "providers": [fal("api")], "comfyui_boxes": boxes}
+    with (
+        MarketServer(Scenario.model_validate(spec), time_factor=0.01) as server,
+        httpx.Client(timeout=httpx.Timeout(5.0, connect=0.3)) as http,
+    ):
+        with pytest.raises(error):
+            http.get(f"{server.base_url('gone')}/system_stats")
+        assert http.get(f"{server.base_url('up')}/system_stats").status_code == 200
+
+
 def test_a_cold_start_on_replicate_is_starting_time_and_not_billed() -> None:
     cold = {**ALWAYS, "kind": "cold_start", "idle_s": 60, "extra_s": [30, 30]}
     clock = Clock()

@@ -18,10 +18,11 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from imagefunnel.errors import BadOutput, ProviderTimeout, ProviderUnavailable, SpecError
+from imagefunnel.errors import BadOutput, ConnectionLost, ProviderTimeout, ProviderUnavailable, SpecError
 from imagefunnel.market.comfyui_app import ComfyUIBox, ComfyUIServer
 from imagefunnel.market.defects import Defect
 from imagefunnel.market.images import AssetLibrary
+from imagefunnel.providers import comfyui as comfyui_module
 from imagefunnel.providers.base import GenerationRequest, PriceUnit, Provider
 from imagefunnel.providers.comfyui import (
     ComfyUIProvider,
@@ -308,6 +309,36 @@ async def test_cancellation_withdraws_the_prompt(
     assert [record.outcome for record in box.billing()] == ["interrupted"]
 
 
+@pytest.mark.parametrize("outcome", ["success", "timeout"])
+async def test_a_cancellation_while_the_websocket_closes_carries_the_known_charge(
+    start: Callable[..., ComfyUIServer],
+    client: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+    outcome: str,
+) -> None:
+    # The caller's own timeout lands after the outcome is known, while the socket closes: what the
+    # box billed must still reach the router, or it books the prompt as free.
+    box = start(hang_rate=1.0) if outcome == "timeout" else start()
+    closing = asyncio.Event()
+    close = comfyui_module._close
+
+    async def slow_close(attempt: Any) -> None:
+        if box.billing():  # the prompt has ended and is billed
+            closing.set()
+            await asyncio.sleep(5)
+        await close(attempt)
+
+    monkeypatch.setattr(comfyui_module, "_close", slow_close)
+    provider = comfy(box, client, timeout_s=0.5) if outcome == "timeout" else comfy(box, client)
+    task = asyncio.create_task(provider.generate(req(48)))
+    await asyncio.wait_for(closing.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError) as info:
+        await task
+    [record] = box.billing()
+    assert abandoned_charge(info.value) == pytest.approx(record.usd) and record.usd > 0
+
+
 # A box whose checkpoint load takes 60 scenario seconds (0.6 s here) and whose sampler is quick: a
 # request given up during the load is interrupted, but the load runs to its end before it stops.
 SLOW_LOAD = {"load_s": 60.0, "node_s": 0.0, "seconds_per_step": 0.5}
@@ -429,6 +460,48 @@ async def test_dropped_websocket_falls_back_to_polling_history(
     assert generation.charged_usd == pytest.approx(billed(box, generation.provider_request_id))
     with Image.open(io.BytesIO(generation.image)) as img:
         assert img.size == (256, 256)
+
+
+async def test_a_reset_submit_the_box_queued_is_followed_and_charged_as_billed(
+    start: Callable[..., ComfyUIServer], client: httpx.AsyncClient
+) -> None:
+    # The box queues the prompt, then the POST /prompt connection is reset before its answer.
+    box = start(reset_rate=1.0)
+    named: list[str] = []
+    generation = await comfy(box, client).generate(
+        req(46), on_submitted=lambda s: named.append(s.provider_request_id)
+    )
+    [record] = box.billing()
+    assert named == [record.prompt_id] == [generation.provider_request_id]
+    assert generation.charged_usd == pytest.approx(record.usd) and record.usd > 0
+
+
+async def test_a_lost_submit_the_box_never_queued_costs_nothing(
+    start: Callable[..., ComfyUIServer], client: httpx.AsyncClient
+) -> None:
+    box = start()
+
+    def submits(request: httpx.Request) -> bool:
+        return request.method == "POST" and request.url.path.endswith("/prompt")
+
+    # A stale keep-alive connection the server closed as the submit went out: it never arrived.
+    async with httpx.AsyncClient(transport=_DroppingTransport(submits), timeout=5.0) as http:
+        with pytest.raises(ConnectionLost, match="never queued") as info:
+            await comfy(box, http).generate(req(47))
+    assert info.value.charged_usd == 0.0 and box.billing() == []
+
+
+class _DroppingTransport(httpx.AsyncHTTPTransport):
+    """A real transport that drops the requests ``drop`` picks, before they reach the server."""
+
+    def __init__(self, drop: Callable[[httpx.Request], bool]) -> None:
+        super().__init__()
+        self._drop = drop
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._drop(request):
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        return await super().handle_async_request(request)
 
 
 @pytest.mark.parametrize(

@@ -167,3 +167,23 @@ def test_official_together_client_speaks_to_the_market(market: MarketServer) -> 
         model=TOGETHER_MODEL, prompt="a headshot", width=512, height=512, response_format="base64"
     )
     assert image_size(base64.b64decode(response.data[0].b64_json)) == (512, 512)
+
+
+def test_replicate_lists_predictions_newest_first_with_their_input_a_page_at_a_time(
+    replicate_client: Any,
+) -> None:
+    made = [
+        replicate_client.predictions.create(
+            model=REPLICATE_MODEL, input={"prompt": f"list {i}", "width": 256, "height": 256, "seed": i}
+        ).id
+        for i in range(101)
+    ]
+    first = replicate_client.predictions.list()
+    assert [p.id for p in first.results[:3]] == made[::-1][:3]
+    assert first.results[0].input == {
+        "prompt": "list 100", "width": 256, "height": 256, "seed": 100, "output_format": "webp"
+    }  # fmt: skip
+    assert len(first.results) == 100 and first.next is not None
+    second = replicate_client.predictions.list(first.next)
+    seen = [p.id for p in first.results] + [p.id for p in second.results]
+    assert seen.index(made[0]) == 100 and len(set(seen)) == len(seen)

@@ -361,3 +361,43 @@ def test_slots_come_from_traits_then_what_the_provider_declares_then_a_reported_
     assert [router.slots(p.name) for p in providers] == [3, None, None, 1]
     overridden = Router(providers, ledger=Ledger(), traits={"box": ProviderTraits(slots=5)})
     assert overridden.slots("box") == 5
+
+
+class _QuoteFails(MockProvider):
+    async def quote(self, request: GenerationRequest):  # type: ignore[no-untyped-def]
+        raise ProviderUnavailable("GET /pricing: connect timeout, nothing sent", provider=self.name)
+
+
+async def test_a_stop_built_from_earlier_failures_names_their_type_as_a_fresh_one_does() -> None:
+    # Request r0 trips the breaker (first try and two transient retries); r1 finds the only provider cooling past its deadline and has no
+    # failure of its own: its reason quotes what the provider last failed with, type included.
+    now = [0.0]
+    health = HealthTracker(clock=lambda: now[0], breaker=BreakerSettings(consecutive_failures=3, open_s=60))
+    router = cheapest([failing("a", 0.01)], ledger=Ledger(), clock=lambda: now[0], health=health)
+    with pytest.raises(NoProviderAvailable, match=r"ProviderUnavailable: a: boom"):
+        await router.generate(req(0), RouteContext(job_id="j", wave=1, deadline=1e12))
+    with pytest.raises(
+        NoProviderAvailable, match=r"cooling down.*a last failed: ProviderUnavailable: a: boom"
+    ):
+        await router.generate(req(1), RouteContext(job_id="j", wave=1, deadline=30.0))
+
+
+async def test_a_provider_that_cannot_quote_is_named_with_the_type_of_its_failure() -> None:
+    quoteless = _QuoteFails(
+        lambda r: Generation(r.request_id, "q", r.model, b"", 0.0, 0.0), name="q", models=frozenset({"m"})
+    )
+    router = cheapest([quoteless], ledger=Ledger())
+    with pytest.raises(NoProviderAvailable, match=r"q last failed: ProviderUnavailable: q: GET /pricing"):
+        await router.generate(req(), ctx())
+
+
+async def test_an_attempt_the_router_cuts_off_is_charged_its_quote_unless_the_adapter_says_otherwise() -> (
+    None
+):
+    # A synchronous call cut off mid-flight runs to its end at the provider and is billed there.
+    ledger = Ledger()
+    router = cheapest([hanging("slow", 0.02)], ledger=ledger, request_timeout_s=0.05)
+    with pytest.raises(NoProviderAvailable, match="ProviderTimeout"):
+        await router.generate(req(), RouteContext(job_id="j", wave=1, deadline=time.monotonic() + 0.3))
+    assert ledger.rows[("r0", 1)]["status"] == "failed"
+    assert ledger.rows[("r0", 1)]["charged"] == 0.02

@@ -64,9 +64,7 @@ def market_providers(market: MarketServer, model: str) -> list[Provider]:
         for profile in market.scenario.providers
         if model in profile.models
     ]
-    boxes = [
-        _box_provider(market, box, model) for box in market.scenario.comfyui_boxes if model in box.models
-    ]
+    boxes = [box_provider(market, box, model) for box in market.scenario.comfyui_boxes if model in box.models]
     return hosted + boxes
 
 
@@ -131,7 +129,10 @@ def box_settings(box: SelfHostedBox) -> ComfyUISettings:
     )
 
 
-def _box_provider(market: MarketServer, box: SelfHostedBox, model: str) -> Provider:
+def box_provider(
+    market: MarketServer, box: SelfHostedBox, model: str, *, timeout_s: float = 30.0
+) -> Provider:
+    """The ComfyUI adapter of one self-hosted box of the market."""
     # As a providers file would configure it, but the $/hour is the spot price in force, which a
     # cloud's spot-price API tells the owner (a providers file can only give a fixed list price)
     # and which the emulated box reports.
@@ -145,7 +146,7 @@ def _box_provider(market: MarketServer, box: SelfHostedBox, model: str) -> Provi
         img2img_workflow=settings.img2img_workflow,
         sampler=settings.sampler(),
         seconds_per_step=settings.seconds_per_step,
-        timeout_s=30.0,
+        timeout_s=timeout_s,
         poll_interval_s=0.05,
     )
 

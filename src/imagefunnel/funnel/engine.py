@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from imagefunnel.errors import BudgetExceeded, ImageError, NoProviderAvailable
 from imagefunnel.executors import ScorerConfig, run_in, worker_scorer
 from imagefunnel.funnel.events import CandidateScored, FunnelObserver, RequestFailed, WaveStarted
-from imagefunnel.funnel.reattach import reattach_in_flight
+from imagefunnel.funnel.reattach import name_unnamed, reattach_in_flight
 from imagefunnel.funnel.requests import prompt_for, reference_images, request_number, seed_for
 from imagefunnel.funnel.selection import Ranked, best_k, find_duplicate, perceptual_hash, quality
 from imagefunnel.funnel.waves import confident_wave_size, rounds_left, wave_target
@@ -140,7 +140,8 @@ class Funnel:
         """Carry on a job that stopped mid-way (a crash, a kill): nothing already bought is bought again.
 
         Attempts in flight when the process died are re-attached where the provider had named them
-        (queue protocols): their images are fetched, charged as the provider bills them, and scored.
+        (queue protocols), or where it lists one it took with the attempt's input since the attempt
+        began (Replicate: a crash before the ledger recorded the id): their images are fetched, charged as the provider bills them, and scored.
         The rest have an unknown outcome; they are closed (``interrupted`` when named, ``lost`` when
         not) and counted at their quote, so the budget never under-counts a spend. ``spec``: the
         stored spec as it runs (its reference photos made readable here); default: as stored.
@@ -183,6 +184,15 @@ class Funnel:
             return self._request_n(state, n) if n is not None else None
 
         done = frozenset(c.request_id for c in self._store.candidates(state.job_id))
+        # Cut off before the provider named it: found where the provider lists what it took.
+        await name_unnamed(
+            self._store.in_flight(state.job_id),
+            store=self._store,
+            job_id=state.job_id,
+            provider_for=self._router.provider,
+            request_for=request_for,
+            done_requests=done,
+        )
         fetched = await reattach_in_flight(
             self._store.in_flight(state.job_id),
             store=self._store,

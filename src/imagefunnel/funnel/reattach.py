@@ -5,6 +5,11 @@ named it (``provider_request_id``, recorded at submission) and speaks a queue pr
 fetched instead of bought again: the ledger is settled with the provider's own charge and the image
 comes back to be scored like any other candidate. What cannot be re-attached (no id, a provider this
 process does not have, a synchronous protocol) is left for the store to close at its quote.
+
+An attempt with no id, cut off between the provider accepting it and the ledger naming it, is looked
+for first where the protocol lists what it took (``Findable``: Replicate's prediction list, matched
+by prompt, seed and size, created after the attempt's intent): found once, it is named and
+re-attached like the others; not found (or found twice) it stays unnamed and is closed ``lost``.
 """
 
 from __future__ import annotations
@@ -15,10 +20,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from imagefunnel.errors import ProviderError
-from imagefunnel.providers.base import Generation, GenerationRequest, Provider, Reattachable
+from imagefunnel.providers.base import Findable, Generation, GenerationRequest, Provider, Reattachable
 from imagefunnel.store import InFlight, Store
 
-__all__ = ["Fetched", "reattach_in_flight"]
+__all__ = ["Fetched", "name_unnamed", "reattach_in_flight"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +33,38 @@ class Fetched:
     request: GenerationRequest
     wave: int
     generation: Generation
+
+
+async def name_unnamed(
+    in_flight: Sequence[InFlight],
+    *,
+    store: Store,
+    job_id: str,
+    provider_for: Callable[[str], Provider | None],
+    request_for: Callable[[str], GenerationRequest | None],
+    done_requests: frozenset[str],
+) -> int:
+    """Name in the ledger every unnamed attempt its provider can find (``Findable``); returns how
+    many were named. Ids the job's ledger already holds are never given to a second attempt."""
+    known = {row.provider_request_id for row in store.ledger(job_id) if row.provider_request_id}
+    named = 0
+    for row in in_flight:
+        if row.provider_request_id or row.request_id in done_requests or row.started_at is None:
+            continue
+        provider = provider_for(row.provider)
+        request = request_for(row.request_id)
+        if not isinstance(provider, Findable) or request is None:
+            continue
+        try:
+            found = await provider.find_submitted(request, since=row.started_at, exclude=frozenset(known))
+        except ProviderError:
+            continue  # the list cannot be read now: closed ``lost`` at its quote, as before
+        if found is None:
+            continue
+        store.submitted(request_id=row.request_id, attempt=row.attempt, provider_request_id=found)
+        known.add(found)
+        named += 1
+    return named
 
 
 async def reattach_in_flight(

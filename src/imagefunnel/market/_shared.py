@@ -1,4 +1,5 @@
-"""What the Replicate, OpenAI and Together emulators share: clocks, held requests, output files.
+"""What the Replicate, OpenAI and Together emulators share: clocks, held requests, output files
+(and, with the ComfyUI boxes, the hook that resets a connection).
 
 Headers a client acts on (``Retry-After``, ``Prefer: wait``, ``Cancel-After``) are wall-clock
 seconds; the market runs on scenario seconds. The conversions live here so every protocol
@@ -14,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope, Send
 
 from imagefunnel.market.engine import Job, Market, Phase, Rejection
 
@@ -29,6 +31,7 @@ __all__ = [
     "serve_file",
     "wall_seconds",
     "wall_time",
+    "with_reset_hook",
 ]
 
 # The scope extension under which the market's outer app hands endpoints a way to drop the
@@ -74,6 +77,17 @@ async def hold(request: Request, seconds: float) -> bool:
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
     return not done
+
+
+def with_reset_hook(scope: Scope, send: Send) -> Scope:
+    """``scope`` with a hook that aborts the connection (an RST): uvicorn's ``send`` is a method of
+    the request cycle that holds the asyncio transport. Elsewhere (another server, a test client)
+    no hook is added and a reset fault raises instead of answering."""
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    abort = getattr(transport, "abort", None)
+    if abort is None:
+        return scope
+    return {**scope, "extensions": {**(scope.get("extensions") or {}), RESET_EXTENSION: abort}}
 
 
 async def reset_connection(request: Request) -> Response:

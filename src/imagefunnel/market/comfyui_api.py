@@ -1,7 +1,8 @@
 """ComfyUI's HTTP/websocket routes for one emulated box (served by ``comfyui_app.ComfyUIServer``).
 
 Every route is also served under ``/api``, as the real server does. During an outage every call
-answers 503 and the websocket handshake is refused with 503.
+answers 503 and the websocket handshake is refused with 503. A ``reset_rate`` fault resets the
+connection of a ``POST /prompt`` after the prompt is queued (no HTTP answer).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from imagefunnel.market._shared import reset_connection, with_reset_hook
 from imagefunnel.market.comfyui_runtime import BoxRuntime, QueueItem
 from imagefunnel.market.comfyui_validate import validate_prompt
 from imagefunnel.market.comfyui_worker import serve
@@ -93,6 +95,8 @@ class _OutageGate:
         if scope["type"] == "http" and self._rt.box.outage_at(self._rt.clock.now_s()):
             await PlainTextResponse("503: Service Unavailable", status_code=503)(scope, receive, send)
             return
+        if scope["type"] == "http":
+            scope = with_reset_hook(scope, send)  # a ``reset_rate`` fault drops the connection
         await self._app(scope, receive, send)
 
 
@@ -157,7 +161,10 @@ class _ComfyApi:
         extra_data = dict(extra) if isinstance(extra, dict) else {}
         if "client_id" in body:
             extra_data["client_id"] = body["client_id"]
-        await rt.enqueue(QueueItem(number, prompt_id, prompt, extra_data, checked.outputs))
+        item = QueueItem(number, prompt_id, prompt, extra_data, checked.outputs)
+        await rt.enqueue(item)
+        if rt.resets(item):
+            return await reset_connection(request)  # queued: it runs and bills, unanswered
         number_out = int(number) if float(number).is_integer() else number
         return JSONResponse(
             {"prompt_id": prompt_id, "number": number_out, "node_errors": checked.node_errors}

@@ -124,6 +124,11 @@ class ComfyUIServer:
     def billing(self) -> list[GpuBillingRecord]:
         return self._runtime_or_raise().store.billing()
 
+    def idle(self) -> bool:
+        """Nothing running and nothing queued: every prompt it took is in its billing log."""
+        runtime = self._runtime_or_raise()
+        return runtime.running is None and not runtime.queue
+
     def truth(self, prompt_id: str) -> Truth:
         """What a prompt's output image really is; ``KeyError`` if it produced no market picture."""
         return self._runtime_or_raise().store.truth(prompt_id)

@@ -63,6 +63,14 @@ class ComfyUIBox(_Frozen):
     hang_rate: Rate = 0.0
     # The saved image is black or its PNG bytes are truncated; still GPU time spent.
     garbage_rate: Rate = 0.0
+    # Which garbage (``None``: black or truncated, half each).
+    garbage_kind: Literal["black", "truncated"] | None = None
+    # The box queues the prompt, then the TCP connection of that ``POST /prompt`` is reset before
+    # its answer (a proxy or NAT dropping it): the prompt runs and is billed, the client never hears.
+    reset_rate: Rate = 0.0
+    # The box's address refuses connections (``refused``: the server process is gone) or never
+    # completes a handshake (``timeout``: the machine is off or firewalled) for the whole run.
+    unreachable: Literal["refused", "timeout"] | None = None
     # The box drops the prompt owner's websocket right after execution_start.
     ws_drop_rate: Rate = 0.0
     # Every HTTP call and websocket handshake answers 503 inside these windows.

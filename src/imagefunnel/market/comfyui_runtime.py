@@ -194,6 +194,8 @@ class BoxRuntime:
         hang = rng.random() < self.box.hang_rate
         garbage = rng.random() < self.box.garbage_rate
         kind = Defect.BLACK if rng.random() < 0.5 else Defect.TRUNCATED
+        if self.box.garbage_kind is not None:  # drawn all the same: the other draws keep their seeds
+            kind = Defect.BLACK if self.box.garbage_kind == "black" else Defect.TRUNCATED
         drop = rng.random() < self.box.ws_drop_rate
         where = float(rng.uniform(0.1, 0.9))
         return Faults(
@@ -202,6 +204,14 @@ class BoxRuntime:
             garbage=kind if garbage else None,
             drop_websocket=drop,
         )
+
+    def resets(self, item: QueueItem) -> bool:
+        """Whether the connection that submitted ``item`` is reset before its answer (its own draw:
+        adding the fault changes no other prompt's faults)."""
+        if self.box.reset_rate <= 0:
+            return False
+        rng = derive_rng("comfyui-reset", self.box.seed, self.box.name, item.number)
+        return bool(rng.random() < self.box.reset_rate)
 
     # -- websockets -------------------------------------------------------------------------
     def attach(self, sid: str, sink: Sink) -> None:

@@ -148,6 +148,12 @@ class Market:
         with self._lock:
             return self._providers[provider].jobs.get(job_id)
 
+    def jobs(self, provider: str) -> list[Job]:
+        """Every job ``provider`` took, newest first (a list endpoint's order)."""
+        with self._lock:
+            taken = list(self._providers[provider].jobs.values())
+        return sorted(reversed(taken), key=lambda job: job.submitted_s, reverse=True)
+
     def truth(self, job_id: str) -> Truth:
         """The side channel: what a request really produced. Raises ``KeyError`` if unknown."""
         with self._lock:

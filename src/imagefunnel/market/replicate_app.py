@@ -4,6 +4,7 @@ Provider ``P``'s base URL ``{server}/{P}`` stands for ``https://api.replicate.co
 
     POST {P}/v1/models/{owner}/{name}/predictions  create (official model): {input, webhook?, ...}
     POST {P}/v1/predictions                        create with {version: id | owner/name[:id], input}
+    GET  {P}/v1/predictions[?cursor=]              list, newest first, 100 a page: {next, previous, results}
     GET  {P}/v1/predictions/{id}                   the prediction object
     POST {P}/v1/predictions/{id}/cancel            cancel while starting or processing
     GET  {P}/v1/models/{owner}/{name}              the model and its latest_version
@@ -17,8 +18,10 @@ prediction is done (outputs then come inline as ``data:`` URIs, as Replicate's s
 problem+json bodies ``{title, detail, status}``. ``metrics.predict_time`` is in scenario seconds,
 the same seconds the billing log charges hardware-priced models for.
 
-Not emulated: webhooks (accepted, never sent), ``urls.stream`` (listed, answers 404), deployments,
-trainings, list endpoints, ``num_outputs`` > 1.
+The list's results are prediction objects with their ``input``, as Replicate lists them (its only
+way to find a prediction whose create answer never came). Not emulated: webhooks (accepted, never
+sent), ``urls.stream`` (listed, answers 404), deployments, trainings, the list's ``source`` filter,
+``num_outputs`` > 1.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ _ASPECTS = {"1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:
 _FORMATS: dict[str, Literal["png", "jpeg", "webp"]] = {"png": "png", "jpg": "jpeg", "webp": "webp"}
 _FAILED = "Prediction failed: internal error while running the model"
 _PREEMPTED = "Prediction failed: the machine running it was preempted"
+_LIST_PAGE = 100  # predictions per page of the list, as Replicate pages it
 _HOLD_SLICE_S = 0.05  # how often a held create re-checks the prediction (a cancel may end it early)
 
 Side = Annotated[int, Field(ge=64, le=2048)]
@@ -103,6 +107,7 @@ def create_replicate_app(market: Market, *, executor: Executor | None = None) ->
         Route("/{provider}/v1/models/{owner}/{name}/predictions", api.create_for_model, methods=["POST"]),
         Route("/{provider}/v1/models/{owner}/{name}", api.model, methods=["GET"]),
         Route("/{provider}/v1/predictions", api.create_for_version, methods=["POST"]),
+        Route("/{provider}/v1/predictions", api.list_predictions, methods=["GET"]),
         Route("/{provider}/v1/predictions/{id}", api.get, methods=["GET"]),
         Route("/{provider}/v1/predictions/{id}/cancel", api.cancel, methods=["POST"]),
     ]
@@ -247,6 +252,26 @@ class _ReplicateApi:
         if isinstance(job, Response):
             return job
         return JSONResponse(await self._prediction(request, job, inline=False))
+
+    async def list_predictions(self, request: Request) -> Response:
+        gate = self._gate(request)
+        if isinstance(gate, Response):
+            return gate
+        raw = request.query_params.get("cursor", "0")
+        # The cursor is opaque to clients (they follow ``next``): here, the offset into the list.
+        if not raw.isdigit():
+            return _problem(400, "Bad request", "Invalid cursor")
+        start = int(raw)
+        jobs = self._market.jobs(gate)
+        page = jobs[start : start + _LIST_PAGE]
+        base = f"{str(request.base_url).rstrip('/')}/{gate}/v1/predictions"
+        more = start + _LIST_PAGE < len(jobs)
+        body = {
+            "next": f"{base}?cursor={start + _LIST_PAGE}" if more else None,
+            "previous": f"{base}?cursor={max(0, start - _LIST_PAGE)}" if start > 0 else None,
+            "results": [await self._prediction(request, job, inline=False) for job in page],
+        }
+        return JSONResponse(body)
 
     async def cancel(self, request: Request) -> Response:
         job = self._job(request)

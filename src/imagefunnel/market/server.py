@@ -25,7 +25,7 @@ from types import TracebackType
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from imagefunnel.market._shared import RESET_EXTENSION
+from imagefunnel.market._shared import with_reset_hook
 from imagefunnel.market.comfyui_app import ComfyUIServer, GpuBillingRecord
 from imagefunnel.market.cutout_app import CutoutServer
 from imagefunnel.market.engine import BillingRecord, Market, ProviderStats
@@ -51,22 +51,11 @@ class _ByProtocol:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            scope = _with_reset(scope, send)
+            scope = with_reset_hook(scope, send)
         provider = str(scope.get("path", "")).lstrip("/").partition("/")[0]
         profile = self._market.profile(provider)
         app = self._apps.get(profile.protocol) if profile is not None else None
         await (app or self._fallback)(scope, receive, send)
-
-
-def _with_reset(scope: Scope, send: Send) -> Scope:
-    """``scope`` with a hook that aborts the connection (an RST): uvicorn's ``send`` is a method of
-    the request cycle that holds the asyncio transport. Elsewhere (another server, a test client)
-    no hook is added and a reset fault raises instead of answering."""
-    transport = getattr(getattr(send, "__self__", None), "transport", None)
-    abort = getattr(transport, "abort", None)
-    if abort is None:
-        return scope
-    return {**scope, "extensions": {**(scope.get("extensions") or {}), RESET_EXTENSION: abort}}
 
 
 def create_market_app(market: Market, *, executor: ThreadPoolExecutor | None = None) -> ASGIApp:
@@ -174,6 +163,9 @@ class MarketServer:
             fault = next((f for f in profile.faults if isinstance(f, UnreachableFault)), None)
             if fault is not None:
                 self._dead[profile.name] = _DeadAddress(self._host, fault.mode)
+        for hosted in self.scenario.comfyui_boxes:
+            if hosted.unreachable is not None:
+                self._dead[hosted.name] = _DeadAddress(self._host, hosted.unreachable)
         # Scenario time (outages, price schedule) counts from when the market opens, not from __init__.
         self.market.reset_clock()
 
@@ -216,6 +208,8 @@ class MarketServer:
         ``https://api.together.xyz`` (OpenAI-style clients append ``/v1``); for a ComfyUI box, the
         box's root (``http://gpu-box:8188``)."""
         if provider in self._boxes:
+            if provider in self._dead:  # an unreachable box: what its owner configured, nobody there
+                return f"http://{self._host}:{self._dead[provider].port}"
             return self._boxes[provider].url
         if self._cutouts is not None and provider in self._cutouts.names:
             return self._cutouts.base_url(provider)  # stands in for https://api.remove.bg

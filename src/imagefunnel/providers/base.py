@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -159,3 +160,19 @@ class Reattachable(Protocol):
     ) -> Generation: ...
 
     async def reattach(self, request: GenerationRequest, provider_request_id: str) -> Generation: ...
+
+
+@runtime_checkable
+class Findable(Protocol):
+    """A queue protocol whose provider lists the requests it took, with what was sent (Replicate's
+    ``GET /v1/predictions``, newest first, each with its ``input``). A request accepted in the
+    moment before the ledger recorded its id (a crash between the two) can then be named after the
+    fact: ``find_submitted`` returns the id of the one request created since ``since`` whose input
+    is ``request``'s, other than those in ``exclude`` (ids the ledger already holds), or ``None``
+    when there is none or more than one (a guess could attach another job's image)."""
+
+    name: str
+
+    async def find_submitted(
+        self, request: GenerationRequest, *, since: datetime, exclude: frozenset[str] = frozenset()
+    ) -> str | None: ...

@@ -46,6 +46,7 @@ from websockets.asyncio.client import ClientConnection
 
 from imagefunnel.errors import (
     BadOutput,
+    ConnectionLost,
     ImageError,
     ProviderError,
     ProviderTimeout,
@@ -100,6 +101,7 @@ class _Attempt:
     submitted: bool = False
     submitted_at: float | None = None  # monotonic, just before POST /prompt: no GPU time before it
     price_per_hour: float = 0.0
+    charged: float | None = None  # once known: what the prompt cost, whatever comes after
     tracker: Tracker = field(default_factory=Tracker)
     ws: ClientConnection | None = None  # kept open past a timeout, to hear the interrupt land
 
@@ -251,20 +253,43 @@ class ComfyUIProvider:
         try:
             async with asyncio.timeout(self._timeout_s):
                 result = await self._run(request, attempt, on_submitted)
-                charged = self._charge(result, attempt)
+                try:
+                    charged = attempt.charged = self._charge(result, attempt)
+                except ProviderError as failed:
+                    attempt.charged = failed.charged_usd
+                    raise
                 data = await self._output(result, charged)
         except (TimeoutError, ProviderTimeout) as exc:
-            charged = await self._withdraw(attempt)
+            charged = attempt.charged = await self._withdraw(attempt)
             raise ProviderTimeout(
                 f"no result within {self._timeout_s:g} s", provider=self.name, charged_usd=charged
             ) from exc
         except asyncio.CancelledError as cancelled:
             # A hedged or abandoned request: stop the GPU work, and say what it cost.
-            carry_charge(cancelled, await self._withdraw(attempt))
+            attempt.charged = await self._withdraw(attempt)
+            carry_charge(cancelled, attempt.charged)
             raise
         finally:
+            await self._close_carrying(attempt)
+        try:
+            return await self._generation(request, result, attempt, data, charged, started)
+        except asyncio.CancelledError as late:
+            carry_charge(late, charged)  # cut off while decoding: the prompt is paid for all the same
+            raise
+
+    async def _close_carrying(self, attempt: _Attempt) -> None:
+        """Close the websocket. A cancellation that lands here comes after the outcome is known
+        (a caller's timeout while the socket closes): it carries that charge, or the bound, so the
+        router does not book a prompt the box billed as free."""
+        try:
             await _close(attempt)
-        return await self._generation(request, result, attempt, data, charged, started)
+        except asyncio.CancelledError as late:
+            if abandoned_charge(late) is None:
+                known = attempt.charged
+                if known is None:
+                    known = self._bound(attempt) if attempt.submitted else 0.0
+                carry_charge(late, known)
+            raise
 
     async def reattach(self, request: GenerationRequest, provider_request_id: str) -> Generation:
         """Follow a prompt queued earlier (by a process that died) to its end, by polling
@@ -335,14 +360,35 @@ class ComfyUIProvider:
             raise ProviderUnavailable(str(exc), provider=self.name) from exc
         attempt.submitted = True  # from here on, a withdrawal must look for our prompt
         attempt.submitted_at = time.monotonic()
-        attempt.prompt_id = await self._api.submit(
-            graph, client_id=attempt.client_id, prompt_id=attempt.prompt_id
-        )
+        try:
+            attempt.prompt_id = await self._api.submit(
+                graph, client_id=attempt.client_id, prompt_id=attempt.prompt_id
+            )
+        except ConnectionLost as exc:
+            await self._lost_submit(attempt, exc)  # raises unless the box queued it under our id
         if on_submitted is not None:  # queued: a crash from here on is recoverable
             on_submitted(Submitted(request.request_id, self.name, attempt.prompt_id))
-        result = await self._api.wait(attempt.ws, attempt.prompt_id, attempt.tracker)
-        await _close(attempt)
-        return result
+        # Closed by ``generate`` once the charge is known: a cancellation during the close then
+        # carries that charge instead of starting a withdrawal of a prompt that has already ended.
+        return await self._api.wait(attempt.ws, attempt.prompt_id, attempt.tracker)
+
+    async def _lost_submit(self, attempt: _Attempt, lost: ConnectionLost) -> None:
+        """The ``POST /prompt`` connection dropped before its answer. The prompt id is ours, so the
+        box can say whether it took the prompt: queued, running or in its history, it is followed
+        like any other (and billed by the box's record); nowhere, it was never queued and costs
+        nothing. If the box cannot be asked, the prompt is withdrawn like a timed-out one."""
+        try:
+            state = await self._api.queue()
+            taken = attempt.prompt_id in state.pending or attempt.prompt_id in state.running
+            taken = taken or await self._api.history(attempt.prompt_id) is not None
+        except ProviderError as exc:
+            charged = await self._withdraw(attempt)
+            detail = f"{lost.args[0]}; the box could not say whether it queued the prompt: {exc}"
+            raise ConnectionLost(detail, provider=self.name, charged_usd=charged) from lost
+        if not taken:
+            attempt.submitted = False
+            detail = f"{lost.args[0]} (prompt {attempt.prompt_id} is not on the box: never queued)"
+            raise ConnectionLost(detail, provider=self.name) from lost
 
     def _workflow_for(self, request: GenerationRequest) -> Workflow:
         if not request.reference_images:

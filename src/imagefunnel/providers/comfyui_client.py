@@ -28,6 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from imagefunnel.errors import ProviderTimeout, ProviderUnavailable, RateLimited
+from imagefunnel.providers._http import transport_error
 from imagefunnel.providers.comfyui_wire import (
     HistoryEntry,
     Message,
@@ -82,10 +83,11 @@ class ComfyUIClient:
             raise ProviderUnavailable(f"{method} {url}: the HTTP client is closed", provider=self.provider)
         try:
             response = await self._client.request(method, url, headers=self._headers, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise ProviderTimeout(f"{method} {url}: {exc!r}", provider=self.provider) from exc
         except httpx.HTTPError as exc:
-            raise ProviderUnavailable(f"{method} {url}: {exc!r}", provider=self.provider) from exc
+            # As the hosted adapters tell them apart: nothing sent (refused, no handshake), no answer
+            # in time, or a connection that dropped after the request went (``ConnectionLost``:
+            # the box may have queued it).
+            raise transport_error(exc, f"{method} {url}", provider=self.provider) from exc
         if response.status_code == 429:
             raise RateLimited("HTTP 429", provider=self.provider)
         if response.is_server_error or response.status_code in {401, 403, 404, 405}:

@@ -10,6 +10,9 @@ Wire facts it relies on:
   seconds even then, official models bill per output image;
 * ``GET /v1/predictions/{id}`` reads any prediction again, so one named at creation can be followed
   after a crash (``reattach``);
+* ``GET /v1/predictions`` lists the account's predictions newest first (100 a page, ``next`` the
+  following page), each with its ``input`` and ``created_at``: one created in the moment before the
+  crash let us record its id is found by its input (``find_submitted``);
 * outputs are URLs on ``replicate.delivery`` (or inline ``data:`` URIs in sync mode).
 
 Every create carries ``Cancel-After`` (default: the adapter's timeout plus the time a cancel may take),
@@ -22,10 +25,12 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Literal
 from urllib.parse import quote as url_quote
 
 import httpx
+from pydantic import Field
 
 from imagefunnel.errors import (
     BadOutput,
@@ -81,6 +86,24 @@ class _Prediction(_http.Wire):
     @property
     def predict_time(self) -> float | None:
         return self.metrics.predict_time if self.metrics is not None else None
+
+
+class _Listed(_http.Wire):
+    id: str
+    model: str | None = None
+    input: dict[str, object] = Field(default_factory=dict)
+    created_at: datetime
+
+
+class _PredictionPage(_http.Wire):
+    next: str | None = None
+    results: list[_Listed]
+
+
+# A prediction is looked for from this long before the intent was written (Replicate's clock and
+# ours differ), over at most this many pages of the list (each 100 predictions, newest first).
+_FIND_SKEW = timedelta(seconds=120)
+_FIND_PAGES = 10
 
 
 class ReplicateProvider:
@@ -228,6 +251,42 @@ class ReplicateProvider:
             price=self._price,
             limits=(self._max_image_bytes, self._max_image_pixels),
             meta=extra,
+        )
+
+    async def find_submitted(
+        self, request: GenerationRequest, *, since: datetime, exclude: frozenset[str] = frozenset()
+    ) -> str | None:
+        """The id of the one prediction of this model created since ``since`` (less a clock skew)
+        with ``request``'s prompt, seed and size, not in ``exclude``; ``None`` if none or several."""
+        floor = since - _FIND_SKEW
+        url = str(self._base.join("v1/predictions"))
+        found: list[str] = []
+        for _ in range(_FIND_PAGES):
+            response = await self._send("GET", url)
+            page = _http.parse(_PredictionPage, response, "prediction list", provider=self.name)
+            older = False
+            for listed in page.results:
+                if listed.created_at < floor:
+                    older = True  # newest first: the rest are older still
+                    break
+                if listed.id not in exclude and self._same_input(listed, request):
+                    found.append(listed.id)
+            if older or page.next is None:
+                break
+            if not _http.host_allowed(httpx.URL(page.next), base=self._base):
+                raise ProviderUnavailable(f"list answered a foreign URL: {page.next}", provider=self.name)
+            url = page.next
+        return found[0] if len(found) == 1 else None
+
+    def _same_input(self, listed: _Listed, request: GenerationRequest) -> bool:
+        model = f"{self._owner}/{self._model_name}"
+        sent = listed.input
+        return (
+            (listed.model is None or listed.model == model)
+            and sent.get("prompt") == request.prompt
+            and sent.get("seed") == request.seed
+            and sent.get("width") == request.width
+            and sent.get("height") == request.height
         )
 
     # -- steps ------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from imagefunnel.errors import (
     ProviderError,
     ProviderTimeout,
     RateLimited,
+    describe,
 )
 from imagefunnel.providers.base import (
     Generation,
@@ -210,7 +211,7 @@ class Dispatcher:
             )
             raise
         except (ProviderError, TimeoutError) as exc:
-            error = _as_provider_error(exc, option.provider, timeout_s)
+            error = _as_provider_error(exc, option.provider, timeout_s, quote.usd)
             charged = error.charged_usd
             self._failed(att, number, error, started)
             if error is exc:
@@ -254,7 +255,7 @@ class Dispatcher:
         retry_after = error.retry_after_s if isinstance(error, RateLimited) else None
         self._health.record_failure(
             option.provider,
-            str(error),
+            describe(error),
             model=option.model,
             retry_after_s=retry_after,
             timed_out=isinstance(error, ProviderTimeout),
@@ -359,10 +360,15 @@ def _held(
     return affordable_s, rate * affordable_s, "next request's worst case"
 
 
-def _as_provider_error(exc: ProviderError | TimeoutError, provider: str, timeout_s: float) -> ProviderError:
+def _as_provider_error(
+    exc: ProviderError | TimeoutError, provider: str, timeout_s: float, quote_usd: float
+) -> ProviderError:
     if isinstance(exc, ProviderError):
         return exc
     # asyncio.timeout raises TimeoutError from the cancellation it delivered to the adapter, which
-    # may carry what the cut-off request was billed (ComfyUI: to the interrupt landing).
-    charged = abandoned_charge(exc.__cause__) or 0.0
+    # may carry what the cut-off request was billed (ComfyUI: to the interrupt landing). An adapter
+    # that says nothing (a synchronous call cut off mid-flight runs and bills at the provider all
+    # the same) is charged its quote, the upper bound, as a cancelled attempt is.
+    reported = abandoned_charge(exc.__cause__)
+    charged = quote_usd if reported is None else reported
     return ProviderTimeout(f"no result within {timeout_s:.1f}s", provider=provider, charged_usd=charged)

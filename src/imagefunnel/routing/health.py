@@ -34,6 +34,7 @@ class ProviderHealthState:
     rate_limited: int = 0
     timeouts: int = 0
     error_rate: float = 0.0
+    # "Type: message" (``errors.describe``): a stop reason built from it names the kind of failure.
     last_error: str | None = None
     last_success_at: float | None = None
     probe_ok: bool | None = None

@@ -25,7 +25,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from imagefunnel.errors import NoProviderAvailable, NotAdmitted, ProviderError, ProviderUnavailable
+from imagefunnel.errors import (
+    NoProviderAvailable,
+    NotAdmitted,
+    ProviderError,
+    ProviderUnavailable,
+    describe,
+)
 from imagefunnel.providers.base import (
     Capabilities,
     DeclaresSlots,
@@ -267,7 +273,7 @@ class Router:
                 if isinstance(exc, NotAdmitted):
                     continue  # not a failure: decide again, it is a cooling option now
                 tried.add(name)
-                errors.append(f"{type(exc).__name__}: {exc}")
+                errors.append(describe(exc))
                 if isinstance(exc, ProviderUnavailable):
                     transient[name] = transient.get(name, 0) + 1
             if generation is not None:
@@ -310,7 +316,7 @@ class Router:
             for provider, result in zip(stale, results, strict=True):
                 if isinstance(result, ProviderError):
                     # A provider that cannot even quote is probably down: a passive failure signal.
-                    self.health.record_failure(provider.name, str(result), model=request.model)
+                    self.health.record_failure(provider.name, describe(result), model=request.model)
                 elif isinstance(result, BaseException):
                     raise result
         if self._capacity_aware:

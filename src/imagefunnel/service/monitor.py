@@ -115,7 +115,9 @@ class ProviderMonitor:
             if row.status == "succeeded":
                 self._health.record_success(row.provider, row.latency_s or 0.0, model=row.model)
             elif row.status == "failed":
-                self._health.record_failure(row.provider, row.error or "", model=row.model)
+                # Named as the router names a failure it saw itself ("Type: message").
+                error = f"{row.error_type}: {row.error or ''}" if row.error_type else (row.error or "")
+                self._health.record_failure(row.provider, error, model=row.model)
 
     async def _status(
         self, provider: Provider, rates: dict[tuple[str, str], dict[str, float]]

@@ -40,6 +40,8 @@ class InFlight:
     model: str
     quoted_usd: float
     provider_request_id: str | None
+    # When the intent was written (UTC): the provider cannot have taken the request before it.
+    started_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +271,8 @@ class Store:
                     model=r.model,
                     quoted_usd=r.quoted_usd,
                     provider_request_id=r.provider_request_id,
+                    # SQLite hands back naive datetimes; every one the store writes is UTC.
+                    started_at=r.started_at.replace(tzinfo=r.started_at.tzinfo or UTC),
                 )
                 for r in rows
             ]
