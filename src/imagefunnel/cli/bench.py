@@ -50,6 +50,10 @@ def routing(
         str | None, typer.Option(help="the `single` policy's provider (default: first)")
     ] = None,
     litellm: Annotated[bool, typer.Option(help="run LiteLLM's strategies as the external baseline")] = True,
+    fault_free: Annotated[
+        bool,
+        typer.Option(help="where the scenario has faults, also run the default policy with them stripped"),
+    ] = True,
     e2e_jobs: Annotated[int, typer.Option(min=0, help="jobs of the end-to-end HTTP slice (0: skip)")] = 3,
     calibration_samples: Annotated[int, typer.Option(min=1, help="rendered images per defect label")] = 8,
     decisions: Annotated[
@@ -87,6 +91,7 @@ def routing(
         decisions=decisions,
         workers=workers,
         seed=seed,
+        fault_free=fault_free,
         progress=lambda msg: console.print(f"[dim]{msg}[/]"),
     )
     if e2e_jobs:
