@@ -46,6 +46,9 @@ def routing(
     deadline: Annotated[
         float, typer.Option(min=1.0, help="each job's deadline, scenario seconds after it arrives")
     ] = 900.0,
+    size: Annotated[
+        int, typer.Option(min=256, help="image side in pixels (width and height of every request)")
+    ] = 1024,
     single: Annotated[
         str | None, typer.Option(help="the `single` policy's provider (default: first)")
     ] = None,
@@ -79,6 +82,8 @@ def routing(
         interarrival_s=interarrival,
         deadline_s=deadline,
         model="flux-dev",
+        width=size,
+        height=size,
         seed=seed,
     )
     report = run_routing_bench(
