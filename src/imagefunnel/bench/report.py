@@ -8,13 +8,15 @@ from pathlib import Path
 
 from imagefunnel.bench.doc_blocks import write_marked_block
 from imagefunnel.bench.results import PolicyResult
-from imagefunnel.bench.routing import RoutingReport
+from imagefunnel.bench.routing import DEFAULT_POLICY, RoutingReport
 from imagefunnel.bench.simrun import BLIND
 from imagefunnel.bench.verdicts import CLEAN
 
 __all__ = ["Target", "markdown", "signed_pct", "targets", "write_section"]
 
-_DEFAULT = "cost_per_accepted"
+_DEFAULT = DEFAULT_POLICY
+# The default policy's job p99 may grow by this much over the same scenario without its faults.
+_P99_VS_FAULT_FREE = 1.5
 _START = "<!-- bench:routing:{scenario}:start -->"
 _END = "<!-- bench:routing:{scenario}:end -->"
 
@@ -55,6 +57,18 @@ def targets(report: RoutingReport) -> list[Target]:
         out.append(Target("failed requests (%)", "≤ 0.5 %", mine.failed_pct, mine.failed_pct <= 0.5))
         early = mine.before_retry_after
         out.append(Target("requests sent before a 429's Retry-After", "0", early, early == 0))
+        clean = report.fault_free
+        if clean is not None:
+            faulty_p99, clean_p99 = mine.job_seconds(99), clean.job_seconds(99)
+            ratio = faulty_p99 / clean_p99 if clean_p99 > 0 else math.nan
+            out.append(
+                Target(
+                    f"job p99 vs the same scenario without faults ({faulty_p99:.0f} s vs {clean_p99:.0f} s)",
+                    f"≤ {_P99_VS_FAULT_FREE:.2f}×",
+                    ratio,
+                    ratio <= _P99_VS_FAULT_FREE,
+                )
+            )
     if report.decisions is not None:
         p99_ms = report.decisions.p99_us / 1000
         out.append(Target("router decision p99 (ms), 1,000 in flight", "< 1 ms", p99_ms, p99_ms < 1.0))
@@ -113,6 +127,8 @@ def markdown(report: RoutingReport) -> str:
         + "; ".join(f"`{r.name}`: {_spend_split(r)}" for r in (*report.policies, *report.litellm)),
         "",
     ]
+    if report.fault_free is not None:
+        lines += [_fault_free_line(report), ""]
     if report.decisions is not None:
         dl = report.decisions
         lines.append(
@@ -136,6 +152,18 @@ def markdown(report: RoutingReport) -> str:
         lines += _e2e_lines(report)
     lines.append(_END.format(scenario=report.scenario))
     return "\n".join(line for line in lines if line is not None) + "\n"
+
+
+def _fault_free_line(report: RoutingReport) -> str:
+    clean = report.fault_free
+    assert clean is not None
+    return (
+        f"Without faults: `{clean.name}` on the same scenario and workload (same seed) with its faults "
+        "stripped (fault windows, outages, steady 5xx, failure and garbage rates; prices, latencies, "
+        f"rate limits and defect rates kept): job p50 {clean.job_seconds(50):.0f} s, "
+        f"job p99 s (no faults) {clean.job_seconds(99):.0f}, ${clean.cost_per_delivered:.4f} per "
+        f"delivered image, {clean.failed_pct:.2f} % failed requests."
+    )
 
 
 def _capacity_lines(report: RoutingReport) -> list[str]:

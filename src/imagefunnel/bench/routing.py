@@ -2,13 +2,15 @@
 
 Steps: measure the scorer's catch rate on rendered market images (calibration), run each policy and
 each LiteLLM strategy on the same scenario and workload in virtual time (in parallel processes:
-runs share nothing), measure router decision latency with 1,000 requests in flight, and, optionally,
+runs share nothing), where the scenario has faults run the default policy once more on the same
+scenario with its faults stripped (``bench.fault_free``: the job latency the faults cost), measure router decision latency with 1,000 requests in flight, and, optionally,
 run a small slice end to end over HTTP with real rendering and scoring next to the same slice
 simulated. The result is a :class:`RoutingReport`; :mod:`imagefunnel.bench.report` prints it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import platform
@@ -17,6 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from imagefunnel.bench.decision import DecisionLatency, measure_decisions
+from imagefunnel.bench.fault_free import has_faults, without_faults
 from imagefunnel.bench.litellm_baseline import LITELLM_STRATEGIES, litellm_available, run_litellm
 from imagefunnel.bench.oracle import ScenarioHindsight
 from imagefunnel.bench.results import PolicyResult
@@ -26,7 +29,10 @@ from imagefunnel.bench.verdicts import ScorerCalibration, calibrate_scorer, scen
 from imagefunnel.bench.workload import Workload
 from imagefunnel.market.scenario import Scenario
 
-__all__ = ["Dispersion", "RoutingReport", "dispersion", "run_routing_bench"]
+__all__ = ["DEFAULT_POLICY", "Dispersion", "RoutingReport", "dispersion", "run_routing_bench"]
+
+# The router's default policy: the one the targets are about, and the one run without faults.
+DEFAULT_POLICY = "cost_per_accepted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +59,9 @@ class RoutingReport:
     machine: str = ""
     # No policy can expect to pay less per delivered image (see ``lower_bound``); nan if unknown.
     lower_bound_usd: float = math.nan
+    # ``DEFAULT_POLICY`` on the same scenario and workload with the faults stripped (None: the
+    # scenario has no faults, or the run was skipped).
+    fault_free: PolicyResult | None = None
 
     def to_bound(self, name: str) -> float:
         """``name``'s cost per delivered image over the lower bound."""
@@ -123,6 +132,9 @@ def _run_one(task: tuple[str, str, SimSetup]) -> PolicyResult:
     return run_litellm(name, setup) if kind == "litellm" else run_policy(name, setup)
 
 
+_FAULT_FREE = "fault_free"
+
+
 def run_routing_bench(
     scenario: Scenario,
     workload: Workload,
@@ -135,6 +147,7 @@ def run_routing_bench(
     decisions: int = 20_000,
     workers: int = 2,
     seed: int = 0,
+    fault_free: bool = True,
     progress: Callable[[str], None] = lambda _msg: None,
 ) -> RoutingReport:
     single = single_provider or scenario.providers[0].name
@@ -152,18 +165,28 @@ def run_routing_bench(
         tasks += [("litellm", name, setup) for name in LITELLM_STRATEGIES]
     elif litellm:
         progress("LiteLLM baseline skipped: install the 'bench' extra (litellm, time-machine)")
+    if fault_free and has_faults(scenario):
+        # Same seed, workload, calibration and single provider: only the faults differ.
+        clean = dataclasses.replace(setup, scenario=without_faults(scenario))
+        tasks.append((_FAULT_FREE, DEFAULT_POLICY, clean))
     progress(
         f"running {len(tasks)} policies on {workload.jobs} jobs × {workload.deliver} ({workers} processes)"
     )
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
-            results = list(pool.map(_run_one, tasks))
+            everything = list(pool.map(_run_one, tasks))
     else:
-        results = [_run_one(task) for task in tasks]
+        everything = [_run_one(task) for task in tasks]
+    results = [r for (kind, _, _), r in zip(tasks, everything, strict=True) if kind != _FAULT_FREE]
+    clean_run = next(
+        (r for (kind, _, _), r in zip(tasks, everything, strict=True) if kind == _FAULT_FREE), None
+    )
     for result in results:
         progress(
             f"  {result.name}: ${result.cost_per_delivered:.4f} per delivered image ({result.wall_s:.0f} s)"
         )
+    if clean_run is not None:
+        progress(f"  {clean_run.name} without faults: job p99 {clean_run.job_seconds(99):.0f} s")
     latency = None
     if decisions_in_flight > 0:
         progress(f"decision latency: {decisions:,} requests, {decisions_in_flight:,} in flight")
@@ -179,6 +202,7 @@ def run_routing_bench(
         decisions=latency,
         machine=_machine(),
         lower_bound_usd=lower_bound(scenario, workload, calibration),
+        fault_free=clean_run,
     )
 
 

@@ -46,10 +46,17 @@ def routing(
     deadline: Annotated[
         float, typer.Option(min=1.0, help="each job's deadline, scenario seconds after it arrives")
     ] = 900.0,
+    size: Annotated[
+        int, typer.Option(min=256, help="image side in pixels (width and height of every request)")
+    ] = 1024,
     single: Annotated[
         str | None, typer.Option(help="the `single` policy's provider (default: first)")
     ] = None,
     litellm: Annotated[bool, typer.Option(help="run LiteLLM's strategies as the external baseline")] = True,
+    fault_free: Annotated[
+        bool,
+        typer.Option(help="where the scenario has faults, also run the default policy with them stripped"),
+    ] = True,
     e2e_jobs: Annotated[int, typer.Option(min=0, help="jobs of the end-to-end HTTP slice (0: skip)")] = 3,
     calibration_samples: Annotated[int, typer.Option(min=1, help="rendered images per defect label")] = 8,
     decisions: Annotated[
@@ -75,6 +82,8 @@ def routing(
         interarrival_s=interarrival,
         deadline_s=deadline,
         model="flux-dev",
+        width=size,
+        height=size,
         seed=seed,
     )
     report = run_routing_bench(
@@ -87,6 +96,7 @@ def routing(
         decisions=decisions,
         workers=workers,
         seed=seed,
+        fault_free=fault_free,
         progress=lambda msg: console.print(f"[dim]{msg}[/]"),
     )
     if e2e_jobs:
