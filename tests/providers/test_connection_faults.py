@@ -12,6 +12,8 @@ import pytest
 
 from imagefunnel.errors import ConnectionLost, ProviderUnavailable
 from imagefunnel.market import MarketServer, Scenario
+from imagefunnel.market.serving import KEEP_ALIVE_S
+from imagefunnel.providers import _http
 from imagefunnel.providers.base import GenerationRequest, Provider, abandoned_charge
 from imagefunnel.providers.fal import FalProvider
 from imagefunnel.providers.pricing import PerGpuSecond, PerImage, PerMegapixel
@@ -165,3 +167,15 @@ async def test_a_synchronous_call_cut_off_before_it_was_sent_carries_no_charge(m
         with pytest.raises(asyncio.CancelledError) as info:
             await task
     assert abandoned_charge(info.value) == 0.0
+
+
+async def test_a_pooled_connection_is_given_up_before_the_emulated_server_would_close_it() -> None:
+    """A request sent on an idle connection the server is closing meets a reset, which a purchase
+    must book as possibly charged: the client's pool expiry sits below the server's idle timeout
+    (the emulator keeps idle connections as a hosted API's load balancer does)."""
+    client = _http.client(10.0)
+    try:
+        pool = client._transport._pool  # type: ignore[attr-defined]
+        assert pool._keepalive_expiry == _http.KEEPALIVE_EXPIRY_S < 5.0 < KEEP_ALIVE_S
+    finally:
+        await client.aclose()

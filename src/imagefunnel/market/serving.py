@@ -11,6 +11,11 @@ import uvicorn
 
 STARTUP_TIMEOUT_S = 10.0
 SHUTDOWN_TIMEOUT_S = 5.0
+# How long an idle keep-alive connection stays open, as a hosted API's load balancer keeps it (they
+# hold idle connections for a minute and more). uvicorn's own 5 s equals httpx's pool expiry, so a
+# request sent on a pooled connection just as the server closed it met a reset: a "connection lost"
+# that no real provider's fault caused (a 5 s cooldown's retry lands exactly there).
+KEEP_ALIVE_S = 75
 
 
 class ThreadedServer:
@@ -20,6 +25,7 @@ class ThreadedServer:
     def __init__(
         self, config: uvicorn.Config, *, host: str, port: int, name: str, executor: Executor | None = None
     ) -> None:
+        config.timeout_keep_alive = KEEP_ALIVE_S
         self._server = uvicorn.Server(config)
         self._host = host
         self._port = port

@@ -34,7 +34,9 @@ from imagefunnel.providers.pricing import PriceModel
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
+    "KEEPALIVE_EXPIRY_S",
     "Wire",
+    "client",
     "decode_base64",
     "download",
     "finish",
@@ -52,6 +54,10 @@ __all__ = [
 # this long is down or unreachable, and the request was never sent: fail over now, instead of after
 # the read timeout a whole generation needs.
 CONNECT_TIMEOUT_S = 3.0
+# An idle pooled connection is dropped after this long: below the 5 s idle timeout of common
+# servers (uvicorn, Node), so a request is never sent on a connection the server is closing (the
+# client would see a reset and, for a purchase, not know whether it was taken).
+KEEPALIVE_EXPIRY_S = 4.0
 
 _CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 _DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?:;[\w-]+=[^;,]*)*;base64,(?P<data>.*)$", re.S)
@@ -83,6 +89,14 @@ def timeouts(timeout_s: float) -> httpx.Timeout:
     """An adapter client's timeouts: reads bounded by the adapter's own (at most 30 s a call),
     connects by ``CONNECT_TIMEOUT_S``."""
     return httpx.Timeout(min(30.0, timeout_s), connect=min(CONNECT_TIMEOUT_S, timeout_s))
+
+
+def client(timeout_s: float) -> httpx.AsyncClient:
+    """A hosted adapter's HTTP client: :func:`timeouts`, and pooled connections given up before a
+    server closes them (``KEEPALIVE_EXPIRY_S``)."""
+    return httpx.AsyncClient(
+        timeout=timeouts(timeout_s), limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_S)
+    )
 
 
 def transport_error(exc: httpx.HTTPError, what: str, *, provider: str) -> ProviderError:

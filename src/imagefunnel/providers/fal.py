@@ -161,7 +161,7 @@ class FalProvider:
         self._poll_interval_s = poll_interval_s
         self._timeout_s = timeout_s
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=_http.timeouts(timeout_s))
+        self._client = client or _http.client(timeout_s)
         if pricing_url is None:
             on_real_fal = self._base.host == _REAL_QUEUE_HOST
             pricing_url = _REAL_PRICING_URL if on_real_fal else str(self._base.join("v1/models/pricing"))

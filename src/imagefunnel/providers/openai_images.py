@@ -98,7 +98,7 @@ class OpenAIImagesProvider:
         self._output_format = output_format
         self._timeout_s = timeout_s
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=_http.timeouts(timeout_s))
+        self._client = client or _http.client(timeout_s)
         self._limits = (max_image_bytes, max_image_pixels)
 
     # -- Provider protocol ------------------------------------------------------------------

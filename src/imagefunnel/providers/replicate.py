@@ -154,7 +154,7 @@ class ReplicateProvider:
         # cancel is the normal path, the deadline the backstop if this process dies first.
         self._cancel_after_s = timeout_s + _CANCEL_TIMEOUT_S if cancel_after_s is None else cancel_after_s
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=_http.timeouts(timeout_s))
+        self._client = client or _http.client(timeout_s)
         self._output_format = output_format
         self._max_image_bytes = max_image_bytes
         self._max_image_pixels = max_image_pixels
