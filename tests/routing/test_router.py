@@ -401,3 +401,19 @@ async def test_an_attempt_the_router_cuts_off_is_charged_its_quote_unless_the_ad
         await router.generate(req(), RouteContext(job_id="j", wave=1, deadline=time.monotonic() + 0.3))
     assert ledger.rows[("r0", 1)]["status"] == "failed"
     assert ledger.rows[("r0", 1)]["charged"] == 0.02
+
+
+async def test_a_job_out_of_time_names_what_failed_most_not_only_the_last_timeout() -> None:
+    now = [0.0]
+    health = HealthTracker(clock=lambda: now[0])
+    router = cheapest([failing("spot", 0.01)], ledger=Ledger(), clock=lambda: now[0], health=health)
+    await router.options(req(), ctx())  # capabilities loaded, as in a running job
+    for _ in range(3):
+        health.record_failure("spot", "ProviderUnavailable: spot: the machine was preempted", model="m")
+    health.record_failure("spot", "ProviderTimeout: spot: no result within 0.1s", model="m")
+    now[0] = 10.0
+    with pytest.raises(NoProviderAvailable) as raised:
+        await router.generate(req(1), RouteContext(job_id="j", wave=1, deadline=5.0))
+    message = str(raised.value)
+    assert "spot last failed: ProviderTimeout" in message
+    assert "spot failed mostly with (3 of 4): ProviderUnavailable: spot: the machine was preempted" in message

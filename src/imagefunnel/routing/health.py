@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from imagefunnel.errors import ProviderError
 from imagefunnel.providers.base import Provider
@@ -36,6 +36,10 @@ class ProviderHealthState:
     error_rate: float = 0.0
     # "Type: message" (``errors.describe``): a stop reason built from it names the kind of failure.
     last_error: str | None = None
+    # How often each kind of failure came ("Type" -> count), and its first message: a stop after a
+    # run of failures names what failed most, not only the last one (a timeout as the deadline ran out).
+    errors_by_type: dict[str, int] = field(default_factory=dict)
+    first_error_by_type: dict[str, str] = field(default_factory=dict)
     last_success_at: float | None = None
     probe_ok: bool | None = None
 
@@ -136,6 +140,9 @@ class HealthTracker:
         st.timeouts += timed_out
         st.rate_limited += rate_limited
         st.last_error = error
+        kind = error.partition(":")[0]
+        st.errors_by_type[kind] = st.errors_by_type.get(kind, 0) + 1
+        st.first_error_by_type.setdefault(kind, error)
         st.error_rate += self._error_alpha * (1.0 - st.error_rate)
         if retry_after_s is not None:
             # The provider told us when to come back: believe it, whatever the failure count.

@@ -235,8 +235,9 @@ class Router:
         while True:
             if self._clock() >= ctx.deadline:
                 # Name what failed, even if it failed for an earlier request of the job.
+                named = errors or self._last_errors(request)
                 raise NoProviderAvailable(
-                    _why("the job's deadline has passed", errors or self._last_errors(request))
+                    _why("the job's deadline has passed", named + self._usual_errors(request, named))
                 )
             decided = await self.options(request, ctx, tried=tried)
             ranked, wait = decided.ranked, decided.wait_s
@@ -245,8 +246,9 @@ class Router:
                 if retry is not None and (wait is None or retry[1] < wait):
                     name, backoff = retry
                     if self._clock() + backoff >= ctx.deadline:
+                        named = errors or self._last_errors(request)
                         raise NoProviderAvailable(
-                            _why("the job's deadline has passed", errors or self._last_errors(request))
+                            _why("the job's deadline has passed", named + self._usual_errors(request, named))
                         )
                     await asyncio.sleep(backoff)
                     tried.discard(name)
@@ -287,6 +289,24 @@ class Router:
                 error = self.health.state(name, request.model).last_error
                 if error:
                     found.append(f"{name} last failed: {error}")
+        return found
+
+    def _usual_errors(self, request: GenerationRequest, named: list[str]) -> list[str]:
+        """Each provider's most frequent kind of failure, where ``named`` does not already say it:
+        a job that ran out of time after many preemptions names them, not only its last timeout."""
+        found = []
+        for name in self._providers:
+            if name not in self._caps or request.model not in self._caps[name].models:
+                continue
+            st = self.health.state(name, request.model)
+            if not st.errors_by_type:
+                continue
+            kind, count = max(st.errors_by_type.items(), key=lambda item: item[1])
+            if any(f"{kind}:" in line for line in named):
+                continue
+            found.append(
+                f"{name} failed mostly with ({count} of {st.failures}): {st.first_error_by_type[kind]}"
+            )
         return found
 
     # -- deciding ----------------------------------------------------------------------------
