@@ -235,10 +235,7 @@ class Router:
         while True:
             if self._clock() >= ctx.deadline:
                 # Name what failed, even if it failed for an earlier request of the job.
-                named = errors or self._last_errors(request)
-                raise NoProviderAvailable(
-                    _why("the job's deadline has passed", named + self._usual_errors(request, named))
-                )
+                raise self._out_of_time(request, errors)
             decided = await self.options(request, ctx, tried=tried)
             ranked, wait = decided.ranked, decided.wait_s
             if not ranked:
@@ -246,10 +243,7 @@ class Router:
                 if retry is not None and (wait is None or retry[1] < wait):
                     name, backoff = retry
                     if self._clock() + backoff >= ctx.deadline:
-                        named = errors or self._last_errors(request)
-                        raise NoProviderAvailable(
-                            _why("the job's deadline has passed", named + self._usual_errors(request, named))
-                        )
+                        raise self._out_of_time(request, errors)
                     await asyncio.sleep(backoff)
                     tried.discard(name)
                     continue
@@ -290,6 +284,14 @@ class Router:
                 if error:
                     found.append(f"{name} last failed: {error}")
         return found
+
+    def _out_of_time(self, request: GenerationRequest, errors: list[str]) -> NoProviderAvailable:
+        """The stop of a request the deadline overtook: this request's errors (else each provider's
+        last), and what each provider failed with most where those do not say it."""
+        named = errors or self._last_errors(request)
+        return NoProviderAvailable(
+            _why("the job's deadline has passed", named + self._usual_errors(request, named))
+        )
 
     def _usual_errors(self, request: GenerationRequest, named: list[str]) -> list[str]:
         """Each provider's most frequent kind of failure, where ``named`` does not already say it:
