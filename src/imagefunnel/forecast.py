@@ -20,9 +20,11 @@ time from answer to verdict where it has one): the slot, and so the wave, waits 
 A provider whose adapter quotes a configured list price (Replicate, Together, OpenAI: only fal's
 adapter reads the live price) may bill more or less than it quotes; the learned drift says how far
 it did lately, not how far it will while the job runs. So each such provider carries a price risk
-(``ProviderOutlook.price_sigma``, :data:`LIST_PRICE_SIGMA` unless the caller knows better): each
-simulated world draws one log-normal bill factor per provider for the whole job, which moves the
-bill and what the budget sees spent, never the router's choice (the router sees only the quote).
+(``ProviderOutlook.price_sigma``: :data:`LIST_PRICE_SIGMA` before any bill, then the spread its
+bills showed, :func:`price_risk`): each simulated world draws one bill factor per provider for the
+whole job, the exponential of a half-normal (bills rise above the expectation, never fall below
+it), which moves the bill and what the budget sees spent, never the router's choice (the router
+sees only the quote).
 Not modelled (yet): outages and rate limits beyond that failure rate, a price change larger than
 that spread (a list price tripling mid-job shows only on the bill), scoring slowing down when many
 candidates arrive together beyond what that measurement saw, duplicates. A provider
@@ -47,6 +49,7 @@ from imagefunnel.providers.base import PriceUnit
 from imagefunnel.routing.dispatch import BILLED_TAIL, STOP_GRACE, TimeoutSettings
 from imagefunnel.routing.passrates import PassRatePrior
 from imagefunnel.routing.policies import _MIN_PASS, CostPerAcceptedPolicy, Option, Situation
+from imagefunnel.routing.pricebook import PriceBook
 
 __all__ = [
     "DEFAULT_FAILURE_RATE",
@@ -83,7 +86,8 @@ DEFAULT_FAILURE_RATE = 0.02
 # deviation of the log change of a spot GPU price from one five-minute step to the next, measured on
 # the seed-market scenario's spot providers (0.217 for spot-a, billed per GPU-second; 0.223 for
 # spot-b, per megapixel): what a learned price level can be off by by the time a job has run. Not
-# fitted to any quote benchmark. A provider whose adapter reads its live price carries none.
+# fitted to any quote benchmark. It is the prior: once a provider has billed, the spread of its own
+# bills takes over (``PriceBook.bill_spread``). A provider whose adapter reads its live price carries none.
 LIST_PRICE_SIGMA = 0.22
 _TIMEOUT_S = TimeoutSettings().max_s  # a fresh router's attempt timeout (no latency measured yet)
 _MIN_ESTIMATE = 0.05  # the funnel never sizes a wave for a pass rate below this
@@ -133,8 +137,8 @@ class ProviderOutlook:
     # Requests it runs at once; the rest wait in its queue (a ComfyUI server runs one prompt at a
     # time). None: as many as are sent (a hosted API).
     slots: int | None = None
-    # Log-normal spread of what it bills against ``expected_usd`` over a job (0: it bills what it
-    # quotes, e.g. an adapter that reads the live price); see :data:`LIST_PRICE_SIGMA`.
+    # Log-spread of how far above ``expected_usd`` it may bill over a job (0: it bills what it
+    # quotes, e.g. an adapter that reads the live price); see :func:`price_risk`.
     price_sigma: float = 0.0
 
     @classmethod
@@ -173,10 +177,16 @@ class ProviderOutlook:
         )
 
 
-def price_risk(provider: object) -> float:
-    """The price risk a forecast gives ``provider``: :data:`LIST_PRICE_SIGMA` when its adapter
-    quotes a configured list price (it says so with ``quotes_list_price``), else 0."""
-    return LIST_PRICE_SIGMA if getattr(provider, "quotes_list_price", False) else 0.0
+def price_risk(provider: object, *, model: str = "", prices: PriceBook | None = None) -> float:
+    """The price risk a forecast gives ``provider``: 0 unless its adapter quotes a configured list
+    price (it says so with ``quotes_list_price``); then :data:`LIST_PRICE_SIGMA`, or with ``prices``
+    the spread its bills of ``model`` showed against that prior (``PriceBook.bill_spread``)."""
+    if not getattr(provider, "quotes_list_price", False):
+        return 0.0
+    name = getattr(provider, "name", None)
+    if prices is None or not isinstance(name, str):
+        return LIST_PRICE_SIGMA
+    return prices.bill_spread(name, model, prior_sigma=LIST_PRICE_SIGMA)
 
 
 class ProviderQuote(BaseModel):
@@ -305,8 +315,11 @@ class _Runs:
         true_p = rng.beta(a, b, size=(sims, len(outlooks)))
         sigma = np.array([o.price_sigma for o in outlooks])
         # Drawn only when some provider has a price risk, so forecasts without one keep their draws.
+        # Upwards only: a bill under the list price is a discount its operator would have configured,
+        # while a rise nobody configured is what a promise must survive (a symmetric spread made tight
+        # budgets count on cheaper bills that never came).
         factor = (
-            np.exp(rng.standard_normal((sims, len(outlooks))) * sigma)
+            np.exp(np.abs(rng.standard_normal((sims, len(outlooks)))) * sigma)
             if bool((sigma > 0).any())
             else np.ones((sims, len(outlooks)))
         )

@@ -131,7 +131,7 @@ async def _outlooks(
             learned=option.pass_rate.key in learned,
             latency_s=latencies.get(option.provider),
             slots=router.slots(option.provider),
-            price_sigma=price_risk(by_name.get(option.provider)),
+            price_sigma=price_risk(by_name.get(option.provider), model=option.model, prices=router.prices),
         )
         for option in options
     ]

@@ -325,7 +325,7 @@ async def _quote(
             learned=o.pass_rate.key in learned,
             latency_s=latencies.get(o.provider),
             slots=router.slots(o.provider),
-            price_sigma=price_risk(by_name.get(o.provider)),
+            price_sigma=price_risk(by_name.get(o.provider), model=o.model, prices=prices),
         )
         for o in options
     ]
