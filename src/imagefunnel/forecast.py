@@ -43,8 +43,15 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
-from imagefunnel.funnel.engine import PRIOR_FAIL, PRIOR_PASS, WAVE_SAFETY
-from imagefunnel.funnel.waves import confident_wave_size, rounds_left, wave_target
+from imagefunnel.funnel.waves import (
+    MIN_ESTIMATE,
+    PRIOR_FAIL,
+    PRIOR_PASS,
+    WAVE_SAFETY,
+    confident_wave_size,
+    rounds_left,
+    wave_target,
+)
 from imagefunnel.providers.base import PriceUnit
 from imagefunnel.routing.dispatch import BILLED_TAIL, STOP_GRACE, TimeoutSettings
 from imagefunnel.routing.passrates import PassRatePrior
@@ -90,7 +97,6 @@ DEFAULT_FAILURE_RATE = 0.02
 # bills takes over (``PriceBook.bill_spread``). A provider whose adapter reads its live price carries none.
 LIST_PRICE_SIGMA = 0.22
 _TIMEOUT_S = TimeoutSettings().max_s  # a fresh router's attempt timeout (no latency measured yet)
-_MIN_ESTIMATE = 0.05  # the funnel never sizes a wave for a pass rate below this
 _MAX_WAVES = 10_000  # every wave buys or refuses at least one request: a bound, never reached
 _STOPS = ("delivered", "budget", "deadline", "candidate cap")
 _DELIVERED, _BUDGET, _DEADLINE, _CAP = range(4)
@@ -266,7 +272,7 @@ def wave_sizes(
             sizes[i] = confident_wave_size(deliver - ok, alpha, beta, target, int(left[i]))
         return sizes
     estimate = (PRIOR_PASS + passed) / (PRIOR_PASS + PRIOR_FAIL + generated)
-    wanted = np.ceil((deliver - passed) / np.maximum(estimate, _MIN_ESTIMATE) * WAVE_SAFETY)
+    wanted = np.ceil((deliver - passed) / np.maximum(estimate, MIN_ESTIMATE) * WAVE_SAFETY)
     return np.maximum(1, np.minimum(wanted.astype(np.int64), left))
 
 
