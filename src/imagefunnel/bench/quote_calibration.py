@@ -28,7 +28,7 @@ from imagefunnel.bench.simrun import _Aliased, served_by
 from imagefunnel.bench.vclock import run_virtual
 from imagefunnel.bench.verdicts import ScorerCalibration, VerdictModel
 from imagefunnel.errors import BudgetExceeded, NoProviderAvailable
-from imagefunnel.forecast import JobPlan, JobQuote, ProviderOutlook, forecast, price_risk
+from imagefunnel.forecast import JobPlan, JobQuote, ProviderOutlook, forecast, price_rises_only, price_risk
 from imagefunnel.funnel.waves import wave_size
 from imagefunnel.market.engine import Market
 from imagefunnel.market.scenario import Scenario
@@ -342,7 +342,8 @@ async def _quote(
             learned=o.pass_rate.key in learned,
             latency_s=latencies.get(o.provider),
             slots=router.slots(o.provider),
-            price_sigma=price_risk(by_name.get(o.provider), model=o.model, prices=prices),
+            price_sigma=price_risk(by_name.get(o.provider)),
+            price_rises_only=price_rises_only(prices, o.provider, o.model),
         )
         for o in options
     ]

@@ -104,9 +104,9 @@ def markdown(bench: QuoteBench) -> str:
         "",
         "Each job is quoted with what the router knows at that moment (a fresh router's options "
         "for its first request: adapter-visible prices at the learned charge/quote drift, health, "
-        "the pass-rate posteriors; the scenario's stated latencies; a price risk on each list-priced "
-        f"provider's bill, upwards only: σ={LIST_PRICE_SIGMA:g} (log) before it has billed, then the "
-        "spread of its own bills weighed against that), then run in virtual time by the funnel's wave loop over the "
+        "the pass-rate posteriors; the scenario's stated latencies; a price risk of "
+        f"σ={LIST_PRICE_SIGMA:g} (log) on each list-priced provider's bill, upwards only while it has not "
+        "billed within the drift's half-life), then run in virtual time by the funnel's wave loop over the "
         "real Router and the market core; spend is what the market billed for its requests. "
         "**warm**: the pass rates and the drift learned by earlier jobs carry over; **cold**: every "
         f"job starts from the prior and no drift. One job in three asks for a `confidence` (0.9 or 0.99) "
