@@ -3,6 +3,7 @@ providers file's ``slots`` reaches the forecast's clock and the router's complet
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,13 @@ async def test_a_quote_gives_each_list_priced_adapter_its_price_risk(monkeypatch
     providers: list[Provider] = [_Listed("listed", listed=True), _Listed("live", listed=False)]
     await quote_job(SPEC, providers, pass_rates=frozen_book([]), simulations=200)
     assert {o.provider: o.price_sigma for o in seen} == {"listed": LIST_PRICE_SIGMA, "live": 0.0}
+    # Nothing billed yet: the list price can only surprise upwards.
+    assert all(o.price_rises_only for o in seen)
+    seen.clear()
+    prices = PriceBook(clock=time.monotonic)
+    prices.observe_charge(Quote("listed", SPEC.model, 0.01, PriceUnit.PER_IMAGE, 0.01), 0.01)
+    await quote_job(SPEC, providers, pass_rates=frozen_book([]), simulations=200, prices=prices)
+    assert {o.provider: o.price_rises_only for o in seen} == {"listed": False, "live": True}
 
 
 async def test_a_quote_prices_a_provider_at_the_drift_its_store_learned(

@@ -20,11 +20,11 @@ time from answer to verdict where it has one): the slot, and so the wave, waits 
 A provider whose adapter quotes a configured list price (Replicate, Together, OpenAI: only fal's
 adapter reads the live price) may bill more or less than it quotes; the learned drift says how far
 it did lately, not how far it will while the job runs. So each such provider carries a price risk
-(``ProviderOutlook.price_sigma``: :data:`LIST_PRICE_SIGMA` before any bill, then the spread its
-bills showed, :func:`price_risk`): each simulated world draws one bill factor per provider for the
-whole job, the exponential of a half-normal (bills rise above the expectation, never fall below
-it), which moves the bill and what the budget sees spent, never the router's choice (the router
-sees only the quote).
+(``ProviderOutlook.price_sigma``, :data:`LIST_PRICE_SIGMA` unless the caller knows better): each
+simulated world draws one log-normal bill factor per provider for the whole job, one-sided (bills
+only above the expectation) while the provider has not billed lately and its price is nothing but
+its list price (:func:`price_rises_only`), which moves the bill and what the budget sees spent,
+never the router's choice (the router sees only the quote).
 Not modelled (yet): outages and rate limits beyond that failure rate, a price change larger than
 that spread (a list price tripling mid-job shows only on the bill), scoring slowing down when many
 candidates arrive together beyond what that measurement saw, duplicates. A provider
@@ -43,8 +43,15 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
-from imagefunnel.funnel.engine import PRIOR_FAIL, PRIOR_PASS, WAVE_SAFETY
-from imagefunnel.funnel.waves import confident_wave_size, rounds_left, wave_target
+from imagefunnel.funnel.waves import (
+    MIN_ESTIMATE,
+    PRIOR_FAIL,
+    PRIOR_PASS,
+    WAVE_SAFETY,
+    confident_wave_size,
+    rounds_left,
+    wave_target,
+)
 from imagefunnel.providers.base import PriceUnit
 from imagefunnel.routing.dispatch import BILLED_TAIL, STOP_GRACE, TimeoutSettings
 from imagefunnel.routing.passrates import PassRatePrior
@@ -62,6 +69,7 @@ __all__ = [
     "forecast",
     "holds",
     "policy_scores",
+    "price_rises_only",
     "price_risk",
     "refusal",
     "usd",
@@ -86,11 +94,9 @@ DEFAULT_FAILURE_RATE = 0.02
 # deviation of the log change of a spot GPU price from one five-minute step to the next, measured on
 # the seed-market scenario's spot providers (0.217 for spot-a, billed per GPU-second; 0.223 for
 # spot-b, per megapixel): what a learned price level can be off by by the time a job has run. Not
-# fitted to any quote benchmark. It is the prior: once a provider has billed, the spread of its own
-# bills takes over (``PriceBook.bill_spread``). A provider whose adapter reads its live price carries none.
+# fitted to any quote benchmark. A provider whose adapter reads its live price carries none.
 LIST_PRICE_SIGMA = 0.22
 _TIMEOUT_S = TimeoutSettings().max_s  # a fresh router's attempt timeout (no latency measured yet)
-_MIN_ESTIMATE = 0.05  # the funnel never sizes a wave for a pass rate below this
 _MAX_WAVES = 10_000  # every wave buys or refuses at least one request: a bound, never reached
 _STOPS = ("delivered", "budget", "deadline", "candidate cap")
 _DELIVERED, _BUDGET, _DEADLINE, _CAP = range(4)
@@ -137,9 +143,11 @@ class ProviderOutlook:
     # Requests it runs at once; the rest wait in its queue (a ComfyUI server runs one prompt at a
     # time). None: as many as are sent (a hosted API).
     slots: int | None = None
-    # Log-spread of how far above ``expected_usd`` it may bill over a job (0: it bills what it
-    # quotes, e.g. an adapter that reads the live price); see :func:`price_risk`.
+    # Log-spread of what it bills against ``expected_usd`` over a job (0: it bills what it quotes,
+    # e.g. an adapter that reads the live price); see :func:`price_risk`. ``price_rises_only``: the
+    # spread is one-sided, bills above the expectation only (:func:`price_rises_only`).
     price_sigma: float = 0.0
+    price_rises_only: bool = False
 
     @classmethod
     def from_option(
@@ -151,6 +159,7 @@ class ProviderOutlook:
         latency_s: float | None = None,
         slots: int | None = None,
         price_sigma: float = 0.0,
+        price_rises_only: bool = False,
     ) -> ProviderOutlook:
         """The outlook of a routing option; ``latency_s`` overrides the router's expected latency
         for the forecast's clock (e.g. what a market scenario or a providers file states);
@@ -174,19 +183,23 @@ class ProviderOutlook:
             gpu_second_usd=quote.unit_price_usd if quote.unit is PriceUnit.PER_GPU_SECOND else 0.0,
             slots=slots,
             price_sigma=price_sigma,
+            price_rises_only=price_rises_only,
         )
 
 
-def price_risk(provider: object, *, model: str = "", prices: PriceBook | None = None) -> float:
-    """The price risk a forecast gives ``provider``: 0 unless its adapter quotes a configured list
-    price (it says so with ``quotes_list_price``); then :data:`LIST_PRICE_SIGMA`, or with ``prices``
-    the spread its bills of ``model`` showed against that prior (``PriceBook.bill_spread``)."""
-    if not getattr(provider, "quotes_list_price", False):
-        return 0.0
-    name = getattr(provider, "name", None)
-    if prices is None or not isinstance(name, str):
-        return LIST_PRICE_SIGMA
-    return prices.bill_spread(name, model, prior_sigma=LIST_PRICE_SIGMA)
+def price_risk(provider: object) -> float:
+    """The price risk a forecast gives ``provider``: :data:`LIST_PRICE_SIGMA` when its adapter
+    quotes a configured list price (it says so with ``quotes_list_price``), else 0."""
+    return LIST_PRICE_SIGMA if getattr(provider, "quotes_list_price", False) else 0.0
+
+
+def price_rises_only(prices: PriceBook, provider: str, model: str) -> bool:
+    """Whether a forecast should let ``provider``'s bills only rise above its expected price: while
+    it has not billed lately (``PriceBook.has_billed``), that price is its list price and nothing
+    else, and a list price nobody has checked against a bill surprises a promise upwards (a bill
+    below it is a discount its operator would have configured). Once it has billed, the learned
+    drift is the price level and the risk is that level moving, either way."""
+    return not prices.has_billed(provider, model)
 
 
 class ProviderQuote(BaseModel):
@@ -266,7 +279,7 @@ def wave_sizes(
             sizes[i] = confident_wave_size(deliver - ok, alpha, beta, target, int(left[i]))
         return sizes
     estimate = (PRIOR_PASS + passed) / (PRIOR_PASS + PRIOR_FAIL + generated)
-    wanted = np.ceil((deliver - passed) / np.maximum(estimate, _MIN_ESTIMATE) * WAVE_SAFETY)
+    wanted = np.ceil((deliver - passed) / np.maximum(estimate, MIN_ESTIMATE) * WAVE_SAFETY)
     return np.maximum(1, np.minimum(wanted.astype(np.int64), left))
 
 
@@ -314,15 +327,15 @@ class _Runs:
         zeros = np.zeros(sims, dtype=np.int64)
         true_p = rng.beta(a, b, size=(sims, len(outlooks)))
         sigma = np.array([o.price_sigma for o in outlooks])
+        rises = np.array([o.price_rises_only for o in outlooks])
         # Drawn only when some provider has a price risk, so forecasts without one keep their draws.
-        # Upwards only: a bill under the list price is a discount its operator would have configured,
-        # while a rise nobody configured is what a promise must survive (a symmetric spread made tight
-        # budgets count on cheaper bills that never came).
-        factor = (
-            np.exp(np.abs(rng.standard_normal((sims, len(outlooks)))) * sigma)
-            if bool((sigma > 0).any())
-            else np.ones((sims, len(outlooks)))
-        )
+        if bool((sigma > 0).any()):
+            z = rng.standard_normal((sims, len(outlooks)))
+            # One-sided for a provider whose price is an unchecked list price (``price_rises_only``):
+            # a symmetric spread there made tight budgets count on bills below the list that never came.
+            factor = np.exp(np.where(rises, np.abs(z), z) * sigma)
+        else:
+            factor = np.ones((sims, len(outlooks)))
         return cls(
             true_p=true_p,
             alpha=np.tile(a, (sims, 1)),

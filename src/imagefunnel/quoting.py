@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from sqlalchemy.engine import Engine
 
 from imagefunnel.errors import NoProviderAvailable
-from imagefunnel.forecast import JobPlan, JobQuote, ProviderOutlook, forecast, price_risk
+from imagefunnel.forecast import JobPlan, JobQuote, ProviderOutlook, forecast, price_rises_only, price_risk
 from imagefunnel.funnel.requests import prompt_for, reference_images, seed_for
 from imagefunnel.providers.base import GenerationRequest, Provider
 from imagefunnel.quote_defaults import DEFAULT_CONFIDENCE, DEFAULT_SIMULATIONS
@@ -131,7 +131,8 @@ async def _outlooks(
             learned=option.pass_rate.key in learned,
             latency_s=latencies.get(option.provider),
             slots=router.slots(option.provider),
-            price_sigma=price_risk(by_name.get(option.provider), model=option.model, prices=router.prices),
+            price_sigma=price_risk(by_name.get(option.provider)),
+            price_rises_only=price_rises_only(router.prices, option.provider, option.model),
         )
         for option in options
     ]

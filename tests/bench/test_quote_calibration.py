@@ -121,6 +121,37 @@ def test_job_draws_span_budgets_deadlines_and_concurrency() -> None:
     assert min(d.deliver for d in draws) == 1 and max(d.deliver for d in draws) == 40
     zs = [d.budget_z for d in draws if d.budget_z is not None]
     assert min(zs) < -2 and max(zs) > 2 and len(zs) < len(draws)
+    confident = [d.confidence for d in draws if d.confidence is not None]
+    assert set(confident) == {0.9, 0.99} and 40 < len(confident) < 95
+
+
+def test_a_job_asking_for_a_confidence_plays_the_funnels_confident_waves() -> None:
+    from imagefunnel.bench.quote_calibration import _State
+    from imagefunnel.funnel.waves import wave_size
+    from imagefunnel.routing.budget import BudgetGuard
+
+    for confidence in (None, 0.99):
+        draw = JobDraw(deliver=10, deadline_s=60.0, concurrency=4, budget_z=None, confidence=confidence)
+        state = _State(draw, deadline=60.0, budget=BudgetGuard(1.0), passed=3, generated=5, requested=5)
+        state.round_s = 10.0 if confidence else None
+        expected = wave_size(
+            needed=7,
+            passed=3,
+            generated=5,
+            left=35,
+            confidence=confidence,
+            time_left_s=50.0,
+            round_s=state.round_s,
+        )
+        assert state.next_wave(10.0) == expected
+    # The confident rule asks for more than the margin rule when few round trips are left.
+    tight = wave_size(
+        needed=7, passed=3, generated=5, left=35, confidence=0.99, time_left_s=10.0, round_s=10.0
+    )
+    loose = wave_size(
+        needed=7, passed=3, generated=5, left=35, confidence=None, time_left_s=10.0, round_s=10.0
+    )
+    assert tight > loose
 
 
 def test_a_quote_weighs_the_drift_its_price_book_learned() -> None:

@@ -9,8 +9,7 @@ import pytest
 
 from imagefunnel.cli.demo import market_providers
 from imagefunnel.funnel import Funnel, FunnelObserver, WaveStarted
-from imagefunnel.funnel.engine import PRIOR_FAIL, PRIOR_PASS, WAVE_SAFETY
-from imagefunnel.funnel.waves import MIN_WAVE_TARGET, confident_wave_size
+from imagefunnel.funnel.waves import MIN_WAVE_TARGET, PRIOR_FAIL, PRIOR_PASS, WAVE_SAFETY, confident_wave_size
 from imagefunnel.market.scenario import Scenario
 from imagefunnel.market.server import MarketServer
 from imagefunnel.routing import Router

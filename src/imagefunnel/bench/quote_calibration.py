@@ -28,8 +28,8 @@ from imagefunnel.bench.simrun import _Aliased, served_by
 from imagefunnel.bench.vclock import run_virtual
 from imagefunnel.bench.verdicts import ScorerCalibration, VerdictModel
 from imagefunnel.errors import BudgetExceeded, NoProviderAvailable
-from imagefunnel.forecast import JobPlan, JobQuote, ProviderOutlook, forecast, price_risk
-from imagefunnel.funnel.engine import PRIOR_FAIL, PRIOR_PASS, WAVE_SAFETY
+from imagefunnel.forecast import JobPlan, JobQuote, ProviderOutlook, forecast, price_rises_only, price_risk
+from imagefunnel.funnel.waves import wave_size
 from imagefunnel.market.engine import Market
 from imagefunnel.market.scenario import Scenario
 from imagefunnel.providers.base import GenerationRequest
@@ -77,6 +77,7 @@ class JobDraw:
     deadline_s: float
     concurrency: int
     budget_z: float | None
+    confidence: float | None = None  # the spec's ``confidence``: waves sized by the confident rule
 
     def budget_usd(self, unbounded: JobQuote) -> float:
         p50, p95 = unbounded.spend_p50_usd, unbounded.spend_p95_usd
@@ -180,8 +181,10 @@ class CalibrationRun:
 def draw_jobs(*, jobs: int, seed: int) -> list[JobDraw]:
     """K of 1–40, concurrency 2, 4 or 8, deadlines from tight to ample (0.6–4× 6 s per request
     round a job needs), budgets from 2.5 spreads under the median spend to 2.5 over it, one job in
-    ten with an ample budget."""
+    ten with an ample budget; one job in three asks for a ``confidence`` of 0.9 or 0.99 (drawn
+    from a stream of its own, so the other asks are those of a run without confidences)."""
     rng = np.random.default_rng([seed, 16])
+    confident = np.random.default_rng([seed, 17])
     out = []
     for _ in range(jobs):
         deliver = int(rng.integers(1, 41))
@@ -190,7 +193,9 @@ def draw_jobs(*, jobs: int, seed: int) -> list[JobDraw]:
         deadline = max(5.0, rounds * 6.0 * float(np.exp(rng.uniform(math.log(0.6), math.log(4.0)))))
         z = float(rng.uniform(-2.5, 2.5))
         ample = bool(rng.random() < 0.1)
-        out.append(JobDraw(deliver, round(deadline, 1), concurrency, None if ample else round(z, 3)))
+        confidence = float(confident.choice([0.9, 0.99])) if confident.random() < 1 / 3 else None
+        budget_z = None if ample else round(z, 3)
+        out.append(JobDraw(deliver, round(deadline, 1), concurrency, budget_z, confidence))
     return out
 
 
@@ -224,13 +229,15 @@ class _State:
     refused: int = 0
     failed_error: str | None = None
     stop: str = ""
+    round_s: float | None = None  # the slowest wave's time per round of ``concurrency`` requests
 
     @property
     def done(self) -> bool:
         return self.passed >= self.draw.deliver or bool(self.stop)
 
     def next_wave(self, now: float) -> int:
-        """``Funnel._next_wave_size``: the same stops, in the same order, and the same rule."""
+        """``Funnel._next_wave_size``: the same stops, in the same order, and the same rule
+        (``waves.wave_size``)."""
         if now >= self.deadline:
             self.stop = "deadline"
             return 0
@@ -241,9 +248,15 @@ class _State:
         if self.budget.refusal_stands():
             self.stop = "budget"
             return 0
-        estimate = (PRIOR_PASS + self.passed) / (PRIOR_PASS + PRIOR_FAIL + self.generated)
-        wanted = math.ceil((self.draw.deliver - self.passed) / max(estimate, 0.05) * WAVE_SAFETY)
-        return max(1, min(wanted, left))
+        return wave_size(
+            needed=self.draw.deliver - self.passed,
+            passed=self.passed,
+            generated=self.generated,
+            left=left,
+            confidence=self.draw.confidence,
+            time_left_s=self.deadline - now,
+            round_s=self.round_s,
+        )
 
 
 Judge = Callable[[str, str], bool]
@@ -286,7 +299,11 @@ async def _play(router: Router, state: _State, index: int, judge: Judge, *, seed
         wave += 1
         first, before = state.requested, state.generated
         state.requested += size
+        started = loop.time()
         await asyncio.gather(*(one(first + i, wave) for i in range(size)))
+        if state.draw.confidence is not None:  # timed as the funnel times it
+            took = (loop.time() - started) / math.ceil(size / state.draw.concurrency)
+            state.round_s = took if state.round_s is None else max(state.round_s, took)
         if state.generated == before and state.failed_error and not state.done:
             # The funnel's "no provider could deliver a whole wave"; when the wave ran into the
             # deadline, that is what stopped it.
@@ -325,7 +342,8 @@ async def _quote(
             learned=o.pass_rate.key in learned,
             latency_s=latencies.get(o.provider),
             slots=router.slots(o.provider),
-            price_sigma=price_risk(by_name.get(o.provider), model=o.model, prices=prices),
+            price_sigma=price_risk(by_name.get(o.provider)),
+            price_rises_only=price_rises_only(prices, o.provider, o.model),
         )
         for o in options
     ]
@@ -337,6 +355,7 @@ async def _quote(
             deadline_s=draw.deadline_s,
             candidate_cap=4 * draw.deliver,
             concurrency=draw.concurrency,
+            confidence=draw.confidence,
         )
 
     job_seed = seed * 100_003 + index

@@ -75,8 +75,25 @@ def _reliability(run: CalibrationRun) -> list[str]:
     for job in run.jobs:
         stops[job.stop] = stops.get(job.stop, 0) + 1
     ordered = ", ".join(f"{why} {n}" for why, n in sorted(stops.items(), key=lambda x: -x[1]))
-    lines += ["", f"Stops: {ordered}. Spend ≤ quoted p95 in {run.within_p95:.1%} of jobs.", ""]
+    lines += [
+        "",
+        f"Stops: {ordered}. Spend ≤ quoted p95 in {run.within_p95:.1%} of jobs.{_confident(run)}",
+        "",
+    ]
     return lines
+
+
+def _confident(run: CalibrationRun) -> str:
+    """The jobs whose spec asked for a confidence, apart: quoted against delivered, by confidence."""
+    parts = []
+    for confidence in sorted({j.draw.confidence for j in run.jobs if j.draw.confidence is not None}):
+        jobs = [j for j in run.jobs if j.draw.confidence == confidence]
+        quoted = sum(j.quoted_p for j in jobs) / len(jobs)
+        delivered = sum(j.delivered for j in jobs) / len(jobs)
+        parts.append(
+            f"{confidence:g}: {len(jobs)} jobs, mean quoted P {quoted:.3f}, delivered {delivered:.3f}"
+        )
+    return f" Jobs asking for a confidence (waves sized by it) — {'; '.join(parts)}." if parts else ""
 
 
 def markdown(bench: QuoteBench) -> str:
@@ -87,12 +104,14 @@ def markdown(bench: QuoteBench) -> str:
         "",
         "Each job is quoted with what the router knows at that moment (a fresh router's options "
         "for its first request: adapter-visible prices at the learned charge/quote drift, health, "
-        "the pass-rate posteriors; the scenario's stated latencies; a price risk on each list-priced "
-        f"provider's bill, upwards only: σ={LIST_PRICE_SIGMA:g} (log) before it has billed, then the "
-        "spread of its own bills weighed against that), then run in virtual time by the funnel's wave loop over the "
+        "the pass-rate posteriors; the scenario's stated latencies; a price risk of "
+        f"σ={LIST_PRICE_SIGMA:g} (log) on each list-priced provider's bill, upwards only while it has not "
+        "billed within the drift's half-life), then run in virtual time by the funnel's wave loop over the "
         "real Router and the market core; spend is what the market billed for its requests. "
         "**warm**: the pass rates and the drift learned by earlier jobs carry over; **cold**: every "
-        f"job starts from the prior and no drift. {bench.calibration_note} A bin passes within ±{100 * TOLERANCE:.0f} points; "
+        f"job starts from the prior and no drift. One job in three asks for a `confidence` (0.9 or 0.99) "
+        "and is quoted and run with waves sized by it. "
+        f"{bench.calibration_note} A bin passes within ±{100 * TOLERANCE:.0f} points; "
         "**noise**: outside them but within two binomial standard errors (of the quoted rate, over "
         "the bin's jobs) beyond them; **fail** otherwise. Target: spend ≤ the quoted p95 in "
         f"≥ {P95_TARGET:.0%} of jobs.",

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from imagefunnel.funnel.engine import PRIOR_FAIL, PRIOR_PASS, WAVE_SAFETY
+from imagefunnel.funnel.waves import PRIOR_FAIL, PRIOR_PASS, WAVE_SAFETY
 from imagefunnel.providers.base import GenerationRequest
 
 __all__ = ["Bought", "Buyer", "JobStats", "JobTicket", "Workload", "run_workload"]

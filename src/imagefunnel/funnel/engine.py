@@ -22,7 +22,7 @@ from imagefunnel.funnel.events import CandidateScored, FunnelObserver, RequestFa
 from imagefunnel.funnel.reattach import name_unnamed, reattach_in_flight
 from imagefunnel.funnel.requests import prompt_for, reference_images, request_number, seed_for
 from imagefunnel.funnel.selection import Ranked, best_k, find_duplicate, perceptual_hash, quality
-from imagefunnel.funnel.waves import confident_wave_size, rounds_left, wave_target
+from imagefunnel.funnel.waves import PRIOR_FAIL, PRIOR_PASS, wave_size
 from imagefunnel.imaging import decode_image
 from imagefunnel.providers.base import Generation, GenerationRequest
 from imagefunnel.routing import RouteContext, Router
@@ -30,10 +30,6 @@ from imagefunnel.routing.budget import BudgetGuard
 from imagefunnel.scoring import Scorer, Verdict
 from imagefunnel.spec import JobSpec, UseCase
 from imagefunnel.store import BlobStore, CandidateRecord, ScoreRecord, Store
-
-# Prior on the pass rate before anything is observed: Beta(2, 1), mean 0.67.
-PRIOR_PASS, PRIOR_FAIL = 2.0, 1.0
-WAVE_SAFETY = 1.15  # ask for a little more than the expected need, to avoid a trailing tiny wave
 
 
 @dataclass(slots=True)
@@ -252,15 +248,15 @@ class Funnel:
         if state.budget.refusal_stands():
             state.stop_reason = refusal or ""
             return 0
-        needed = spec.deliver - len(state.passed)
-        if spec.confidence is not None:
-            # The least wave meeting the need with the chance the round trips left call for (waves.py).
-            passed = len(state.passed)
-            target = wave_target(spec.confidence, rounds_left(state.deadline - now, state.round_s))
-            alpha, beta = PRIOR_PASS + passed, PRIOR_FAIL + state.generated - passed
-            return confident_wave_size(needed, alpha, beta, target, left)
-        wanted = math.ceil(needed / max(state.pass_rate_estimate(), 0.05) * WAVE_SAFETY)
-        return max(1, min(wanted, left))
+        return wave_size(
+            needed=spec.deliver - len(state.passed),
+            passed=len(state.passed),
+            generated=state.generated,
+            left=left,
+            confidence=spec.confidence,
+            time_left_s=state.deadline - now,
+            round_s=state.round_s,
+        )
 
     async def _run_wave(self, state: _JobState, wave: int, size: int) -> None:
         gate = asyncio.Semaphore(state.spec.concurrency)

@@ -24,9 +24,46 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
-__all__ = ["MIN_WAVE_TARGET", "at_least", "confident_wave_size", "rounds_left", "wave_target"]
+__all__ = [
+    "MIN_ESTIMATE",
+    "MIN_WAVE_TARGET",
+    "PRIOR_FAIL",
+    "PRIOR_PASS",
+    "WAVE_SAFETY",
+    "at_least",
+    "confident_wave_size",
+    "rounds_left",
+    "wave_size",
+    "wave_target",
+]
 
 MIN_WAVE_TARGET = 0.5
+# Prior on a job's pass rate before any verdict: Beta(2, 1), mean 0.67.
+PRIOR_PASS, PRIOR_FAIL = 2.0, 1.0
+WAVE_SAFETY = 1.15  # without a confidence: a little more than the expected need, no trailing tiny wave
+MIN_ESTIMATE = 0.05  # a wave is never sized for a pass rate below this
+
+
+def wave_size(
+    *,
+    needed: int,
+    passed: int,
+    generated: int,
+    left: int,
+    confidence: float | None,
+    time_left_s: float,
+    round_s: float | None,
+) -> int:
+    """The next wave of a job that still needs ``needed``, has ``passed`` of ``generated`` and may
+    buy ``left`` more: with a ``confidence``, the least wave meeting the need with the chance the
+    round trips left call for; without one, the need over the pass-rate estimate with a margin.
+    The funnel's rule, and the one every simulation of a job plays (forecast, benchmarks)."""
+    if confidence is not None:
+        target = wave_target(confidence, rounds_left(time_left_s, round_s))
+        return confident_wave_size(needed, PRIOR_PASS + passed, PRIOR_FAIL + generated - passed, target, left)
+    estimate = (PRIOR_PASS + passed) / (PRIOR_PASS + PRIOR_FAIL + generated)
+    wanted = math.ceil(needed / max(estimate, MIN_ESTIMATE) * WAVE_SAFETY)
+    return max(1, min(wanted, left))
 
 
 def rounds_left(time_left_s: float, round_s: float | None) -> int | None:

@@ -14,10 +14,8 @@ So a charge is compared with the quote *at the newest known price* when that exp
 price change seen on refresh takes back the drift it explains, and learned drift fades towards 1
 with a half-life when no fresh charge confirms it.
 
-The book also learns how far single bills stray from the drift it expected (the root mean square of
-the log residual, :meth:`PriceBook.bill_spread`): a provider that bills exactly what it quotes earns
-a forecast without a price risk, one whose bills wander keeps it. The prior spread a caller gives
-counts as a few bills' worth of evidence and fades back in as the bills age, like the drift.
+Whether a provider has billed lately (:meth:`PriceBook.has_billed`) tells a forecast whether its
+expected price rests on bills or only on a quote.
 """
 
 from __future__ import annotations
@@ -70,13 +68,6 @@ class _Drift:
     ratio: float = 1.0
     samples: int = 0
     observed_at: float = 0.0  # when the last charge updated it; it fades from then on
-    # Exponentially weighted mean square of log(charge / what the drift expected), per bill.
-    residual_sq: float = 0.0
-
-
-# How many bills a caller's prior spread weighs as (``bill_spread``): a handful, so a provider
-# needs a few steady bills before its forecast stops carrying the prior risk.
-_PRIOR_BILLS = 4.0
 
 
 def _log_distance(a: float, b: float) -> float:
@@ -177,11 +168,6 @@ class PriceBook:
             if _log_distance(repriced, 1.0) < _log_distance(ratio, 1.0):
                 ratio = repriced
         current = self._current_ratio(drift)
-        residual = math.log(ratio / current) if drift.samples else math.log(ratio)
-        if drift.samples == 0:
-            drift.residual_sq = residual**2
-        else:
-            drift.residual_sq += self._drift_alpha * (residual**2 - drift.residual_sq)
         drift.ratio = ratio if drift.samples == 0 else current + self._drift_alpha * (ratio - current)
         drift.samples += 1
         drift.observed_at = self._clock()
@@ -192,18 +178,13 @@ class PriceBook:
         weight = 0.5 ** (age / self._drift_half_life_s)
         return math.exp(math.log(drift.ratio) * weight)
 
-    def bill_spread(self, provider: str, model: str, *, prior_sigma: float) -> float:
-        """The log-spread of this provider's bills around its expected price: its learned residual
-        spread weighed against ``prior_sigma`` (worth :data:`_PRIOR_BILLS` bills), the learned part
-        weighing as many bills as it holds, up to the drift's memory, faded by their age."""
+    def has_billed(self, provider: str, model: str) -> bool:
+        """Whether a charge of this provider's ``model`` was seen within the drift's half-life: its
+        expected price then rests on what it bills, not only on what it quotes."""
         found = self._drift.get((provider, model))
         if found is None or found.samples == 0:
-            return prior_sigma
-        memory = (2.0 - self._drift_alpha) / self._drift_alpha  # an EWMA's effective sample count
-        age = max(0.0, self._clock() - found.observed_at)
-        bills = min(float(found.samples), memory) * 0.5 ** (age / self._drift_half_life_s)
-        variance = (_PRIOR_BILLS * prior_sigma**2 + bills * found.residual_sq) / (_PRIOR_BILLS + bills)
-        return math.sqrt(variance)
+            return False
+        return self._clock() - found.observed_at <= self._drift_half_life_s
 
     def drift(self, provider: str, model: str) -> float:
         """How much more (or less) than its quote this provider is expected to charge."""
