@@ -10,12 +10,11 @@ an image. What buys the images is a :class:`Buyer`: our router, or the LiteLLM b
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from imagefunnel.funnel.waves import PRIOR_FAIL, PRIOR_PASS, WAVE_SAFETY
+from imagefunnel.funnel.waves import wave_size
 from imagefunnel.providers.base import GenerationRequest
 
 __all__ = ["Bought", "Buyer", "JobStats", "JobTicket", "Workload", "run_workload"]
@@ -120,9 +119,16 @@ class _Job:
         if left <= 0:
             s.stop = "cap"
             return 0
-        p = (PRIOR_PASS + s.accepted) / (PRIOR_PASS + PRIOR_FAIL + s.generated)
-        needed = self.deliver - s.accepted
-        return max(1, min(math.ceil(needed / max(p, 0.05) * WAVE_SAFETY), left))
+        # The funnel's own rule (a routing benchmark's jobs ask for no confidence).
+        return wave_size(
+            needed=self.deliver - s.accepted,
+            passed=s.accepted,
+            generated=s.generated,
+            left=left,
+            confidence=None,
+            time_left_s=self.deadline - now,
+            round_s=None,
+        )
 
 
 async def _run_job(plan: Workload, index: int, buyer: Buyer, judge: Judge) -> JobStats:
