@@ -67,6 +67,10 @@ def test_every_job_is_quoted_then_run_and_billed(runs: list[CalibrationRun]) -> 
             assert 0.0 < job.spend_usd <= job.budget_usd + 1e-9  # the budget guard holds
             assert job.delivered == (job.stop == "delivered")
             assert sum(n for _, n in job.billed) > 0
+        assert run.over_budget == 0
+        assert "| billed over budget |" in markdown(
+            QuoteBench((run,), "cmd", seed=4, simulations=200, calibration_note="", seconds=1.0)
+        )
 
 
 def test_the_same_seed_gives_the_same_run(runs: list[CalibrationRun]) -> None:

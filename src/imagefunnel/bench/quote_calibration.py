@@ -164,6 +164,11 @@ class CalibrationRun:
         return sum(j.spend_usd <= j.quoted_p95_usd + 1e-9 for j in self.jobs) / len(self.jobs)
 
     @property
+    def over_budget(self) -> int:
+        """Jobs the market billed more than their budget (the budget is a hard limit: 0 expected)."""
+        return sum(j.spend_usd > j.budget_usd + 1e-9 for j in self.jobs)
+
+    @property
     def mean_quoted(self) -> float:
         return float(np.mean([j.quoted_p for j in self.jobs])) if self.jobs else math.nan
 

@@ -40,8 +40,8 @@ def _pts(value: float) -> str:
 def _summary(runs: Sequence[CalibrationRun]) -> list[str]:
     lines = [
         "| scenario | start | jobs | mean quoted P | delivered | Brier | bins pass / noise / fail "
-        "| spend ≤ quoted p95 | met |",
-        "|---|---|---:|---:|---:|---:|---|---:|---|",
+        "| spend ≤ quoted p95 | billed over budget | met |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---|",
     ]
     for run in runs:
         verdicts = [b.verdict for b in run.bins()]
@@ -49,7 +49,7 @@ def _summary(runs: Sequence[CalibrationRun]) -> list[str]:
         lines.append(
             f"| {run.scenario} | {run.start} | {len(run.jobs)} | {run.mean_quoted:.3f} "
             f"| {run.delivered_rate:.3f} | {run.brier:.3f} | {counts} | {run.within_p95:.1%} "
-            f"| {'yes' if run_met(run) else 'no'} |"
+            f"| {run.over_budget} | {'yes' if run_met(run) else 'no'} |"
         )
     return lines
 
