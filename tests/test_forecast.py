@@ -385,7 +385,9 @@ def test_a_list_priced_provider_that_bills_its_quote_sheds_the_price_risk() -> N
         clock[0] = float(i)
         book.observe_charge(Quote("steady", "m", 0.01, PriceUnit.PER_IMAGE, 0.01), 0.01)
         # Bills 0.6x to 1.6x the quote, alternating: a spread no drift explains.
-        book.observe_charge(Quote("wandering", "m", 0.01, PriceUnit.PER_IMAGE, 0.01), 0.016 if i % 2 else 0.006)
+        book.observe_charge(
+            Quote("wandering", "m", 0.01, PriceUnit.PER_IMAGE, 0.01), 0.016 if i % 2 else 0.006
+        )
     calm = price_risk(steady, model="m", prices=book)
     wild = price_risk(wandering, model="m", prices=book)
     assert calm < LIST_PRICE_SIGMA / 2
