@@ -94,6 +94,9 @@ def test_lists_the_callers_ended_requests_newest_ended_first(
     assert "json_input" not in item  # payloads only on request
     assert running not in ids(listing(http, market, "north"))
     assert ids(listing(http, market, "north", endpoint_id="fal-ai/flux")) == [other_endpoint]
+    both = {second, first, other_endpoint}
+    assert set(ids(listing(http, market, "north", endpoint_id=f"{MODEL},fal-ai/flux"))) == both
+    assert set(ids(listing(http, market, "north", endpoint_id=[MODEL, "fal-ai/flux"]))) == both
 
     expanded = listing(http, market, "north", expand="payloads").json()["items"]
     assert expanded[1]["json_input"] == {
@@ -138,6 +141,7 @@ def test_filters_by_end_time_status_and_id(market: MarketServer, http: httpx.Cli
     # The default window is the last 24 hours of ends.
     market.advance(25 * 3600)
     assert ids(listing(http, market, "filters")) == []
+    assert ids(listing(http, market, "filters", request_id=early)) == [early]  # by id: 90 days back
     # Advancing the scenario clock moved every end 25 h into the (wall-clock) past.
     old = (before - timedelta(hours=25)).isoformat()
     assert ids(listing(http, market, "filters", start=old, request_id=early)) == [early]
@@ -176,6 +180,8 @@ def test_a_request_cancelled_in_the_queue_is_listed_as_a_user_error(
         ({"start": "2025-01-01T00:00:00"}, "start"),  # no time zone
         ({"status": "done"}, "status"),
         ({"sort_by": "started_at"}, "sort_by"),
+        ({"endpoint_id": f"{MODEL},"}, "endpoint_id"),
+        ({"endpoint_id": ",".join([MODEL] * 51)}, "endpoint_id"),
     ],
 )
 def test_bad_parameters_answer_422_naming_the_field(

@@ -324,7 +324,10 @@ class _FalApi:
         gate = self._gate(request)
         if isinstance(gate, Response):
             return gate
-        query = parse_query(dict(request.query_params))
+        params = dict(request.query_params)
+        if "endpoint_id" in params:  # repeated, or comma-separated: the same list
+            params["endpoint_id"] = ",".join(request.query_params.getlist("endpoint_id"))
+        query = parse_query(params)
         if isinstance(query, list):
             return _error(422, query)
         # One clock reading for the whole answer: every timestamp is on the same wall clock.

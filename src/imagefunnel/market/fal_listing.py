@@ -2,10 +2,11 @@
 
 What the platform API documents, and the choices made where it leaves room:
 
+* ``endpoint_id`` (required): one or more, comma-separated or repeated, at most 50;
 * only requests that have **ended** are listed (done, failed, or cancelled), since the list is
   sorted by end time: a request still queued or running is not there yet;
 * ``start``/``end`` (ISO 8601) bound ``ended_at``: ``start <= ended_at < end``; ``start``
-  defaults to 24 h ago, ``end`` to no bound;
+  defaults to 24 h ago (90 days when ``request_id`` is given), ``end`` to no bound;
 * ``sort_by``: ``ended_at`` (default) or ``duration``, largest first (newest ended first);
 * ``status``: ``success`` (HTTP 200 outputs), ``error`` (the app failed: 500) or ``user_error``
   (cancelled by the client: 400);
@@ -30,6 +31,8 @@ from imagefunnel.market._shared import iso
 __all__ = ["ListQuery", "ListedRequest", "decode_cursor", "encode_cursor", "page_of", "parse_query"]
 
 DEFAULT_WINDOW = timedelta(hours=24)
+REQUEST_ID_WINDOW = timedelta(days=90)  # the default look-back when one request is asked for by id
+MAX_ENDPOINTS = 50
 
 _STATUS_CODES: dict[str, range] = {
     "success": range(200, 300),
@@ -52,6 +55,18 @@ class ListQuery(BaseModel):
     cursor: str | None = None
     expand: Literal["payloads"] | None = None
     sort_by: Literal["ended_at", "duration"] = "ended_at"
+
+    @field_validator("endpoint_id")
+    @classmethod
+    def _endpoints(cls, value: str) -> str:
+        parts = value.split(",")
+        if any(not part.strip() for part in parts) or len(parts) > MAX_ENDPOINTS:
+            raise ValueError(f"expected 1 to {MAX_ENDPOINTS} comma-separated endpoint ids")
+        return value
+
+    @property
+    def endpoint_ids(self) -> frozenset[str]:
+        return frozenset(part.strip() for part in self.endpoint_id.split(","))
 
     @field_validator("start", "end")
     @classmethod
@@ -91,7 +106,8 @@ class ListedRequest:
 
 
 def parse_query(params: dict[str, str]) -> ListQuery | list[dict[str, object]]:
-    """The validated query, or fal-style 422 details (``loc``/``msg``/``type`` each)."""
+    """The validated query, or fal-style 422 details (``loc``/``msg``/``type`` each). A repeated
+    ``endpoint_id`` comes joined by commas."""
     try:
         query = ListQuery.model_validate(params)
     except ValidationError as exc:
@@ -121,11 +137,13 @@ def page_of(
     listed: list[ListedRequest], query: ListQuery, *, now: datetime
 ) -> tuple[list[ListedRequest], str | None]:
     """The page of ``listed`` the query asks for, filtered and sorted, and the next page's cursor."""
-    start = query.start if query.start is not None else now - DEFAULT_WINDOW
+    window = REQUEST_ID_WINDOW if query.request_id is not None else DEFAULT_WINDOW
+    start = query.start if query.start is not None else now - window
+    endpoints = query.endpoint_ids
     wanted = [
         item
         for item in listed
-        if item.endpoint_id == query.endpoint_id
+        if item.endpoint_id in endpoints
         and start <= item.ended_at
         and (query.end is None or item.ended_at < query.end)
         and (query.status is None or item.status_code in _STATUS_CODES[query.status])
