@@ -187,8 +187,9 @@ async def test_on_real_fal_the_listing_is_read_from_the_platform_api_page_by_pag
         seen.append(request)
         if request.url.params.get("cursor") is None:
             page = {"items": [_item("theirs", req(8), since)], "next_cursor": "Mg==", "has_more": True}
-        else:
-            page = {"items": [_item("ours", req(7), since)], "next_cursor": None, "has_more": False}
+        else:  # a stamp without a zone is UTC
+            ours = _item("ours", req(7), since) | {"sent_at": since.replace(tzinfo=None).isoformat()}
+            page = {"items": [ours], "next_cursor": None, "has_more": False}
         return httpx.Response(200, json=page)
 
     provider, client = _mocked(handler)

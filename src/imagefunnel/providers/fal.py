@@ -34,7 +34,7 @@ from urllib.parse import quote as url_quote
 
 import httpx
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from imagefunnel.errors import (
     BadOutput,
@@ -132,6 +132,12 @@ class _Listed(_Wire):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     json_input: dict[str, object] | None = None
+
+    @field_validator("sent_at", "started_at", "ended_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        # The platform API writes UTC; a stamp without a zone is read as UTC, not compared naively.
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
     @property
     def sent(self) -> datetime | None:
