@@ -4,17 +4,22 @@ and a resumed job fetches what its crashed process had bought instead of buying 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
 from imagefunnel.cli.demo import market_providers
 from imagefunnel.funnel import Funnel
+from imagefunnel.funnel.reattach import name_unnamed
 from imagefunnel.funnel.requests import prompt_for, seed_for
 from imagefunnel.market.scenario import Scenario
 from imagefunnel.market.server import MarketServer
 from imagefunnel.providers.base import (
     Capabilities,
+    Findable,
     Generation,
     GenerationRequest,
     Health,
@@ -30,6 +35,7 @@ from imagefunnel.routing.budget import BudgetGuard
 from imagefunnel.scoring import Scorer
 from imagefunnel.spec import JobSpec
 from imagefunnel.store import BlobStore, Store
+from imagefunnel.store.models import LedgerRow
 
 MODEL = "fal-ai/flux/dev"
 MODELS = {"fal": MODEL, "replicate": "black-forest-labs/flux-schnell", "comfyui": MODEL}
@@ -186,6 +192,9 @@ async def test_resume_fetches_what_the_crash_cut_off_instead_of_buying_it_again(
             model=spec.model,
             quoted_usd=0.5,
         )
+        # Its intent dates from well before the resume: a provider whose listing shows a request
+        # only once it has ended (fal) has no reason left to wait for it, and looks once.
+        _backdate(store, _request(spec, "crashed-job", 2).request_id, minutes=10)
         named = {r.provider_request_id for r in store.ledger("crashed-job") if r.provider_request_id}
         assert len(named) == 2
         funnel = Funnel(router=Router(providers, ledger=store), scorer=Scorer(), store=store, blobs=blobs)
@@ -236,17 +245,20 @@ async def test_a_provider_this_process_lacks_leaves_the_request_interrupted_at_i
     assert row.charged_usd == row.quoted_usd
 
 
-async def test_a_replicate_prediction_created_before_the_crash_named_it_is_found_by_its_input(
-    market_factory: StartMarket, store: Store, blobs: BlobStore
+@pytest.mark.parametrize("protocol", ["replicate", "fal"])
+async def test_a_request_accepted_before_the_crash_named_it_is_found_by_its_input(
+    protocol: str, market_factory: StartMarket, store: Store, blobs: BlobStore
 ) -> None:
-    # The crash comes between Replicate creating the prediction and the ledger recording its id.
-    market = market_factory(_scenario("replicate"))
-    spec = _spec("replicate")
+    # The crash comes between the provider taking the request (Replicate's prediction, fal's queued
+    # request) and the ledger recording its id. fal lists it only once it has ended: the resume
+    # below starts while it is still running.
+    market = market_factory(_scenario(protocol))
+    spec = _spec(protocol)
     store.start_job(job_id="crashed-job", name=spec.name, spec_json=spec.model_dump_json(), deliver=2)
     (provider,) = market_providers(market, spec.model)
     try:
         request = _request(spec, "crashed-job", 0)
-        # A prediction with the same prompt and size but another seed (another job): never taken.
+        # A request with the same prompt and size but another seed (another job): never taken.
         other = GenerationRequest(
             request_id="other-00000",
             model=spec.model,
@@ -284,10 +296,75 @@ async def test_a_replicate_prediction_created_before_the_crash_named_it_is_found
     assert row.charged_usd == pytest.approx(billed[str(row.provider_request_id)].usd)
     kept = {c.provider_request_id for c in store.candidates("crashed-job")}
     assert row.provider_request_id in kept
-    # The other job's prediction is billed to that job, not to this one's ledger.
+    # The other job's request is billed to that job, not to this one's ledger.
     assert len(billed) == len({r.provider_request_id for r in ledger.values() if r.status == "succeeded"}) + 1
     assert outcome.status == "delivered"
 
 
 def _die(accepted: Submitted) -> None:
     raise Crash
+
+
+def _backdate(store: Store, request_id: str, *, minutes: float) -> None:
+    """Move an attempt's intent into the past, as if the job were resumed that much later."""
+    with store.session() as session:
+        row = session.scalars(select(LedgerRow).where(LedgerRow.request_id == request_id)).one()
+        row.started_at = row.started_at - timedelta(minutes=minutes)
+
+
+class SlowFinder(QueueProvider):
+    """A ``Findable`` provider whose listing takes ``delay_s`` to show what it took (fal's shows a
+    request only once it has ended), and which names every request ``found``."""
+
+    def __init__(self, delay_s: float, found: str = "found-1") -> None:
+        super().__init__()
+        self.delay_s, self.found, self.searches = delay_s, found, 0
+
+    async def find_submitted(
+        self, request: GenerationRequest, *, since: datetime, exclude: frozenset[str] = frozenset()
+    ) -> str | None:
+        self.searches += 1
+        await asyncio.sleep(self.delay_s)
+        return None if self.found in exclude else self.found
+
+
+async def _name(store: Store, provider: SlowFinder, n: int, timeout_s: float | None) -> tuple[int, float]:
+    store.start_job(job_id="job", name="j", spec_json="{}", deliver=1)
+    requests = {f"job-{i:05d}": GenerationRequest(f"job-{i:05d}", "m", "p", seed=i) for i in range(n)}
+    for request_id in requests:
+        store.begin_attempt(
+            job_id="job",
+            request_id=request_id,
+            attempt=1,
+            wave=1,
+            provider="queue",
+            model="m",
+            quoted_usd=0.1,
+        )
+    started = time.monotonic()
+    named = await name_unnamed(
+        store.in_flight("job"),
+        store=store,
+        job_id="job",
+        provider_for=lambda name: provider,
+        request_for=requests.get,
+        done_requests=frozenset(),
+        timeout_s=timeout_s,
+    )
+    return named, time.monotonic() - started
+
+
+async def test_unnamed_attempts_are_looked_for_at_once_and_an_id_goes_to_one_of_them(store: Store) -> None:
+    provider = SlowFinder(delay_s=0.4)
+    assert isinstance(provider, Findable)
+    named, took = await _name(store, provider, 3, timeout_s=None)
+    assert provider.searches == 3 and took < 1.0  # one wait, not three in a row
+    # Each search excluded only what the ledger held before: the id goes to the first attempt.
+    assert named == 1
+    assert [r.provider_request_id for r in store.ledger("job")] == ["found-1", None, None]
+
+
+async def test_the_search_is_bounded_by_the_time_the_job_has_left(store: Store) -> None:
+    named, took = await _name(store, SlowFinder(delay_s=5.0), 2, timeout_s=0.2)
+    assert named == 0 and took < 1.0
+    assert all(r.provider_request_id is None for r in store.ledger("job"))

@@ -137,7 +137,8 @@ class Funnel:
 
         Attempts in flight when the process died are re-attached where the provider had named them
         (queue protocols), or where it lists one it took with the attempt's input since the attempt
-        began (Replicate: a crash before the ledger recorded the id): their images are fetched, charged as the provider bills them, and scored.
+        began (Replicate, fal: a crash before the ledger recorded the id): their images are
+        fetched, charged as the provider bills them, and scored.
         The rest have an unknown outcome; they are closed (``interrupted`` when named, ``lost`` when
         not) and counted at their quote, so the budget never under-counts a spend. ``spec``: the
         stored spec as it runs (its reference photos made readable here); default: as stored.
@@ -188,6 +189,9 @@ class Funnel:
             provider_for=self._router.provider,
             request_for=request_for,
             done_requests=done,
+            # fal shows a request only once it has ended: its adapter waits for one accepted just
+            # before the crash (at most its timeout after the intent), never past the deadline.
+            timeout_s=state.deadline - self._clock(),
         )
         fetched = await reattach_in_flight(
             self._store.in_flight(state.job_id),

@@ -7,9 +7,13 @@ comes back to be scored like any other candidate. What cannot be re-attached (no
 process does not have, a synchronous protocol) is left for the store to close at its quote.
 
 An attempt with no id, cut off between the provider accepting it and the ledger naming it, is looked
-for first where the protocol lists what it took (``Findable``: Replicate's prediction list, matched
-by prompt, seed and size, created after the attempt's intent): found once, it is named and
-re-attached like the others; not found (or found twice) it stays unnamed and is closed ``lost``.
+for first where the protocol lists what it took (``Findable``: Replicate's prediction list, fal's
+request listing; matched by prompt, seed and size, sent after the attempt's intent): found once, it
+is named and re-attached like the others; not found (or found twice) it stays unnamed and is closed
+``lost`` at its quote. That stays the close of an attempt the listing never shows, even though a
+request fal never took costs nothing: a listing that has not caught up, a request still queued past
+the adapter's wait, or a clock skewed past the search window all look the same from here, and a
+charge of 0 would then under-count a spend.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from imagefunnel.errors import ProviderError
 from imagefunnel.providers.base import Findable, Generation, GenerationRequest, Provider, Reattachable
@@ -43,11 +48,18 @@ async def name_unnamed(
     provider_for: Callable[[str], Provider | None],
     request_for: Callable[[str], GenerationRequest | None],
     done_requests: frozenset[str],
+    timeout_s: float | None = None,
 ) -> int:
     """Name in the ledger every unnamed attempt its provider can find (``Findable``); returns how
-    many were named. Ids the job's ledger already holds are never given to a second attempt."""
+    many were named. Ids the job's ledger already holds are never given to a second attempt.
+
+    The attempts are looked for at once: a provider whose listing shows a request only once it
+    has ended (fal) keeps looking for a while, and one such wait per attempt in a row would add
+    up. ``timeout_s`` bounds the whole search (the resumed job's time left): what is not found
+    by then stays unnamed, closed ``lost`` at its quote."""
     known = {row.provider_request_id for row in store.ledger(job_id) if row.provider_request_id}
-    named = 0
+    exclude = frozenset(known)
+    searches: list[tuple[InFlight, asyncio.Task[str | None]]] = []
     for row in in_flight:
         if row.provider_request_id or row.request_id in done_requests or row.started_at is None:
             continue
@@ -55,16 +67,36 @@ async def name_unnamed(
         request = request_for(row.request_id)
         if not isinstance(provider, Findable) or request is None:
             continue
-        try:
-            found = await provider.find_submitted(request, since=row.started_at, exclude=frozenset(known))
-        except ProviderError:
-            continue  # the list cannot be read now: closed ``lost`` at its quote, as before
-        if found is None:
+        search = _find(provider, request, since=row.started_at, exclude=exclude)
+        searches.append((row, asyncio.ensure_future(search)))
+    if not searches:
+        return 0
+    tasks = [task for _, task in searches]
+    pending = set(tasks)
+    if timeout_s is None or timeout_s > 0:  # no time left: every search is given up at once
+        _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    named = 0
+    for row, task in searches:  # in ledger order, so which attempt gets a contested id is stable
+        found = None if task in pending else task.result()
+        # Found by two attempts' searches at once (each excluded only what the ledger held before).
+        if found is None or found in known:
             continue
         store.submitted(request_id=row.request_id, attempt=row.attempt, provider_request_id=found)
         known.add(found)
         named += 1
     return named
+
+
+async def _find(
+    provider: Findable, request: GenerationRequest, *, since: datetime, exclude: frozenset[str]
+) -> str | None:
+    try:
+        return await provider.find_submitted(request, since=since, exclude=exclude)
+    except ProviderError:
+        return None  # the list cannot be read now: closed ``lost`` at its quote, as before
 
 
 async def reattach_in_flight(

@@ -26,9 +26,11 @@ __all__ = [
     "file_url",
     "hold",
     "image_bytes",
+    "iso",
     "reset_connection",
     "retry_after",
     "serve_file",
+    "wall_datetime",
     "wall_seconds",
     "wall_time",
     "with_reset_hook",
@@ -55,10 +57,20 @@ def wall_seconds(market: Market, until_s: float) -> float:
     return max(0.0, (until_s - market.now_s()) * market.time_factor)
 
 
+def wall_datetime(market: Market, t_s: float) -> datetime:
+    """Scenario time ``t_s`` as the UTC wall-clock moment it stands for."""
+    delta = (t_s - market.now_s()) * market.time_factor
+    return datetime.now(UTC) + timedelta(seconds=delta)
+
+
 def wall_time(market: Market, t_s: float) -> str:
     """Scenario time ``t_s`` as an ISO-8601 UTC timestamp (what APIs put in ``created_at``)."""
-    delta = (t_s - market.now_s()) * market.time_factor
-    return (datetime.now(UTC) + timedelta(seconds=delta)).isoformat().replace("+00:00", "Z")
+    return iso(wall_datetime(market, t_s))
+
+
+def iso(moment: datetime) -> str:
+    """An aware datetime as APIs write it: ISO-8601 with ``Z`` for UTC."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 async def hold(request: Request, seconds: float) -> bool:

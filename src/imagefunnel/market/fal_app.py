@@ -9,6 +9,9 @@ files are served from ``{server}/files/...``, like fal's CDN: public, outside th
     GET  {P}/{owner}/{alias}/requests/{id}        the result (or fal's error body)
     PUT  {P}/{owner}/{alias}/requests/{id}/cancel 202 CANCELLATION_REQUESTED while queued, else 400
     GET  {P}/v1/models/pricing?endpoint_id=...    {prices: [{endpoint_id, unit_price, unit, currency}]}
+    GET  {P}/v1/models/requests/by-endpoint?endpoint_id=...
+                                                  the caller's ended requests, newest ended first:
+                                                  {items, next_cursor, has_more} (see ``fal_listing``)
 
 A subject photo travels as a file input: ``image_url`` on an image-to-image endpoint
 (``{model}/image-to-image``, ``{model}/redux``; a text-to-image endpoint ignores it, as fal's do) or
@@ -24,9 +27,11 @@ import asyncio
 import base64
 import binascii
 import dataclasses
+import json
 import re
+import threading
 from concurrent.futures import Executor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -37,6 +42,7 @@ from starlette.routing import Route
 
 from imagefunnel.market import _shared
 from imagefunnel.market.engine import ImageInput, Job, Market, Phase, Rejection
+from imagefunnel.market.fal_listing import ListedRequest, page_of, parse_query
 
 __all__ = ["FalInput", "create_fal_app"]
 
@@ -127,6 +133,8 @@ def create_fal_app(market: Market, *, executor: Executor | None = None) -> Starl
         Route("/_market/billing", api.billing, methods=["GET"]),
         Route("/_market/stats", api.stats, methods=["GET"]),
         Route("/{provider}/v1/models/pricing", api.pricing, methods=["GET"]),
+        # Before the request routes: ``v1/models/requests/by-endpoint`` would match them too.
+        Route("/{provider}/v1/models/requests/by-endpoint", api.list_requests, methods=["GET"]),
         Route("/{provider}/{app:path}/requests/{request_id}/status", api.status, methods=["GET"]),
         Route("/{provider}/{app:path}/requests/{request_id}/cancel", api.cancel, methods=["PUT"]),
         Route("/{provider}/{app:path}/requests/{request_id}", api.result, methods=["GET"]),
@@ -157,6 +165,10 @@ class _FalApi:
     def __init__(self, market: Market, executor: Executor | None) -> None:
         self._market = market
         self._executor = executor
+        # What each request was submitted as (endpoint path, JSON body), for the listing's
+        # ``endpoint_id`` and ``json_input``: the market's job keeps only the parsed input.
+        self._submitted: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+        self._submitted_lock = threading.Lock()
 
     # -- shared checks ----------------------------------------------------------------------
     def _gate(self, request: Request) -> str | Response:
@@ -198,8 +210,9 @@ class _FalApi:
         model = self._resolve_model(gate, path)
         if model is None:
             return _error(404, f"Application '{path}' not found")
+        raw = await request.body()
         try:
-            payload = FalInput.model_validate_json(await request.body())
+            payload = FalInput.model_validate_json(raw)
         except ValidationError as exc:
             return _error(422, exc.errors(include_url=False, include_context=False, include_input=False))
         image_to_image = path[len(model) :].strip("/") in _IMAGE_TO_IMAGE
@@ -212,6 +225,8 @@ class _FalApi:
         outcome = self._market.submit(gate, model, payload.to_image_input(references=references))
         if isinstance(outcome, Rejection):
             return await _shared.reset_connection(request) if outcome.reset else _rejection(outcome)
+        with self._submitted_lock:
+            self._submitted[(gate, outcome.id)] = (path.strip("/"), json.loads(raw))
         if outcome.reset:  # taken and queued, but the answer with its request id never leaves
             return await _shared.reset_connection(request)
         body = {
@@ -260,6 +275,10 @@ class _FalApi:
             return _failure(500, _PREEMPTED if job.preempted else _FAILED, "runner_server_error")
         if phase is Phase.CANCELLED:
             return _failure(400, _CANCELLED, "request_cancelled")
+        return JSONResponse(self._output(request, job), headers={"x-fal-request-id": job.id})
+
+    def _output(self, request: Request, job: Job) -> dict[str, object]:
+        """A done request's result body."""
         fmt = job.truth.image_format
         root = str(request.base_url).rstrip("/")
         image = {
@@ -268,14 +287,13 @@ class _FalApi:
             "height": job.input.height,
             "content_type": _CONTENT_TYPES[fmt],
         }
-        body: dict[str, object] = {
+        return {
             "images": [image],
             "timings": {"inference": job.processing_s * self._market.time_factor},
             "seed": job.input.seed,
             "has_nsfw_concepts": [False],
             "prompt": job.input.prompt,
         }
-        return JSONResponse(body, headers={"x-fal-request-id": job.id})
 
     async def cancel(self, request: Request) -> Response:
         job = self._job(request)
@@ -301,6 +319,68 @@ class _FalApi:
             if profile is not None and model in profile.models
         ]
         return JSONResponse({"prices": prices, "has_more": False, "next_cursor": None})
+
+    async def list_requests(self, request: Request) -> Response:
+        gate = self._gate(request)
+        if isinstance(gate, Response):
+            return gate
+        params = dict(request.query_params)
+        if "endpoint_id" in params:  # repeated, or comma-separated: the same list
+            params["endpoint_id"] = ",".join(request.query_params.getlist("endpoint_id"))
+        query = parse_query(params)
+        if isinstance(query, list):
+            return _error(422, query)
+        # One clock reading for the whole answer: every timestamp is on the same wall clock.
+        now_s, now = self._market.now_s(), datetime.now(UTC)
+        listed = [
+            item
+            for job in self._market.jobs(gate)
+            if (item := self._listed(request, job, now_s, now, payloads=query.expand is not None))
+        ]
+        items, next_cursor = page_of(listed, query, now=now)
+        body = {
+            "items": [item.body(payloads=query.expand is not None) for item in items],
+            "next_cursor": next_cursor,
+            "has_more": next_cursor is not None,
+        }
+        return JSONResponse(body)
+
+    def _listed(
+        self, request: Request, job: Job, now_s: float, now: datetime, *, payloads: bool
+    ) -> ListedRequest | None:
+        """``job`` as the listing shows it; ``None`` while it has not ended (queued or running)."""
+        market = self._market
+        phase = market.phase(job, now_s)
+        if phase in (Phase.QUEUED, Phase.RUNNING):
+            return None
+        cancelled = market.cancelled_at(job, now_s) if phase is Phase.CANCELLED else None
+        ended_s = cancelled if cancelled is not None else job.done_s
+        started = job.started_s < ended_s  # a request cancelled while queued never started
+
+        def wall(t_s: float) -> datetime:
+            return now + timedelta(seconds=(t_s - now_s) * market.time_factor)
+
+        with self._submitted_lock:
+            endpoint, body = self._submitted.get((job.provider, job.id), (job.model, {}))
+        output: dict[str, object] | None = None
+        if phase is Phase.DONE:
+            status_code, output = 200, self._output(request, job) if payloads else None
+        elif phase is Phase.FAILED:
+            detail = _PREEMPTED if job.preempted else _FAILED
+            status_code, output = 500, {"detail": detail, "error_type": "runner_server_error"}
+        else:
+            status_code, output = 400, {"detail": _CANCELLED, "error_type": "request_cancelled"}
+        return ListedRequest(
+            request_id=job.id,
+            endpoint_id=endpoint,
+            sent_at=wall(job.submitted_s),
+            started_at=wall(job.started_s) if started else None,
+            ended_at=wall(ended_s),
+            status_code=status_code,
+            duration_s=max(0.0, ended_s - job.started_s) * market.time_factor if started else 0.0,
+            json_input=body,
+            json_output=output,
+        )
 
     async def file(self, request: Request) -> Response:
         provider = str(request.path_params["provider"])

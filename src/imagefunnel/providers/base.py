@@ -165,7 +165,9 @@ class Reattachable(Protocol):
 @runtime_checkable
 class Findable(Protocol):
     """A queue protocol whose provider lists the requests it took, with what was sent (Replicate's
-    ``GET /v1/predictions``, newest first, each with its ``input``). A request accepted in the
+    ``GET /v1/predictions``, newest first, each with its ``input``; fal's platform API
+    ``GET /v1/models/requests/by-endpoint``, ended requests only, each with its ``json_input``,
+    so its adapter keeps looking a while for one that may still be running). A request accepted in the
     moment before the ledger recorded its id (a crash between the two) can then be named after the
     fact: ``find_submitted`` returns the id of the one request created since ``since`` whose input
     is ``request``'s, other than those in ``exclude`` (ids the ledger already holds), or ``None``

@@ -9,6 +9,11 @@ Wire facts it relies on:
 * only a request still queued can be cancelled (202), and 5xx failures are not billed;
 * prices come from the platform API, ``GET https://api.fal.ai/v1/models/pricing?endpoint_id=...``
   → ``{"prices": [{"endpoint_id", "unit_price", "unit", "currency"}]}``;
+* the platform API lists an endpoint's requests, ``GET .../v1/models/requests/by-endpoint`` →
+  ``{"items": [{"request_id", "sent_at", "ended_at", "json_input", ...}], "next_cursor", "has_more"}``
+  (``expand=payloads`` for ``json_input``), sorted by end time: only requests that have *ended*
+  are there. A request accepted in the moment before a crash let us record its id is found by its
+  input once it ends (``find_submitted``);
 * file inputs (``image_url``) take a URL *or a base64 data URI*, so a reference photo travels inside
   the submit body, to an image-to-image endpoint (``fal-ai/flux/dev/image-to-image``).
 
@@ -23,12 +28,13 @@ import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Literal, TypeVar
 from urllib.parse import quote as url_quote
 
 import httpx
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from imagefunnel.errors import (
     BadOutput,
@@ -57,6 +63,7 @@ __all__ = ["FalProvider"]
 
 _REAL_QUEUE_HOST = "queue.fal.run"
 _REAL_PRICING_URL = "https://api.fal.ai/v1/models/pricing"
+_REAL_REQUESTS_URL = "https://api.fal.ai/v1/models/requests/by-endpoint"
 # Outputs may only be downloaded from the provider itself or fal's CDN (never an arbitrary host).
 _FAL_CDN_SUFFIXES = (".fal.media", ".fal.ai", ".fal.run")
 _UNITS = dict.fromkeys(("megapixels", "megapixel"), PriceUnit.PER_MEGAPIXEL) | dict.fromkeys(
@@ -66,6 +73,13 @@ _MAGIC = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
 # Status polls tolerate this many transient errors in a row (429, 5xx, connection) before giving up.
 _MAX_POLL_ERRORS = 3
 _CANCEL_TIMEOUT_S = 2.0
+# Finding a request by its input: how far the listing's clock may run behind ours, how many pages
+# of it are read (100 a page: the requests an endpoint ended since the intent), and the pause
+# between looks while waiting for a request that may still be queued or running to end.
+_FIND_SKEW = timedelta(seconds=120)
+_FIND_PAGES = 10
+_FIND_PAGE_SIZE = 100
+_FIND_MAX_PAUSE_S = 2.0
 
 
 class _Wire(BaseModel):
@@ -111,6 +125,32 @@ class _Result(_Wire):
     seed: int | None = None
 
 
+class _Listed(_Wire):
+    request_id: str
+    endpoint_id: str | None = None
+    sent_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    json_input: dict[str, object] | None = None
+
+    @field_validator("sent_at", "started_at", "ended_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        # The platform API writes UTC; a stamp without a zone is read as UTC, not compared naively.
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+    @property
+    def sent(self) -> datetime | None:
+        """When fal took it (its earliest timestamp the listing gives)."""
+        return self.sent_at or self.started_at or self.ended_at
+
+
+class _RequestPage(_Wire):
+    items: list[_Listed]
+    next_cursor: str | None = None
+    has_more: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class _UnitPrice:
     usd: float
@@ -126,10 +166,13 @@ class FalProvider:
 
     ``base_url`` stands for ``https://queue.fal.run`` (or an emulator's provider prefix). The price
     comes from ``pricing_url``: fal's platform API for the real queue host, else
-    ``{base_url}/v1/models/pricing``. ``charged_usd`` is that unit price times the output size:
-    an estimate the ledger reconciles against the provider's bill. Requests with reference photos
-    go to ``reference_endpoint`` (with the first photo as ``image_url``); without one configured,
-    the adapter declares it cannot take them, and the router sends them elsewhere.
+    ``{base_url}/v1/models/pricing``; the request listing ``find_submitted`` reads likewise from
+    ``requests_url``. ``charged_usd`` is that unit price times the output size: an estimate the
+    ledger reconciles against the provider's bill. Requests with reference photos go to
+    ``reference_endpoint`` (with the first photo as ``image_url``); without one configured, the
+    adapter declares it cannot take them, and the router sends them elsewhere. ``find_wait_s``
+    (default: ``timeout_s``): how long after an attempt's intent ``find_submitted`` keeps looking
+    for it in the listing, which shows a request only once it has ended.
     """
 
     def __init__(
@@ -149,6 +192,8 @@ class FalProvider:
         max_image_pixels: int = 40_000_000,
         reference_endpoint: str | None = None,
         slots: int | None = None,
+        requests_url: str | None = None,
+        find_wait_s: float | None = None,
     ) -> None:
         self.name = name
         # Requests it runs at once (a providers file's ``slots``): the router's queue model and the
@@ -162,10 +207,17 @@ class FalProvider:
         self._timeout_s = timeout_s
         self._owns_client = client is None
         self._client = client or _http.client(timeout_s)
+        on_real_fal = self._base.host == _REAL_QUEUE_HOST
         if pricing_url is None:
-            on_real_fal = self._base.host == _REAL_QUEUE_HOST
             pricing_url = _REAL_PRICING_URL if on_real_fal else str(self._base.join("v1/models/pricing"))
         self._pricing_url = pricing_url
+        if requests_url is None:
+            own = str(self._base.join("v1/models/requests/by-endpoint"))
+            requests_url = _REAL_REQUESTS_URL if on_real_fal else own
+        self._requests_url = requests_url
+        if find_wait_s is not None and find_wait_s < 0:
+            raise ValueError("find_wait_s must be ≥ 0")
+        self._find_wait_s = timeout_s if find_wait_s is None else find_wait_s
         self._price_ttl_s = price_ttl_s
         self._output_format = output_format
         self._max_image_bytes = max_image_bytes
@@ -232,8 +284,7 @@ class FalProvider:
         """Follow a request submitted earlier (by a process that died) to its result. Its status and
         result URLs are rebuilt from the id the way fal makes them (the app's owner/alias only)."""
         started = time.monotonic()
-        endpoint = self._reference_endpoint if request.reference_images and self._reference_endpoint else None
-        app_id = "/".join((endpoint or self.model).split("/")[:2])
+        app_id = "/".join(self._endpoint(request).split("/")[:2])
         base = str(self._base.join(f"{app_id}/requests/{url_quote(provider_request_id, safe='')}"))
         handle = _Handle(
             request_id=provider_request_id,
@@ -251,6 +302,78 @@ class FalProvider:
                 f"no result within {self._timeout_s:g} s", provider=self.name, charged_usd=charged
             ) from exc
         return await self._generation(request, handle, price, result, data, charged, started)
+
+    async def find_submitted(
+        self, request: GenerationRequest, *, since: datetime, exclude: frozenset[str] = frozenset()
+    ) -> str | None:
+        """The id of the one request of ``request``'s endpoint sent since ``since`` (less a clock
+        skew) with its prompt, seed and size, not in ``exclude``; ``None`` if none or several.
+
+        fal lists a request only once it has ended, so one accepted just before a crash may still
+        be queued or running: while none matches, the listing is read again (backing off) until
+        ``find_wait_s`` after ``since``. By default that is the adapter's ``timeout_s``, the
+        longest the crashed process itself would have waited for it; a request that has not
+        ended by then is left unnamed (closed at its quote). The wait is bounded from the call
+        too, so an intent from a clock running ahead cannot stretch it."""
+        endpoint = self._endpoint(request)
+        floor = since - _FIND_SKEW
+        wait = timedelta(seconds=self._find_wait_s)
+        give_up = min(since, datetime.now(UTC)) + wait
+        pause = self._poll_interval_s
+        while True:
+            found = await self._listed_matches(request, endpoint, floor, exclude)
+            if found:
+                # Two or more: a guess could attach another job's (or attempt's) image.
+                return found[0] if len(found) == 1 else None
+            left = (give_up - datetime.now(UTC)).total_seconds()
+            if left <= 0:
+                return None
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 1.5, _FIND_MAX_PAUSE_S)
+
+    async def _listed_matches(
+        self, request: GenerationRequest, endpoint: str, floor: datetime, exclude: frozenset[str]
+    ) -> list[str]:
+        """Ids of the ended requests of ``endpoint`` sent since ``floor`` with ``request``'s input."""
+        params = {
+            "endpoint_id": endpoint,
+            "start": floor.astimezone(UTC).isoformat().replace("+00:00", "Z"),  # a bound on ended_at
+            "expand": "payloads",
+            "limit": str(_FIND_PAGE_SIZE),
+        }
+        found: list[str] = []
+        for _ in range(_FIND_PAGES):
+            response = await self._send("GET", self._requests_url, params=params)
+            page = self._parse(_RequestPage, response, "request list")
+            found += [
+                item.request_id
+                for item in page.items
+                if item.request_id not in exclude and self._same_input(item, request, endpoint, floor)
+            ]
+            if not page.has_more or not page.next_cursor:
+                break
+            params["cursor"] = page.next_cursor
+        return found
+
+    def _same_input(
+        self, listed: _Listed, request: GenerationRequest, endpoint: str, floor: datetime
+    ) -> bool:
+        sent, body = listed.sent, listed.json_input or {}
+        return (
+            (listed.endpoint_id is None or listed.endpoint_id == endpoint)
+            and sent is not None
+            and sent >= floor
+            # As ``_submit`` sends them.
+            and body.get("prompt") == request.prompt
+            and body.get("seed") == request.seed
+            and body.get("image_size") == {"width": request.width, "height": request.height}
+        )
+
+    def _endpoint(self, request: GenerationRequest) -> str:
+        """The endpoint ``request`` is submitted to: the reference endpoint when it carries photos."""
+        if request.reference_images and self._reference_endpoint is not None:
+            return self._reference_endpoint
+        return self.model
 
     async def _collect(
         self, handle: _Handle, price: _UnitPrice, request: GenerationRequest
@@ -317,11 +440,11 @@ class FalProvider:
             "num_images": 1,
             "output_format": self._output_format,
         }
-        endpoint = self.model
+        endpoint = self._endpoint(request)
         if request.reference_images:
             if self._reference_endpoint is None:
                 raise ProviderUnavailable("no reference_endpoint configured", provider=self.name)
-            endpoint, body["image_url"] = self._reference_endpoint, _data_uri(request.reference_images[0])
+            body["image_url"] = _data_uri(request.reference_images[0])
         try:
             on_sent = (lambda: sent.append(True)) if sent is not None else None
             response = await self._send("POST", str(self._base.join(endpoint)), json=body, on_sent=on_sent)
