@@ -8,23 +8,16 @@ from typing import Any
 
 import httpx
 import pytest
+from market_fixtures import FAL_MODEL, fal_profile
 
 from imagefunnel.market import MarketServer, ProviderProfile, Scenario
 
-MODEL = "fal-ai/flux/dev"
+MODEL = FAL_MODEL
 AUTH = {"Authorization": "Key fal-test"}
 
 
 def _profile(name: str, **overrides: Any) -> ProviderProfile:
-    base: dict[str, Any] = {
-        "name": name,
-        "protocol": "fal",
-        "models": [MODEL, "fal-ai/flux"],
-        "price_usd_per_mp": 0.025,
-        "queue_s": [10, 10],
-        "processing_s": [10, 10],
-    }
-    return ProviderProfile.model_validate(base | overrides)
+    return fal_profile(name, **({"queue_s": (10, 10)} | overrides))
 
 
 SCENARIO = Scenario(

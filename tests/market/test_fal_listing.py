@@ -8,35 +8,24 @@ from typing import Any
 
 import httpx
 import pytest
+from market_fixtures import FAL_MODEL, fal_profile
 
-from imagefunnel.market import MarketServer, ProviderProfile, Scenario
+from imagefunnel.market import MarketServer, Scenario
 
-MODEL = "fal-ai/flux/dev"
+MODEL = FAL_MODEL
 AUTH = {"Authorization": "Key fal-test"}
-
-
-def _profile(name: str, **overrides: Any) -> ProviderProfile:
-    base: dict[str, Any] = {
-        "name": name,
-        "protocol": "fal",
-        "models": [MODEL, "fal-ai/flux"],
-        "price_usd_per_mp": 0.025,
-        "queue_s": [0, 0],
-        "processing_s": [10, 10],
-    }
-    return ProviderProfile.model_validate(base | overrides)
 
 
 SCENARIO = Scenario(
     name="listing",
     seed=5,
     providers=(
-        _profile("north"),
-        _profile("south"),
-        _profile("filters"),
-        _profile("failing", failure_rate=1.0),
-        _profile("queued", queue_s=[1e6, 1e6]),
-        _profile("varied", processing_s=[1, 20]),
+        fal_profile("north"),
+        fal_profile("south"),
+        fal_profile("filters"),
+        fal_profile("failing", failure_rate=1.0),
+        fal_profile("queued", queue_s=[1e6, 1e6]),
+        fal_profile("varied", processing_s=[1, 20]),
     ),
 )
 
