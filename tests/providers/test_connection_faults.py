@@ -48,6 +48,7 @@ SCENARIO = Scenario.model_validate(
         "seed": 11,
         "providers": [
             *(_profile(f"{p}-reset", p, RESET) for p in PROTOCOLS),
+            _profile("replicate-reset-early", "replicate", {**RESET, "at": "request"}),
             *(
                 _profile(f"{p}-{mode}", p, {"kind": "unreachable", "mode": mode})
                 for p in PROTOCOLS
@@ -105,7 +106,33 @@ def req(seed: int = 1) -> GenerationRequest:
     return GenerationRequest(request_id=f"r{seed}", model="m", prompt="p", width=512, height=512, seed=seed)
 
 
-@pytest.mark.parametrize("protocol", list(PROTOCOLS))
+async def test_a_replicate_create_whose_answer_was_lost_is_found_and_followed(market: MarketServer) -> None:
+    # Replicate lists the predictions it created with their input: the one the reset kept from
+    # us is read back from there, followed to its end, and charged what the market bills.
+    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=1.0)) as client:
+        provider = adapter(market, client, "replicate-reset")
+        generation = await provider.generate(req())
+    market.advance(100)
+    [record] = [r for r in market.billing() if r.provider == "replicate-reset"]
+    assert generation.image and generation.provider_request_id == record.request_id
+    assert generation.charged_usd == pytest.approx(record.usd)
+
+
+async def test_a_replicate_create_the_list_does_not_show_stays_booked_as_possibly_charged(
+    market: MarketServer,
+) -> None:
+    # Reset before Replicate took it: nothing to find, so it is unknown from here whether it
+    # exists; booked at its quote (its Cancel-After bounds what it could cost), never as free.
+    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=1.0)) as client:
+        provider = adapter(market, client, "replicate-reset-early")
+        quote = await provider.quote(req())
+        with pytest.raises(ConnectionLost, match="possibly charged") as info:
+            await provider.generate(req())
+    assert info.value.charged_usd == pytest.approx(quote.usd)
+    assert not [r for r in market.billing() if r.provider == "replicate-reset-early"]
+
+
+@pytest.mark.parametrize("protocol", [p for p in PROTOCOLS if p != "replicate"])
 async def test_a_reset_after_sending_is_booked_as_what_the_provider_bills(
     market: MarketServer, protocol: str
 ) -> None:

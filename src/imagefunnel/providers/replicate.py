@@ -24,8 +24,9 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import deque
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 from urllib.parse import quote as url_quote
 
@@ -104,6 +105,11 @@ class _PredictionPage(_http.Wire):
 # ours differ), over at most this many pages of the list (each 100 predictions, newest first).
 _FIND_SKEW = timedelta(seconds=120)
 _FIND_PAGES = 10
+# A create whose answer was lost is looked for in the prediction list this many times.
+_LOST_CREATE_LOOKS = 2
+# Ids of predictions this adapter created lately: a retry of the same request has the same input,
+# and a lost create must not be taken for an earlier attempt's prediction.
+_CREATED_REMEMBERED = 4096
 
 
 class ReplicateProvider:
@@ -148,6 +154,7 @@ class ReplicateProvider:
         self._base = httpx.URL(base_url.rstrip("/") + "/")
         self._auth = {"Authorization": f"Bearer {api_token}"}
         self._poll_interval_s = poll_interval_s
+        self._created: deque[str] = deque(maxlen=_CREATED_REMEMBERED)
         self._max_poll_interval_s = max(poll_interval_s, max_poll_interval_s)
         self._timeout_s = timeout_s
         # By default the provider's deadline falls just after our own cancel would have landed: our
@@ -308,15 +315,40 @@ class ReplicateProvider:
         else:
             url = str(self._base.join(f"v1/models/{self._owner}/{self._model_name}/predictions"))
         headers = {"Cancel-After": _duration(self._cancel_after_s)}
+        sending = datetime.now(UTC)
         try:
             on_sent = (lambda: sent.append(True)) if sent is not None else None
             response = await self._send("POST", url, json=body, headers=headers, on_sent=on_sent)
         except ConnectionLost as exc:
             # Sent, then the connection went: the prediction may exist (and bill) under an id we
-            # never saw; its Cancel-After bounds what it can cost. Booked as charged, not free.
+            # never saw. Replicate lists what it created with its input, so look for it there and
+            # follow it like any other; not found, its Cancel-After bounds what it can cost, and it
+            # is booked as charged, not free.
+            found = await self._created_unanswered(request, since=sending)
+            if found is not None:
+                self._created.append(found.id)
+                return found
             detail = f"{exc.args[0]} (the prediction may have been created: booked as possibly charged)"
             raise ConnectionLost(detail, provider=self.name, charged_usd=self._price.quote(request)) from exc
-        return self._checked(self._parse(response), "create")
+        created = self._checked(self._parse(response), "create")
+        self._created.append(created.id)
+        return created
+
+    async def _created_unanswered(self, request: GenerationRequest, *, since: datetime) -> _Prediction | None:
+        """The prediction a create whose answer was lost made, read back from the prediction list
+        (one match with the request's input, none this adapter already holds); None when the list
+        shows none (or several), or cannot be read: then it is unknown whether one exists."""
+        for look in range(_LOST_CREATE_LOOKS):
+            if look:
+                await asyncio.sleep(self._poll_interval_s)  # the create may still be on its way in
+            try:
+                found = await self.find_submitted(request, since=since, exclude=frozenset(self._created))
+                if found is not None:
+                    url = str(self._base.join(f"v1/predictions/{url_quote(found, safe='')}"))
+                    return self._checked(self._parse(await self._send("GET", url)), "prediction")
+            except ProviderError:
+                return None
+        return None
 
     def _checked(self, prediction: _Prediction, what: str) -> _Prediction:
         for link in (prediction.urls.get, prediction.urls.cancel):
