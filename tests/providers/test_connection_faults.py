@@ -106,14 +106,18 @@ def req(seed: int = 1) -> GenerationRequest:
     return GenerationRequest(request_id=f"r{seed}", model="m", prompt="p", width=512, height=512, seed=seed)
 
 
-async def test_a_replicate_create_whose_answer_was_lost_is_found_and_followed(market: MarketServer) -> None:
-    # Replicate lists the predictions it created with their input: the one the reset kept from
-    # us is read back from there, followed to its end, and charged what the market bills.
+@pytest.mark.parametrize("protocol", ["replicate", "fal"])
+async def test_a_submit_whose_answer_was_lost_is_found_and_followed(
+    market: MarketServer, protocol: str
+) -> None:
+    # Replicate lists the predictions it created with their input, fal the requests that ended:
+    # the one the reset kept from us is read back from there, followed to its end, and charged
+    # what the market bills.
     async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=1.0)) as client:
-        provider = adapter(market, client, "replicate-reset")
+        provider = adapter(market, client, f"{protocol}-reset")
         generation = await provider.generate(req())
     market.advance(100)
-    [record] = [r for r in market.billing() if r.provider == "replicate-reset"]
+    [record] = [r for r in market.billing() if r.provider == f"{protocol}-reset"]
     assert generation.image and generation.provider_request_id == record.request_id
     assert generation.charged_usd == pytest.approx(record.usd)
 
@@ -132,7 +136,7 @@ async def test_a_replicate_create_the_list_does_not_show_stays_booked_as_possibl
     assert not [r for r in market.billing() if r.provider == "replicate-reset-early"]
 
 
-@pytest.mark.parametrize("protocol", [p for p in PROTOCOLS if p != "replicate"])
+@pytest.mark.parametrize("protocol", [p for p in PROTOCOLS if p not in ("replicate", "fal")])
 async def test_a_reset_after_sending_is_booked_as_what_the_provider_bills(
     market: MarketServer, protocol: str
 ) -> None:

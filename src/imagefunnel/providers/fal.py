@@ -26,6 +26,7 @@ import asyncio
 import base64
 import io
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -80,6 +81,9 @@ _FIND_SKEW = timedelta(seconds=120)
 _FIND_PAGES = 10
 _FIND_PAGE_SIZE = 100
 _FIND_MAX_PAUSE_S = 2.0
+# Ids of requests this adapter submitted lately: a retry of the same request has the same input,
+# and a submit whose answer was lost must not be taken for an earlier attempt's request.
+_SUBMITTED_REMEMBERED = 4096
 
 
 class _Wire(BaseModel):
@@ -218,6 +222,7 @@ class FalProvider:
         if find_wait_s is not None and find_wait_s < 0:
             raise ValueError("find_wait_s must be ≥ 0")
         self._find_wait_s = timeout_s if find_wait_s is None else find_wait_s
+        self._submitted: deque[str] = deque(maxlen=_SUBMITTED_REMEMBERED)
         self._price_ttl_s = price_ttl_s
         self._output_format = output_format
         self._max_image_bytes = max_image_bytes
@@ -284,14 +289,7 @@ class FalProvider:
         """Follow a request submitted earlier (by a process that died) to its result. Its status and
         result URLs are rebuilt from the id the way fal makes them (the app's owner/alias only)."""
         started = time.monotonic()
-        app_id = "/".join(self._endpoint(request).split("/")[:2])
-        base = str(self._base.join(f"{app_id}/requests/{url_quote(provider_request_id, safe='')}"))
-        handle = _Handle(
-            request_id=provider_request_id,
-            status_url=f"{base}/status",
-            response_url=base,
-            cancel_url=f"{base}/cancel",
-        )
+        handle = self._handle_for(request, provider_request_id)
         try:
             async with asyncio.timeout(self._timeout_s):
                 price = await self._unit_price()
@@ -432,6 +430,25 @@ class FalProvider:
         self._price = _UnitPrice(usd=entry.unit_price, unit=unit, fetched_at=time.monotonic())
         return self._price
 
+    async def _find_lost_submit(self, request: GenerationRequest, *, since: datetime) -> str | None:
+        """The id of the request a submit whose answer was lost made (none this adapter already
+        holds: a retry has the same input), or None: not listed, listed twice, or no listing."""
+        try:
+            return await self.find_submitted(request, since=since, exclude=frozenset(self._submitted))
+        except ProviderError:
+            return None
+
+    def _handle_for(self, request: GenerationRequest, provider_request_id: str) -> _Handle:
+        """A request's status, result and cancel URLs, rebuilt from its id the way fal makes them."""
+        app_id = "/".join(self._endpoint(request).split("/")[:2])
+        base = str(self._base.join(f"{app_id}/requests/{url_quote(provider_request_id, safe='')}"))
+        return _Handle(
+            request_id=provider_request_id,
+            status_url=f"{base}/status",
+            response_url=base,
+            cancel_url=f"{base}/cancel",
+        )
+
     async def _submit(self, request: GenerationRequest, sent: list[bool] | None = None) -> _Handle:
         body = {
             "prompt": request.prompt,
@@ -445,16 +462,24 @@ class FalProvider:
             if self._reference_endpoint is None:
                 raise ProviderUnavailable("no reference_endpoint configured", provider=self.name)
             body["image_url"] = _data_uri(request.reference_images[0])
+        sending = datetime.now(UTC)
         try:
             on_sent = (lambda: sent.append(True)) if sent is not None else None
             response = await self._send("POST", str(self._base.join(endpoint)), json=body, on_sent=on_sent)
         except ConnectionLost as exc:
             # Sent, then the connection went: fal may have queued it (and will bill its output)
-            # under an id we never saw. Nothing to cancel or look up: booked as charged, not free.
+            # under an id we never saw. Its request listing shows it once it has ended: found
+            # there (within this attempt's timeout), it is followed like any other; not found,
+            # it is booked as charged, not free.
+            found = await self._find_lost_submit(request, since=sending)
+            if found is not None:
+                self._submitted.append(found)
+                return self._handle_for(request, found)
             charged = self._price.cost(request.megapixels) if self._price else 0.0
             detail = f"{exc.args[0]} (the request may have been queued: booked as possibly charged)"
             raise ConnectionLost(detail, provider=self.name, charged_usd=charged) from exc
         handle = self._parse(_Handle, response, "submit")
+        self._submitted.append(handle.request_id)
         for url in (handle.status_url, handle.response_url, handle.cancel_url):
             # These URLs receive our API key: never follow them off the provider's host.
             if httpx.URL(url).host != self._base.host:
