@@ -297,11 +297,7 @@ def _spec(cell: Cell) -> JobSpec:
             # One request at a time: a request already on the wire when a 429 comes back cannot
             # honour its Retry-After, and the market would count it as if it had ignored it.
             # A price change: the next request after the jump is sent once the jump has happened.
-            # A ComfyUI box runs one prompt at a time: a second one in flight only waits in its
-            # queue, where the router's attempt timeout (at least 5 s) counts the wait too.
-            "concurrency": 1
-            if cell.fault in ("rate_limit", "price_change") or cell.protocol == "comfyui"
-            else 2,
+            "concurrency": 1 if cell.fault in ("rate_limit", "price_change") else 2,
             "seed": 1,
         }
     )

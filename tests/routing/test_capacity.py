@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass
 
 import pytest
 
 from imagefunnel.providers.base import Generation, GenerationRequest
+from imagefunnel.errors import NoProviderAvailable
 from imagefunnel.routing import NullLedger, ProviderTraits, RouteContext, Router
+from imagefunnel.routing.dispatch import TimeoutSettings
 from imagefunnel.routing.capacity import CapacityBook
 from imagefunnel.testing import MockProvider
 
@@ -113,11 +116,11 @@ def test_a_request_that_leaves_unserved_moves_the_later_ones_up() -> None:
 # -- the router -------------------------------------------------------------------------------
 
 
-def provider(name: str, price: float) -> MockProvider:
+def provider(name: str, price: float, kind: type[MockProvider] = MockProvider) -> MockProvider:
     def handler(r: GenerationRequest) -> Generation:
         return Generation(r.request_id, name, r.model, b"img", price, 0.01, f"{name}-{r.request_id}")
 
-    return MockProvider(handler, name=name, models=frozenset({"m"}), price_usd=price)
+    return kind(handler, name=name, models=frozenset({"m"}), price_usd=price)
 
 
 def router(clock: Clock, **kw: object) -> Router:
@@ -181,6 +184,31 @@ async def test_when_nothing_completes_in_time_the_late_options_are_still_tried()
     busy(r, 3)
     generation = await r.generate(req(), at(1.0))  # neither the box (20 s) nor the API (2 s) makes it
     assert generation.provider in {"box", "api"}
+
+
+class SlowBox(MockProvider):
+    """Answers after a real pause: the time a prompt spends behind others in a box's queue."""
+
+    async def generate(self, request: GenerationRequest) -> Generation:
+        await asyncio.sleep(0.3)
+        return await super().generate(request)
+
+
+async def test_a_request_waiting_in_a_box_queue_is_not_cut_off_for_waiting() -> None:
+    clock = Clock()
+    slow = provider("box", 0.001, SlowBox)
+    traits = {"box": ProviderTraits(expected_latency_s=0.1, slots=1)}
+    r = Router(
+        [slow], ledger=NullLedger(), clock=clock, traits=traits, seed=0, timeouts=TimeoutSettings(max_s=0.1)
+    )
+    busy(r, 3)  # 3 ahead of it: about 0.3 s of queue before its 0.1 s of service
+    generation = await r.generate(req(), at(100.0))
+    assert generation.provider == "box"
+    idle = Router(
+        [slow], ledger=NullLedger(), clock=clock, traits=traits, seed=0, timeouts=TimeoutSettings(max_s=0.1)
+    )
+    with pytest.raises(NoProviderAvailable, match="ProviderTimeout|no result|timeout"):
+        await idle.generate(req(1), at(100.0))  # no queue expected: 0.3 s is past its limit
 
 
 @dataclass(frozen=True)

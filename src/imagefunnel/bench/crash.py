@@ -116,8 +116,9 @@ class PointResult:
     closed_at_quote: int  # attempts resume could not re-attach (interrupted or lost)
     wall_s: float
     # The naming window: the process died after the provider took a request and before its answer
-    # (the provider's id) reached the store. Resume cannot look such a request up: it is booked at
-    # its quote, and its image, if any, is never fetched. Every other mismatch or loss is a defect.
+    # (the provider's id) reached the store. Resume looks such a request up where the provider lists
+    # what it took (fal, Replicate); one it cannot find is booked at its quote and its image, if
+    # any, is never fetched. Every other mismatch or loss is a defect.
     unnamed_billed: int = 0  # requests the market billed whose provider id the ledger never learned
     mismatched_named: int = 0  # mismatches between the ledger and the bill for requests it had named
     lost_named: int = 0  # billed images lost although their request was named in the ledger

@@ -35,6 +35,8 @@ def _row(r: PointResult) -> str:
 def crash_markdown(report: CrashReport) -> str:
     s = report.settings
     n = len(report.points)
+    named = sum(p.mismatched_named for p in report.points)
+    unnamed_billed = sum(p.unnamed_billed for p in report.points)
     lines = [
         f"`{report.command}` — {n} kill points of a job of K={s.deliver} (at most {4 * s.deliver} "
         f"candidates, 256² generic images, concurrency {s.concurrency}), seed {s.seed}; {_machine()}, "
@@ -43,9 +45,11 @@ def crash_markdown(report: CrashReport) -> str:
         f"**Totals over {n} kill points ({report.killed} landed before the job ended):** jobs delivered "
         f"K {report.delivered_jobs}/{n} · candidates lost {report.candidates_lost} · double charges "
         f"{report.double_charges} · ledger − billing ${report.ledger_delta_usd:+.6f} · requests whose "
-        f"ledger charge differs from their bill {report.mismatched}, of them named "
-        f"{sum(p.mismatched_named for p in report.points)} (the rest died in the naming window: taken by "
-        "the provider, its id not yet stored).",
+        f"ledger charge differs from their bill {report.mismatched}: {named} named in the ledger; the "
+        f"others are {report.mismatched - named - unnamed_billed} attempts closed at their quote under no "
+        f"provider id, against {unnamed_billed} requests the provider billed under an id the ledger never "
+        "learned (the naming window). Each such attempt without such a bill never reached the provider: "
+        "it is booked all the same, since the process may have sent it.",
         "",
         "| kill point | attempts / in flight at kill | resumes | outcome | attempts | candidates "
         "| billed | closed at quote | lost | double | ledger $ | billed $ | ledger − billed $ "

@@ -480,6 +480,9 @@ class Router:
         if p99 is not None:
             floor = max(t.min_s, 2.0 * option.expected_latency_s)
             limit = min(limit, max(floor, t.factor * p99))
+        # The wait expected in the provider's own queue (a one-slot box busy with the requests
+        # ahead) comes before the service the limit is for: a request is not cut off for waiting.
+        limit += max(0.0, option.queue_wait_s)
         left = ctx.deadline - self._clock()
         return max(0.001, min(limit, left))
 
