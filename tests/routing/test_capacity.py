@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from imagefunnel.providers.base import Generation, GenerationRequest
 from imagefunnel.errors import NoProviderAvailable
+from imagefunnel.providers.base import Generation, GenerationRequest
 from imagefunnel.routing import NullLedger, ProviderTraits, RouteContext, Router
-from imagefunnel.routing.dispatch import TimeoutSettings
 from imagefunnel.routing.capacity import CapacityBook
+from imagefunnel.routing.dispatch import TimeoutSettings
 from imagefunnel.testing import MockProvider
 
 
@@ -207,7 +207,7 @@ async def test_a_request_waiting_in_a_box_queue_is_not_cut_off_for_waiting() -> 
     idle = Router(
         [slow], ledger=NullLedger(), clock=clock, traits=traits, seed=0, timeouts=TimeoutSettings(max_s=0.1)
     )
-    with pytest.raises(NoProviderAvailable, match="ProviderTimeout|no result|timeout"):
+    with pytest.raises(NoProviderAvailable, match=r"ProviderTimeout|no result|timeout"):
         await idle.generate(req(1), at(100.0))  # no queue expected: 0.3 s is past its limit
 
 
