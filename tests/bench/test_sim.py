@@ -4,7 +4,7 @@ import pytest
 
 from imagefunnel.bench.sim import SimProvider
 from imagefunnel.bench.vclock import run_virtual
-from imagefunnel.errors import NoProviderAvailable, ProviderUnavailable, RateLimited
+from imagefunnel.errors import ConnectionLost, NoProviderAvailable, ProviderUnavailable, RateLimited
 from imagefunnel.market.engine import Market
 from imagefunnel.market.scenario import Scenario
 from imagefunnel.providers.base import GenerationRequest, PriceUnit, abandoned_charge
@@ -218,3 +218,32 @@ def test_the_router_books_what_the_market_bills_for_a_gpu_second_request_cut_off
     ledger, billed = run_virtual(main())
     assert billed > 0
     assert ledger == pytest.approx(billed)
+
+
+def test_a_reset_submit_is_found_again_where_the_protocol_lists_what_it_took() -> None:
+    reset = [{"kind": "connection_reset", "at": "response", "start_s": 0, "end_s": 1e9, "fraction": 1.0}]
+    listed = {**FAL, "name": "listed", "faults": reset}
+    unlisted = {
+        **FAL,
+        "name": "unlisted",
+        "protocol": "together",
+        "models": ["black-forest-labs/FLUX.1-schnell"],
+        "faults": reset,
+    }
+
+    async def main() -> tuple[float, float, float]:
+        loop = asyncio.get_running_loop()
+        market = Market(market_of(listed, unlisted), clock=loop.time)
+        # fal (and Replicate) list what they took: the adapter follows it to its image.
+        found = await SimProvider(market, "listed").generate(req(0))
+        # Together lists nothing: lost, booked as what it will be billed.
+        with pytest.raises(ConnectionLost) as info:
+            await SimProvider(market, "unlisted").generate(req(1, "black-forest-labs/FLUX.1-schnell"))
+        await asyncio.sleep(10)
+        bills = {r.provider: r.usd for r in market.billing()}
+        assert found.provider_request_id
+        return found.charged_usd - bills["listed"], info.value.charged_usd, bills["unlisted"]
+
+    found_delta, booked, billed = run_virtual(main())
+    assert found_delta == pytest.approx(0.0)
+    assert billed > 0 and booked == pytest.approx(billed)

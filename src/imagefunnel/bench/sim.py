@@ -14,6 +14,9 @@ protocol would add is modelled where it changes money or time:
   outage is still billed, as the market bills it);
 * truncated garbage (``garbage_rate`` or a ``garbage`` window) fails decoding in the adapter
   (``BadOutput``, billed); black garbage is returned and left to the scorer;
+* a request whose submit answer a reset lost is found again where the protocol lists what it
+  took (Replicate's prediction list, fal's request listing) and followed like any other; on the
+  others (Together, OpenAI) it is lost, booked as possibly charged;
 * a cancelled request is cancelled at the provider as its protocol allows: fal while queued,
   Replicate until done (GPU time so far is billed), OpenAI/Together never (the image is bought);
   the cancellation carries what the market bills for the request (``carry_charge``), as the real
@@ -56,6 +59,9 @@ _UNITS = {
     "token": PriceUnit.PER_TOKEN,
 }
 _PER_MILLION = 1_000_000
+# Protocols whose provider lists the requests it took with their input: a submit whose answer was
+# lost is found there and followed (``find_submitted``).
+_LISTS_WHAT_IT_TOOK = frozenset({"replicate", "fal"})
 _CHARS_PER_TOKEN = 4
 
 
@@ -192,7 +198,8 @@ class SimProvider:
             raise _rejected(outcome, self.name)
         job = outcome
         self.jobs[job.id] = job
-        if job.reset:  # taken, answer lost: the adapters book it as charged, as it will be billed
+        if job.reset and self.profile.protocol not in _LISTS_WHAT_IT_TOOK:
+            # Taken, answer lost, nowhere to look it up: booked as charged, as it will be billed.
             record = bill(job, self.profile, ended_s=job.done_s, finished=not job.fails)
             # The provider still runs it: its slot frees when it is done.
             asyncio.get_running_loop().call_later(max(0.0, job.done_s - self.market.now_s()), release)
