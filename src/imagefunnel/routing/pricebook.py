@@ -68,6 +68,7 @@ class _Drift:
     ratio: float = 1.0
     samples: int = 0
     observed_at: float = 0.0  # when the last charge updated it; it fades from then on
+    billed_at: float = -math.inf  # when the last charge came (a price change moves observed_at too)
 
 
 def _log_distance(a: float, b: float) -> float:
@@ -170,7 +171,7 @@ class PriceBook:
         current = self._current_ratio(drift)
         drift.ratio = ratio if drift.samples == 0 else current + self._drift_alpha * (ratio - current)
         drift.samples += 1
-        drift.observed_at = self._clock()
+        drift.observed_at = drift.billed_at = self._clock()
 
     def _current_ratio(self, drift: _Drift) -> float:
         """The learned ratio faded towards 1 by the time since a charge last confirmed it."""
@@ -182,9 +183,7 @@ class PriceBook:
         """Whether a charge of this provider's ``model`` was seen within the drift's half-life: its
         expected price then rests on what it bills, not only on what it quotes."""
         found = self._drift.get((provider, model))
-        if found is None or found.samples == 0:
-            return False
-        return self._clock() - found.observed_at <= self._drift_half_life_s
+        return found is not None and self._clock() - found.billed_at <= self._drift_half_life_s
 
     def drift(self, provider: str, model: str) -> float:
         """How much more (or less) than its quote this provider is expected to charge."""
