@@ -48,9 +48,7 @@ from imagefunnel.funnel.waves import (
     PRIOR_FAIL,
     PRIOR_PASS,
     WAVE_SAFETY,
-    confident_wave_size,
-    rounds_left,
-    wave_target,
+    wave_size,
 )
 from imagefunnel.providers.base import PriceUnit
 from imagefunnel.routing.dispatch import BILLED_TAIL, STOP_GRACE, TimeoutSettings
@@ -263,20 +261,25 @@ def wave_sizes(
     """The funnel's wave-size rule, over arrays: ask for the remaining need over the pass-rate estimate
     (the Beta(2, 1) posterior of this job's verdicts), with a margin, within the candidates left.
 
-    With a ``confidence``, the funnel's confident rule (:mod:`imagefunnel.funnel.waves`) instead,
-    from each run's time left and slowest round trip so far (``round_s``; NaN: no wave timed yet),
-    through the very functions the funnel calls.
+    With a ``confidence``, the funnel's confident rule instead, run by run through the funnel's own
+    ``waves.wave_size``, from each run's time left and slowest round trip so far (``round_s``; NaN:
+    no wave timed yet).
     """
     if confidence is not None:
         if time_left_s is None or round_s is None:
             raise ValueError("a confident wave rule needs each run's time left and round trip")
         sizes = np.empty(passed.size, dtype=np.int64)
         for i in range(passed.size):
-            ok, seen, timed = int(passed[i]), int(generated[i]), float(round_s[i])
-            rounds = rounds_left(float(time_left_s[i]), None if math.isnan(timed) else timed)
-            target = wave_target(confidence, rounds)
-            alpha, beta = PRIOR_PASS + ok, PRIOR_FAIL + seen - ok
-            sizes[i] = confident_wave_size(deliver - ok, alpha, beta, target, int(left[i]))
+            ok, timed = int(passed[i]), float(round_s[i])
+            sizes[i] = wave_size(
+                needed=deliver - ok,
+                passed=ok,
+                generated=int(generated[i]),
+                left=int(left[i]),
+                confidence=confidence,
+                time_left_s=float(time_left_s[i]),
+                round_s=None if math.isnan(timed) else timed,
+            )
         return sizes
     estimate = (PRIOR_PASS + passed) / (PRIOR_PASS + PRIOR_FAIL + generated)
     wanted = np.ceil((deliver - passed) / np.maximum(estimate, MIN_ESTIMATE) * WAVE_SAFETY)

@@ -22,7 +22,7 @@ from imagefunnel.funnel.events import CandidateScored, FunnelObserver, RequestFa
 from imagefunnel.funnel.reattach import name_unnamed, reattach_in_flight
 from imagefunnel.funnel.requests import prompt_for, reference_images, request_number, seed_for
 from imagefunnel.funnel.selection import Ranked, best_k, find_duplicate, perceptual_hash, quality
-from imagefunnel.funnel.waves import PRIOR_FAIL, PRIOR_PASS, wave_size
+from imagefunnel.funnel.waves import pass_rate_estimate, wave_size
 from imagefunnel.imaging import decode_image
 from imagefunnel.providers.base import Generation, GenerationRequest
 from imagefunnel.routing import RouteContext, Router
@@ -64,8 +64,7 @@ class _JobState:
         return len(self.passed) >= self.spec.deliver or self.stop_reason is not None
 
     def pass_rate_estimate(self) -> float:
-        passed = len(self.passed)
-        return (PRIOR_PASS + passed) / (PRIOR_PASS + PRIOR_FAIL + self.generated)
+        return pass_rate_estimate(len(self.passed), self.generated)
 
 
 def score_candidate(

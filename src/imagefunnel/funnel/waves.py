@@ -32,6 +32,7 @@ __all__ = [
     "WAVE_SAFETY",
     "at_least",
     "confident_wave_size",
+    "pass_rate_estimate",
     "rounds_left",
     "wave_size",
     "wave_target",
@@ -42,6 +43,12 @@ MIN_WAVE_TARGET = 0.5
 PRIOR_PASS, PRIOR_FAIL = 2.0, 1.0
 WAVE_SAFETY = 1.15  # without a confidence: a little more than the expected need, no trailing tiny wave
 MIN_ESTIMATE = 0.05  # a wave is never sized for a pass rate below this
+
+
+def pass_rate_estimate(passed: int, generated: int) -> float:
+    """The job's pass rate as its waves see it: the mean of the Beta(2, 1) prior updated with its
+    ``passed`` of ``generated`` verdicts."""
+    return (PRIOR_PASS + passed) / (PRIOR_PASS + PRIOR_FAIL + generated)
 
 
 def wave_size(
@@ -61,8 +68,7 @@ def wave_size(
     if confidence is not None:
         target = wave_target(confidence, rounds_left(time_left_s, round_s))
         return confident_wave_size(needed, PRIOR_PASS + passed, PRIOR_FAIL + generated - passed, target, left)
-    estimate = (PRIOR_PASS + passed) / (PRIOR_PASS + PRIOR_FAIL + generated)
-    wanted = math.ceil(needed / max(estimate, MIN_ESTIMATE) * WAVE_SAFETY)
+    wanted = math.ceil(needed / max(pass_rate_estimate(passed, generated), MIN_ESTIMATE) * WAVE_SAFETY)
     return max(1, min(wanted, left))
 
 

@@ -57,10 +57,12 @@ def wall_seconds(market: Market, until_s: float) -> float:
     return max(0.0, (until_s - market.now_s()) * market.time_factor)
 
 
-def wall_datetime(market: Market, t_s: float) -> datetime:
-    """Scenario time ``t_s`` as the UTC wall-clock moment it stands for."""
-    delta = (t_s - market.now_s()) * market.time_factor
-    return datetime.now(UTC) + timedelta(seconds=delta)
+def wall_datetime(market: Market, t_s: float, *, reading: tuple[float, datetime] | None = None) -> datetime:
+    """Scenario time ``t_s`` as the UTC wall-clock moment it stands for. ``reading``: one
+    (scenario seconds, wall moment) clock reading to count from, so that every timestamp of one
+    answer is on the same clock (default: the clocks now)."""
+    now_s, now = reading if reading is not None else (market.now_s(), datetime.now(UTC))
+    return now + timedelta(seconds=(t_s - now_s) * market.time_factor)
 
 
 def wall_time(market: Market, t_s: float) -> str:

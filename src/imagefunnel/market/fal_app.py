@@ -31,7 +31,7 @@ import json
 import re
 import threading
 from concurrent.futures import Executor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -331,13 +331,13 @@ class _FalApi:
         if isinstance(query, list):
             return _error(422, query)
         # One clock reading for the whole answer: every timestamp is on the same wall clock.
-        now_s, now = self._market.now_s(), datetime.now(UTC)
+        reading = (self._market.now_s(), datetime.now(UTC))
         listed = [
             item
             for job in self._market.jobs(gate)
-            if (item := self._listed(request, job, now_s, now, payloads=query.expand is not None))
+            if (item := self._listed(request, job, reading, payloads=query.expand is not None))
         ]
-        items, next_cursor = page_of(listed, query, now=now)
+        items, next_cursor = page_of(listed, query, now=reading[1])
         body = {
             "items": [item.body(payloads=query.expand is not None) for item in items],
             "next_cursor": next_cursor,
@@ -346,19 +346,18 @@ class _FalApi:
         return JSONResponse(body)
 
     def _listed(
-        self, request: Request, job: Job, now_s: float, now: datetime, *, payloads: bool
+        self, request: Request, job: Job, reading: tuple[float, datetime], *, payloads: bool
     ) -> ListedRequest | None:
-        """``job`` as the listing shows it; ``None`` while it has not ended (queued or running)."""
+        """``job`` as the listing shows it, its times counted from ``reading`` (scenario seconds,
+        wall moment); ``None`` while it has not ended (queued or running)."""
         market = self._market
+        now_s = reading[0]
         phase = market.phase(job, now_s)
         if phase in (Phase.QUEUED, Phase.RUNNING):
             return None
         cancelled = market.cancelled_at(job, now_s) if phase is Phase.CANCELLED else None
         ended_s = cancelled if cancelled is not None else job.done_s
         started = job.started_s < ended_s  # a request cancelled while queued never started
-
-        def wall(t_s: float) -> datetime:
-            return now + timedelta(seconds=(t_s - now_s) * market.time_factor)
 
         with self._submitted_lock:
             endpoint, body = self._submitted.get((job.provider, job.id), (job.model, {}))
@@ -373,9 +372,9 @@ class _FalApi:
         return ListedRequest(
             request_id=job.id,
             endpoint_id=endpoint,
-            sent_at=wall(job.submitted_s),
-            started_at=wall(job.started_s) if started else None,
-            ended_at=wall(ended_s),
+            sent_at=_shared.wall_datetime(market, job.submitted_s, reading=reading),
+            started_at=_shared.wall_datetime(market, job.started_s, reading=reading) if started else None,
+            ended_at=_shared.wall_datetime(market, ended_s, reading=reading),
             status_code=status_code,
             duration_s=max(0.0, ended_s - job.started_s) * market.time_factor if started else 0.0,
             json_input=body,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -160,6 +160,11 @@ class Reattachable(Protocol):
     ) -> Generation: ...
 
     async def reattach(self, request: GenerationRequest, provider_request_id: str) -> Generation: ...
+
+
+# How far before an attempt's intent a ``Findable`` provider's list is searched: the provider's
+# clock, which stamps what it lists, and ours differ.
+FIND_SKEW = timedelta(seconds=120)
 
 
 @runtime_checkable

@@ -48,6 +48,7 @@ from imagefunnel.errors import (
 from imagefunnel.providers import _http
 from imagefunnel.providers._http import retry_after_s
 from imagefunnel.providers.base import (
+    FIND_SKEW,
     Capabilities,
     Generation,
     GenerationRequest,
@@ -74,10 +75,9 @@ _MAGIC = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
 # Status polls tolerate this many transient errors in a row (429, 5xx, connection) before giving up.
 _MAX_POLL_ERRORS = 3
 _CANCEL_TIMEOUT_S = 2.0
-# Finding a request by its input: how far the listing's clock may run behind ours, how many pages
-# of it are read (100 a page: the requests an endpoint ended since the intent), and the pause
+# Finding a request by its input (from ``FIND_SKEW`` before the intent): how many pages of the
+# listing are read (100 a page: the requests an endpoint ended since the intent), and the pause
 # between looks while waiting for a request that may still be queued or running to end.
-_FIND_SKEW = timedelta(seconds=120)
 _FIND_PAGES = 10
 _FIND_PAGE_SIZE = 100
 _FIND_MAX_PAUSE_S = 2.0
@@ -314,7 +314,7 @@ class FalProvider:
         ended by then is left unnamed (closed at its quote). The wait is bounded from the call
         too, so an intent from a clock running ahead cannot stretch it."""
         endpoint = self._endpoint(request)
-        floor = since - _FIND_SKEW
+        floor = since - FIND_SKEW
         wait = timedelta(seconds=self._find_wait_s)
         give_up = min(since, datetime.now(UTC)) + wait
         pause = self._poll_interval_s

@@ -26,7 +26,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Literal
 from urllib.parse import quote as url_quote
 
@@ -43,6 +43,7 @@ from imagefunnel.errors import (
 )
 from imagefunnel.providers import _http
 from imagefunnel.providers.base import (
+    FIND_SKEW,
     Capabilities,
     Generation,
     GenerationRequest,
@@ -101,9 +102,8 @@ class _PredictionPage(_http.Wire):
     results: list[_Listed]
 
 
-# A prediction is looked for from this long before the intent was written (Replicate's clock and
-# ours differ), over at most this many pages of the list (each 100 predictions, newest first).
-_FIND_SKEW = timedelta(seconds=120)
+# A prediction is looked for from ``FIND_SKEW`` before the intent was written, over at most this
+# many pages of the list (each 100 predictions, newest first).
 _FIND_PAGES = 10
 # A create whose answer was lost is looked for in the prediction list this many times.
 _LOST_CREATE_LOOKS = 2
@@ -218,11 +218,10 @@ class ReplicateProvider:
         """Follow a prediction created earlier (by a process that died), ``GET /v1/predictions/{id}``,
         to its end. Its ``Cancel-After`` still bounds what it can cost if it is still running."""
         started = time.monotonic()
-        url = str(self._base.join(f"v1/predictions/{url_quote(provider_request_id, safe='')}"))
         found: _Prediction | None = None
         try:
             async with asyncio.timeout(self._timeout_s):
-                found = self._checked(self._parse(await self._send("GET", url)), "prediction")
+                found = await self._read(provider_request_id)
                 prediction, data, charged = await self._collect(found, request)
         except (TimeoutError, ProviderTimeout) as exc:
             # Not even read back: assume it runs to the end and is billed like a finished one.
@@ -265,7 +264,7 @@ class ReplicateProvider:
     ) -> str | None:
         """The id of the one prediction of this model created since ``since`` (less a clock skew)
         with ``request``'s prompt, seed and size, not in ``exclude``; ``None`` if none or several."""
-        floor = since - _FIND_SKEW
+        floor = since - FIND_SKEW
         url = str(self._base.join("v1/predictions"))
         found: list[str] = []
         for _ in range(_FIND_PAGES):
@@ -344,11 +343,15 @@ class ReplicateProvider:
             try:
                 found = await self.find_submitted(request, since=since, exclude=frozenset(self._created))
                 if found is not None:
-                    url = str(self._base.join(f"v1/predictions/{url_quote(found, safe='')}"))
-                    return self._checked(self._parse(await self._send("GET", url)), "prediction")
+                    return await self._read(found)
             except ProviderError:
                 return None
         return None
+
+    async def _read(self, prediction_id: str) -> _Prediction:
+        """``GET /v1/predictions/{id}``: a prediction as Replicate holds it now."""
+        url = str(self._base.join(f"v1/predictions/{url_quote(prediction_id, safe='')}"))
+        return self._checked(self._parse(await self._send("GET", url)), "prediction")
 
     def _checked(self, prediction: _Prediction, what: str) -> _Prediction:
         for link in (prediction.urls.get, prediction.urls.cancel):
