@@ -297,7 +297,11 @@ def _spec(cell: Cell) -> JobSpec:
             # One request at a time: a request already on the wire when a 429 comes back cannot
             # honour its Retry-After, and the market would count it as if it had ignored it.
             # A price change: the next request after the jump is sent once the jump has happened.
-            "concurrency": 1 if cell.fault in ("rate_limit", "price_change") else 2,
+            # A ComfyUI box runs one prompt at a time: under heavy load a second one waiting in its
+            # queue still ran past the attempt timeout (the queue wait estimate is one short run).
+            "concurrency": 1
+            if cell.fault in ("rate_limit", "price_change") or cell.protocol == "comfyui"
+            else 2,
             "seed": 1,
         }
     )
