@@ -7,7 +7,15 @@ import dataclasses
 import pytest
 
 from imagefunnel.evaluation import LabeledImage, ScoredImage
-from imagefunnel.evaluation.heldout import Rate, fit_clean_quantile, headline, leave_one_person_out, wilson
+from imagefunnel.evaluation.heldout import (
+    Rate,
+    fit_clean_quantile,
+    fit_validated_headroom,
+    headline,
+    leave_one_person_out,
+    validated_headrooms,
+    wilson,
+)
 from imagefunnel.scoring import DimensionInfo, Direction
 
 INFO = DimensionInfo(
@@ -97,3 +105,47 @@ def test_a_person_unlike_the_others_is_rejected_only_when_held_out() -> None:
     assert held.worst_person is not None and held.worst_person.person == "B"
     clean, hard, which = headline(scored, {"noise": 2.0}, {"noise": INFO.direction})
     assert clean == Rate(2, 7) and hard == Rate(2, 2) and len(which) == 2
+
+
+SPREAD = [float(v) for v in range(11)]  # 0..10: median 5, edge 10
+PEOPLE = {"a": "A", "b": "B", "c": "C"}
+
+
+def test_a_dimension_every_person_shares_keeps_the_narrowest_headroom() -> None:
+    # Each person's clean photos span the same 0..10: no held-out person lands beyond the others, so
+    # the margin narrows to the last candidate, and a defect at 10.6 that the fixed half-distance
+    # margin (12.5) lets through is caught.
+    train = [item(s, v) for s in PEOPLE for v in SPREAD]
+    assert validated_headrooms(train, {"noise": INFO}, quantile=1.0, persons=PEOPLE) == {"noise": 0.1}
+    fitted = fit_validated_headroom({"noise": INFO}, quantile=1.0, persons=PEOPLE)(train)
+    assert fitted["noise"] == pytest.approx(10.0 + 0.1 * 5.0)
+    fixed = fit_clean_quantile({"noise": INFO}, quantile=1.0, persons=PEOPLE)(train)
+    assert fixed["noise"] == pytest.approx(12.5) and fitted["noise"] < 10.6 < fixed["noise"]
+
+
+def test_a_person_beyond_the_others_keeps_the_headroom_that_passed_them() -> None:
+    # C's clean photos reach 12 where A's and B's stop at 10. Fitted without C, a headroom of 0.4
+    # (10 + 0.4·5 = 12) still passes C's 12, 0.3 (11.5) does not: narrowing stops at 0.4.
+    train = [*(item(s, v) for s in ("a", "b") for v in SPREAD), *(item("c", v) for v in [*SPREAD[:-1], 12.0])]
+    assert validated_headrooms(train, {"noise": INFO}, quantile=1.0, persons=PEOPLE) == {"noise": 0.4}
+
+
+def test_the_held_out_figure_includes_the_choice_of_headroom() -> None:
+    # Fitted on everyone, the choice sees C and keeps 0.4: no clean image is rejected. Held out, C
+    # is not there to widen it: A and B alone choose 0.1, and C's 12 is rejected. That is what a new
+    # person like C would meet, and what the held-out numbers must say.
+    scored = [
+        *(item(s, v) for s in ("a", "b") for v in SPREAD),
+        *(item("c", v) for v in [*SPREAD[:-1], 12.0]),
+    ]
+    fit = fit_validated_headroom({"noise": INFO}, quantile=1.0, persons=PEOPLE)
+    held = leave_one_person_out(scored, fit=fit, directions={"noise": INFO.direction}, persons=PEOPLE)
+    assert held.in_sample_clean == Rate(0, 33)
+    by_person = {p.person: p for p in held.people}
+    assert by_person["C"].clean == Rate(1, 11) and by_person["A"].clean == Rate(0, 11)
+
+
+def test_a_dimension_left_at_its_default_is_not_fitted() -> None:
+    train = [item(s, v) for s in PEOPLE for v in SPREAD]
+    fitted = fit_validated_headroom({"noise": INFO}, persons=PEOPLE, fixed=frozenset({"noise"}))(train)
+    assert fitted == {"noise": INFO.default_threshold}

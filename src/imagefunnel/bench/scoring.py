@@ -36,7 +36,13 @@ from imagefunnel.evaluation import (
     load_manifest,
     score_devset,
 )
-from imagefunnel.evaluation.heldout import HeldOut, Rate, fit_clean_quantile, headline, leave_one_person_out
+from imagefunnel.evaluation.heldout import (
+    HeldOut,
+    Rate,
+    fit_validated_headroom,
+    headline,
+    leave_one_person_out,
+)
 from imagefunnel.evaluation.variants import encode_jpeg
 from imagefunnel.executors import ScorerConfig, local_executor, process_executor, warm_up
 from imagefunnel.funnel.engine import score_candidate
@@ -277,7 +283,7 @@ def run_scoring_bench(
     report = evaluate(scored, thresholds=dict(cascade.thresholds), directions=directions)
     held = leave_one_person_out(
         scored,
-        fit=fit_clean_quantile({d.name: d for d in cascade.dimensions}),
+        fit=fit_validated_headroom({d.name: d for d in cascade.dimensions}),
         directions=directions,
         persons={s.name: s.person for s in manifest.sources},
     )

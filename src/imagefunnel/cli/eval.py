@@ -265,7 +265,7 @@ def eval_cmd(
     """Score a labelled folder; per-dimension recall, precision, false rejects, confusion table.
     Exit code 0: it ran (the numbers are a report, not a verdict); 2: invalid input."""
     from imagefunnel.evaluation import evaluate, load_manifest
-    from imagefunnel.evaluation.heldout import fit_clean_quantile, leave_one_person_out
+    from imagefunnel.evaluation.heldout import fit_validated_headroom, leave_one_person_out
 
     scorer = _scorer(use_case, _thresholds(spec, thresholds))
     manifest = load_manifest(folder)
@@ -274,7 +274,7 @@ def eval_cmd(
     report = evaluate(scored, thresholds=dict(scorer.thresholds), directions=directions)
     held = leave_one_person_out(
         scored,
-        fit=fit_clean_quantile({d.name: d for d in scorer.dimensions}),
+        fit=fit_validated_headroom({d.name: d for d in scorer.dimensions}),
         directions=directions,
         persons={s.name: s.person for s in manifest.sources},
     )
@@ -285,8 +285,9 @@ def eval_cmd(
         render_heldout(
             held,
             console,
-            fitted="the defaults' rule (clean 99.5th percentile + half its distance from the median, no stricter "
-            "than the clean extreme + the largest step one person's clean extreme lies beyond the rest)",
+            fitted="the defaults' rule (clean 99.5th percentile + a headroom of its distance from the median, "
+            "the narrowest that rejects no more clean images of a person left out of the training set; no "
+            "stricter than the clean extreme + the largest step one person's clean extreme lies beyond the rest)",
         )
 
 

@@ -24,25 +24,33 @@ __all__ = [
     "BEYOND",
     "CLEAN_QUANTILE",
     "HEADROOM",
+    "HEADROOMS",
     "NOT_FITTED",
     "Fit",
     "HeldOut",
     "PersonResult",
     "Rate",
     "fit_clean_quantile",
+    "fit_validated_headroom",
     "headline",
     "leave_one_person_out",
+    "validated_headrooms",
     "wilson",
 ]
 
 Fit = Callable[[Sequence[ScoredImage]], Mapping[str, float]]
 # The rule the data-derived defaults follow: the clean distribution's 0.5th/99.5th percentile, pushed
-# out by half of its distance from the clean median, and never inside the clean extreme plus the
-# largest step by which one person's clean extreme lay beyond everyone else's (``BEYOND`` of it):
-# a new face may differ from the faces seen as much as one seen face differed from the rest.
+# out by a headroom of its distance from the clean median (half, or per dimension the narrowest of
+# ``HEADROOMS`` that held for people left out of the fit: ``fit_validated_headroom``), and never
+# inside the clean extreme plus the largest step by which one person's clean extreme lay beyond
+# everyone else's (``BEYOND`` of it): a new face may differ from the faces seen as much as one seen
+# face differed from the rest.
 CLEAN_QUANTILE = 0.995
 HEADROOM = 0.5
 BEYOND = 1.0
+# The headrooms ``fit_validated_headroom`` chooses from, widest first. The widest is the fixed rule's;
+# below 0.1 of its distance from the median the edge itself is the threshold, with nothing for noise.
+HEADROOMS = (0.5, 0.4, 0.3, 0.2, 0.15, 0.1)
 # Defaults that are not fitted to photos, held out or not: a file decodes or not, one face is one
 # face, and the detector's confidence cut is the model's own.
 NOT_FITTED = frozenset(
@@ -240,6 +248,105 @@ def fit_clean_quantile(
             )
             lo, hi = info.value_range
             out[name] = min(hi, max(lo, threshold))
+        return out
+
+    return fit
+
+
+def _held_out_clean_rejects(
+    train: Sequence[ScoredImage], fit: Fit, name: str, direction: Direction, owners: Mapping[str, str]
+) -> int:
+    """Clean images of ``train`` that ``name`` rejects when each person is held out of the fit."""
+    people = {owners.get(item.label.source, item.label.source) for item in train}
+    rejected = 0
+    for person in people:
+        inner = [item for item in train if owners.get(item.label.source, item.label.source) != person]
+        threshold = fit(inner)[name]
+        rejected += sum(
+            1
+            for item in train
+            if owners.get(item.label.source, item.label.source) == person
+            and item.label.clean
+            and math.isfinite(value := item.values.get(name, math.nan))
+            and rejects(value, threshold, direction)
+        )
+    return rejected
+
+
+def validated_headrooms(
+    train: Sequence[ScoredImage],
+    infos: Mapping[str, DimensionInfo],
+    *,
+    candidates: Sequence[float] = HEADROOMS,
+    quantile: float = CLEAN_QUANTILE,
+    beyond: float = BEYOND,
+    persons: Mapping[str, str] | None = None,
+    fixed: frozenset[str] = NOT_FITTED,
+) -> dict[str, float]:
+    """Per dimension, the narrowest of ``candidates`` (widest first) that rejects no more clean
+    images of a person left out of its fit than the widest does, leaving each person of ``train`` out
+    in turn; narrowing stops at the first that rejects more. The margin is then what held for faces
+    the fit had not seen, measured on the training people only, rather than one guess for every
+    dimension: a dimension whose clean values sit the same for everyone keeps little headroom, one
+    where each new person lands somewhere new keeps the widest."""
+    owners = dict(persons) if persons is not None else _library_persons()
+    chosen = {}
+    for name, info in infos.items():
+        widest = candidates[0]
+        if name in fixed:
+            chosen[name] = widest
+            continue
+
+        def fit_at(headroom: float, one: str = name) -> Fit:
+            return fit_clean_quantile(
+                {one: infos[one]},
+                quantile=quantile,
+                headroom=headroom,
+                beyond=beyond,
+                persons=owners,
+                fixed=fixed,
+            )
+
+        allowed = _held_out_clean_rejects(train, fit_at(widest), name, info.direction, owners)
+        best = widest
+        for headroom in candidates[1:]:
+            if _held_out_clean_rejects(train, fit_at(headroom), name, info.direction, owners) > allowed:
+                break
+            best = headroom
+        chosen[name] = best
+    return chosen
+
+
+def fit_validated_headroom(
+    infos: Mapping[str, DimensionInfo],
+    *,
+    candidates: Sequence[float] = HEADROOMS,
+    quantile: float = CLEAN_QUANTILE,
+    beyond: float = BEYOND,
+    persons: Mapping[str, str] | None = None,
+    fixed: frozenset[str] = NOT_FITTED,
+) -> Fit:
+    """:func:`fit_clean_quantile` with each dimension's headroom chosen on the training set by
+    :func:`validated_headrooms`. Held out by :func:`leave_one_person_out`, the choice is made again
+    without the held-out person (a nested leave-one-person-out), so the held-out figure includes the
+    choice's own optimism."""
+    owners = dict(persons) if persons is not None else _library_persons()
+
+    def fit(train: Sequence[ScoredImage]) -> dict[str, float]:
+        margins = validated_headrooms(
+            train, infos, candidates=candidates, quantile=quantile, beyond=beyond, persons=owners, fixed=fixed
+        )
+        out: dict[str, float] = {}
+        for name, info in infos.items():
+            one = fit_clean_quantile(
+                {name: info},
+                quantile=quantile,
+                headroom=margins[name],
+                beyond=beyond,
+                persons=owners,
+                fixed=fixed,
+            )
+            out.update(one(train))
         return out
 
     return fit
