@@ -75,3 +75,21 @@ def test_every_evaluation_photo_has_a_recorded_source_and_license() -> None:
     assert len(found) >= 14 and len({p.source.person for p in found}) >= 8
     for item in found:
         assert item.source.origin and item.source.license and item.rgb.shape[2] == 3
+
+
+@pytest.mark.parametrize("name", ["clutter_shapes", "clutter_shelves"])
+def test_clutter_refuses_a_frame_the_person_fills(name: str) -> None:
+    # A tight crop through the hair leaves no backdrop beside the head: a clutter "defect" there
+    # would change nothing a viewer sees, so it is refused (the dev set lists it as skipped), while
+    # the same photo with its backdrop is cluttered.
+    from imagefunnel.evaluation.variants import CLEAN_VARIANTS
+
+    source = photo("biden").rgb
+    tight = CLEAN_VARIANTS["tight_crop"](source, np.random.default_rng(0)).rgb
+    with pytest.raises(ValueError, match="backdrop"):
+        GENERATORS[name].make(tight, 0.5, np.random.default_rng(1))
+    out = GENERATORS[name].make(source, 0.5, np.random.default_rng(1))
+    assert (
+        np.count_nonzero(np.abs(out.astype(int) - source).max(axis=2) > 30)
+        > 0.05 * out.shape[0] * out.shape[1]
+    )

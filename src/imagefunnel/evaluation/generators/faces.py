@@ -262,9 +262,22 @@ def _background_mask(rgb: Rgb, face: Box) -> Floats:
     return 1.0 - person
 
 
+# A frame whose backdrop beside and above the head is under this share of it (a tight crop: the
+# person fills it) has no backdrop to clutter; a clutter defect there would change nothing visible.
+MIN_BACKDROP_SHARE = 0.03
+
+
+def _backdrop(rgb: Rgb, face: Box) -> Floats:
+    mask = _background_mask(rgb, face)
+    if float(mask.mean()) < MIN_BACKDROP_SHARE:
+        raise ValueError("this defect needs a backdrop beside the head (the person fills the frame)")
+    return mask
+
+
 def clutter_shapes(rgb: Rgb, strength: float, rng: np.random.Generator) -> Rgb:
     # Random lines, boxes and discs of random colours behind the person (a busy room).
     face = haar_face(rgb)
+    backdrop = _backdrop(rgb, face)
     h, w = rgb.shape[:2]
     layer = rgb.copy()
     for _ in range(round(150 + 350 * strength)):
@@ -284,13 +297,14 @@ def clutter_shapes(rgb: Rgb, strength: float, rng: np.random.Generator) -> Rgb:
             cv2.rectangle(layer, (x, y), (x + size, y + size // 2), colour, -1)
         else:
             cv2.circle(layer, (x, y), size // 2, colour, -1)
-    keep = _feather(_background_mask(rgb, face), 2.0)
+    keep = _feather(backdrop, 2.0)
     return np.asarray(np.clip(rgb * (1 - keep) + layer * keep, 0, 255), dtype=np.uint8)
 
 
 def clutter_shelves(rgb: Rgb, strength: float, rng: np.random.Generator) -> Rgb:
     # Shelves of book spines behind the person: rows of narrow rectangles, random colours and widths.
     face = haar_face(rgb)
+    backdrop = _backdrop(rgb, face)
     h, w = rgb.shape[:2]
     layer = np.zeros_like(rgb)
     row = max(8, round(h * (0.16 - 0.06 * strength)))
@@ -301,7 +315,7 @@ def clutter_shelves(rgb: Rgb, strength: float, rng: np.random.Generator) -> Rgb:
             colour = rng.integers(20, 235, 3)
             layer[top : top + row - 2, x : x + spine] = colour
             x += spine + 1
-    keep = _feather(_background_mask(rgb, face), 2.0) * (0.75 + 0.25 * strength)
+    keep = _feather(backdrop, 2.0) * (0.75 + 0.25 * strength)
     return np.asarray(np.clip(rgb * (1 - keep) + layer * keep, 0, 255), dtype=np.uint8)
 
 
