@@ -47,6 +47,14 @@ def test_a_cheap_provider_that_covers_half_the_demand_raises_the_bound_to_the_mi
     assert lp_bound(scenario, one_job(10), PASS_ALL) == pytest.approx(CHEAP)
 
 
+def test_a_slot_counts_its_mean_run_not_only_its_fastest() -> None:
+    # One slot, runs of 5 to 15 s (mean 10), starts from 0 to 95: about 10 completions can be
+    # expected (a renewal count), 20 if every run were the fastest. The windows allow at most 13.
+    scenario = market(("slots", 1), ("processing_s", [5, 15]))
+    cheap_images = (DEAR - lp_bound(scenario, one_job(30), PASS_ALL)) * 30 / (DEAR - CHEAP)
+    assert 10 <= cheap_images <= 13
+
+
 def test_a_rate_limit_caps_the_cheap_provider_generously() -> None:
     # 0.1 request/s: the token bucket admits 1 + 0.1 × 100 = 11 requests in the job's 100 s; the
     # bound counts capacity per window, with a burst per window, so it may allow one more.

@@ -142,12 +142,11 @@ def _fastest_s(profile: ProviderProfile) -> float:
 
 
 def _window_capacity(profile: ProviderProfile, window_s: float) -> float | None:
-    """The most requests ``profile`` can complete among those started in any ``window_s`` seconds,
-    in the most generous form of each limit the market enforces; ``None``: no limit.
+    """The most requests ``profile`` can be expected to complete among those started in any
+    ``window_s`` seconds, in the most generous form of each limit the market enforces; ``None``: no
+    limit.
 
-    * slots: each slot runs one request at a time, each for at least the fastest run, so it starts
-      at most ⌈window / fastest⌉ in the window (requests wait for a slot, and a request's slot
-      start, not its submission, is what counts; see :func:`lp_bound`);
+    * slots: see :func:`_slot_capacity`;
     * a rate limit: a token bucket of ``max(1, rate)`` tokens refilled at ``rate`` per second admits
       at most ``max(1, rate) + rate × window``; a steady 5xx or failure rate (drawn for each admitted
       request, independently of the past) leaves that share of them without an output.
@@ -155,12 +154,32 @@ def _window_capacity(profile: ProviderProfile, window_s: float) -> float | None:
     A provider with slots is counted by its slots alone (a rate limit counts submissions, which
     may come long before the slot): dropping a limit keeps the bound a floor."""
     if profile.slots is not None:
-        fastest = _fastest_s(profile)
-        return None if fastest <= 0 else profile.slots * math.ceil(window_s / fastest - 1e-9)
+        return _slot_capacity(profile, window_s)
     rate = profile.rate_limit_per_s
     if rate is None:
         return None
     return (max(1.0, rate) + rate * window_s) * (1 - profile.error_5xx_rate) * (1 - profile.failure_rate)
+
+
+def _slot_capacity(profile: ProviderProfile, window_s: float) -> float | None:
+    """Requests a provider with ``slots`` can be expected to complete among those it starts (gives
+    a slot) in a window: the lesser of two limits, per slot.
+
+    * Each holds its slot at least the fastest run, so a slot starts at most ⌈window / fastest⌉.
+    * In expectation, a slot's requests started in the window hold it for at most the window plus
+      the longest run (the last one may run past the window's end), and each completed one holds
+      it for a queue and a run drawn at submission, independently of everything the policy knows:
+      at least the mean of queue + run per completion, even for a policy that cancels slow ones.
+      (Queue + run is the sum of two uniform draws, whose hazard rate increases: a request
+      cancelled after ``c`` seconds has used E[min(d, c)] ≥ mean × P(d ≤ c) of slot time.) Cold
+      starts only lengthen a hold. So a slot completes at most (window + longest) / mean."""
+    fastest = _fastest_s(profile)
+    slots = profile.slots
+    if slots is None or fastest <= 0:
+        return None
+    mean = (sum(profile.queue_s) + sum(profile.processing_s)) / 2
+    longest = profile.queue_s[1] + profile.processing_s[1]
+    return slots * min(math.ceil(window_s / fastest - 1e-9), (window_s + longest) / mean)
 
 
 def _windows(bucket: int, buckets: int) -> Iterator[tuple[int, int]]:
