@@ -143,7 +143,7 @@ def _fastest_s(profile: ProviderProfile) -> float:
 
 def _window_capacity(profile: ProviderProfile, window_s: float) -> float | None:
     """The most requests ``profile`` can be expected to complete among those started in any
-    ``window_s`` seconds, in the most generous form of each limit the market enforces; ``None``: no
+    ``window_s`` seconds, in a form of each limit the market enforces that no policy can beat; ``None``: no
     limit.
 
     * slots: see :func:`_slot_capacity`;
@@ -246,9 +246,13 @@ def lp_bound(
     without a limit are pooled per job into one variable at their lowest cost, which changes
     nothing in the optimum.
 
-    Nothing of any policy is assumed (not its requests in flight per job, its waves or its
-    timeouts), and every market limit is taken in its most generous form, so every policy's
-    expected cost lies above the optimum."""
+    Every quantity is an expectation over the market's draws (defects, verdicts, 5xx, failures,
+    queue and run times), each drawn when a request is submitted and independently of what the
+    policy knows then: a job that always delivers its K images gets K accepted images in
+    expectation, and each limit above holds in expectation. A job's deadline is part of the job:
+    an image that ends after it is not one delivered in time. Nothing of any policy is assumed
+    (not its requests in flight per job, its waves or its timeouts), and every market limit is
+    taken in a form no policy can beat, so every policy's expected cost lies above the optimum."""
     request = workload.request(0, 0)
     hindsight = ScenarioHindsight(scenario, calibration, request=request)
     limited = [p for p in scenario.providers if _window_capacity(p, bucket_s) is not None]
