@@ -143,8 +143,8 @@ def _fastest_s(profile: ProviderProfile) -> float:
 
 def _window_capacity(profile: ProviderProfile, window_s: float) -> float | None:
     """The most requests ``profile`` can be expected to complete among those started in any
-    ``window_s`` seconds, in a form of each limit the market enforces that no policy can beat; ``None``: no
-    limit.
+    ``window_s`` seconds, each limit the market enforces in a form no policy can beat; ``None``:
+    no limit.
 
     * slots: see :func:`_slot_capacity`;
     * a rate limit: a token bucket of ``max(1, rate)`` tokens refilled at ``rate`` per second admits
