@@ -118,10 +118,7 @@ def markdown(report: RoutingReport) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *(_row(r, report) for r in (*report.policies, *report.litellm)),
         "",
-        f"Lower bound: ${report.lower_bound_usd:.4f} per delivered image (each job buys every image at the "
-        "lowest list price / true pass rate any provider offers between its arrival and its deadline, with "
-        "no overshoot); `oracle` is the greedy hindsight policy, a baseline that pays overshoot like any "
-        "policy. Ledger vs bill: the router's own books against the market's billing log.",
+        _bound_line(report),
         "",
         "Where the money went: "
         + "; ".join(f"`{r.name}`: {_spend_split(r)}" for r in (*report.policies, *report.litellm)),
@@ -152,6 +149,19 @@ def markdown(report: RoutingReport) -> str:
         lines += _e2e_lines(report)
     lines.append(_END.format(scenario=report.scenario))
     return "\n".join(line for line in lines if line is not None) + "\n"
+
+
+def _bound_line(report: RoutingReport) -> str:
+    return (
+        f"Lower bound: ${report.lower_bound_usd:.4f} per delivered image, a linear program over the "
+        "market's hindsight: the jobs share every provider's capacity (its slots and rate limit), each "
+        "job buys at the lowest list price / true pass rate any provider offers while it is up, from the "
+        "job's arrival until the last moment a request there can still finish by the job's deadline, "
+        "with no overshoot; the price floor, the same without capacity or timing, is "
+        f"${report.price_floor_usd:.4f}. `oracle` is the greedy hindsight policy, a baseline that buys "
+        "at once and pays overshoot like any policy. Ledger vs bill: the router's own books against the "
+        "market's billing log."
+    )
 
 
 def _fault_free_line(report: RoutingReport) -> str:

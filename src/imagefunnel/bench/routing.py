@@ -18,10 +18,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
+from imagefunnel.bench.bound import lp_bound, price_floor
 from imagefunnel.bench.decision import DecisionLatency, measure_decisions
 from imagefunnel.bench.fault_free import has_faults, without_faults
 from imagefunnel.bench.litellm_baseline import LITELLM_STRATEGIES, litellm_available, run_litellm
-from imagefunnel.bench.oracle import ScenarioHindsight
 from imagefunnel.bench.results import PolicyResult
 from imagefunnel.bench.sim import expected_usd
 from imagefunnel.bench.simrun import SimSetup, policies_for, run_policy
@@ -57,8 +57,12 @@ class RoutingReport:
     e2e: tuple[tuple[PolicyResult, PolicyResult], ...] = field(default=())  # (over HTTP, simulated)
     command: str = ""
     machine: str = ""
-    # No policy can expect to pay less per delivered image (see ``lower_bound``); nan if unknown.
+    # No policy can expect to pay less per delivered image (``bench.bound.lp_bound``: capacity and
+    # timing counted); nan if unknown.
     lower_bound_usd: float = math.nan
+    # The looser floor that ignores capacity and timing (``bench.bound.price_floor``), kept to show
+    # what capacity and timing add.
+    price_floor_usd: float = math.nan
     # ``DEFAULT_POLICY`` on the same scenario and workload with the faults stripped (None: the
     # scenario has no faults, or the run was skipped).
     fault_free: PolicyResult | None = None
@@ -100,31 +104,6 @@ def dispersion(scenario: Scenario, workload: Workload, *, single: str, step_s: f
         single_sum += expected_usd(scenario.provider(single), scenario.provider(single).price_at(t), request)
         cheapest_sum += min(prices.values()) if prices else math.nan
     return Dispersion(single_sum / steps / request.megapixels, cheapest_sum / steps, horizon)
-
-
-def lower_bound(
-    scenario: Scenario, workload: Workload, calibration: ScorerCalibration, *, step_s: float = 5.0
-) -> float:
-    """A floor on the expected cost per delivered image: each job buys every image at the lowest
-    hindsight cost per accepted image (list price at that moment / true pass rate) any provider
-    offers at any moment between the job's arrival and its deadline, with no overshoot (not one
-    candidate beyond what K needs). The greedy ``oracle`` policy is a baseline, not this bound:
-    it pays the end-of-job overshoot like any policy, and a lucky run can beat it."""
-    hindsight = ScenarioHindsight(scenario, calibration, request=workload.request(0, 0))
-    model = workload.model
-    floors: list[float] = []
-    for job in range(workload.jobs):
-        start = job * workload.interarrival_s
-        steps = max(1, int(workload.deadline_s / step_s))
-        costs = [
-            cost
-            for i in range(steps + 1)
-            for profile in scenario.providers
-            if (cost := hindsight.cost_per_accepted(profile.name, model, start + i * step_s)) is not None
-        ]
-        if costs:
-            floors.append(min(costs))
-    return sum(floors) / len(floors) if floors else math.nan
 
 
 def _run_one(task: tuple[str, str, SimSetup]) -> PolicyResult:
@@ -201,7 +180,8 @@ def run_routing_bench(
         litellm=tuple(r for r in results if r.name.startswith("litellm:")),
         decisions=latency,
         machine=_machine(),
-        lower_bound_usd=lower_bound(scenario, workload, calibration),
+        lower_bound_usd=lp_bound(scenario, workload, calibration),
+        price_floor_usd=price_floor(scenario, workload, calibration),
         fault_free=clean_run,
     )
 

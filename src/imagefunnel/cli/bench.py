@@ -152,6 +152,10 @@ def _print(report: RoutingReport) -> None:
         f"dispersion: {report.single_provider} ${d.single_usd_per_mp:.4f}/MP, "
         f"cheapest at any moment ${d.cheapest_usd_per_mp:.4f}/MP on average"
     )
+    console.print(
+        f"lower bound: ${report.lower_bound_usd:.4f} per delivered image "
+        f"(price floor without capacity or timing: ${report.price_floor_usd:.4f})"
+    )
     if report.decisions is not None:
         dl = report.decisions
         console.print(
