@@ -164,3 +164,33 @@ def test_an_unreadable_file_among_others_is_reported_and_the_rest_scored(tmp_pat
     shown = imagefunnel("score", "--help", cwd=tmp_path).stdout
     words = " ".join(word for word in shown.split() if word not in "│╭╮╰╯")
     assert "2 invalid input (a file could not be read, nothing was left to score" in words
+
+
+def test_many_images_are_scored_on_the_pool_and_reported_in_the_order_given(tmp_path: Path) -> None:
+    # The pool scores several images at once; each verdict must still be its own image's, in order:
+    # the blurred copies fail where the sharp ones pass, whatever finishes first.
+    import io
+
+    import cv2
+    from rich.console import Console
+
+    from imagefunnel.cli.score import score_images
+    from imagefunnel.scoring import Scorer
+
+    sharp = cv2.imread(str(CLEAN))
+    names = []
+    for i in range(6):
+        path = tmp_path / f"{i}.jpg"
+        image = cv2.GaussianBlur(sharp, (0, 0), 6) if i % 3 == 1 else sharp
+        cv2.imwrite(str(path), image)
+        names.append(path)
+    out, err = io.StringIO(), io.StringIO()
+    code = score_images(
+        Console(file=out), images=names, spec_path=None, as_json=True, use_case="headshot", err_console=Console(file=err)
+    )
+    rows = json.loads(out.getvalue())
+    assert [row["image"] for row in rows] == [str(p) for p in names]
+    alone = Scorer(use_case="headshot", score_all=True)
+    assert [row["passed"] for row in rows] == [alone.score_bytes(p.read_bytes()).passed for p in names]
+    assert [row["passed"] for row in rows] == [True, False, True, True, False, True]
+    assert int(code) != 0  # some failed

@@ -171,6 +171,36 @@ def _as_dict(path: Path, verdict: Verdict, *, use_case: str | None, checks: str)
     }
 
 
+def _score_all(
+    scorer: Scorer, images: Sequence[tuple[Path, bytes]], err: Console
+) -> list[tuple[Path, Verdict]]:
+    """Every image's verdict, in the order given, scored on the local pool (one image per core: the
+    models release the GIL); a bar on a terminal's stderr while more than one is scored."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from imagefunnel.executors.local import local_executor
+
+    verdicts: list[Verdict] = []
+    show = err.is_terminal and len(images) > 1
+    with (
+        local_executor() as pool,
+        Progress(
+            TextColumn("scoring"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+            disable=not show,
+        ) as progress,
+    ):
+        task = progress.add_task("scoring", total=len(images))
+        for verdict in pool.map(scorer.score_bytes, (data for _, data in images)):
+            verdicts.append(verdict)
+            progress.advance(task)
+    return [(path, verdict) for (path, _), verdict in zip(images, verdicts, strict=True)]
+
+
 def score_images(
     console: Console,
     *,
@@ -204,7 +234,7 @@ def score_images(
         context=context,
     )
     checks = checks_line(scorer, case, source="from --use-case" if use_case else "from the spec")
-    results = [(path, scorer.score_bytes(data)) for path, data in inputs.images]
+    results = _score_all(scorer, inputs.images, err)
     if as_json:
         rows = [_as_dict(p, v, use_case=case, checks=checks) for p, v in results]
         console.print_json(json.dumps(rows))
