@@ -186,7 +186,12 @@ def test_many_images_are_scored_on_the_pool_and_reported_in_the_order_given(tmp_
         names.append(path)
     out, err = io.StringIO(), io.StringIO()
     code = score_images(
-        Console(file=out), images=names, spec_path=None, as_json=True, use_case="headshot", err_console=Console(file=err)
+        Console(file=out),
+        images=names,
+        spec_path=None,
+        as_json=True,
+        use_case="headshot",
+        err_console=Console(file=err),
     )
     rows = json.loads(out.getvalue())
     assert [row["image"] for row in rows] == [str(p) for p in names]
