@@ -10,7 +10,8 @@ Two of them, both computed from the same hindsight the ``oracle`` policy reads
   what the market lets it take (its slots, its rate limit), a request must be started while the
   provider is up and early enough to finish by the job's deadline at the provider's fastest, and
   the jobs compete for the same capacity. It is a relaxation of what any policy can do, so no
-  policy can expect to pay less per delivered image; see :func:`lp_bound` for the formulation.
+  policy that delivers every image can expect to pay less per delivered image; see
+  :func:`lp_bound` for the formulation.
 """
 
 from __future__ import annotations
@@ -252,7 +253,8 @@ def lp_bound(
     expectation, and each limit above holds in expectation. A job's deadline is part of the job:
     an image that ends after it is not one delivered in time. Nothing of any policy is assumed
     (not its requests in flight per job, its waves or its timeouts), and every market limit is
-    taken in a form no policy can beat, so every policy's expected cost lies above the optimum."""
+    taken in a form no policy can beat, so the expected cost of every policy that delivers every
+    job's K images lies above the optimum (one that gives up on some may pay less per image)."""
     request = workload.request(0, 0)
     hindsight = ScenarioHindsight(scenario, calibration, request=request)
     limited = [p for p in scenario.providers if _window_capacity(p, bucket_s) is not None]
