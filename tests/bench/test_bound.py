@@ -98,3 +98,24 @@ def test_no_policy_pays_less_than_the_bound_on_a_one_slot_box() -> None:
         result = run_policy(name, setup)
         assert result.delivered == 10 * 10
         assert bound <= result.cost_per_delivered, name
+
+
+def test_no_policy_pays_less_than_the_bound_on_a_rate_limited_market() -> None:
+    calibration = ScorerCalibration(
+        {CLEAN: 0, "blur": 10, "noise": 10, "overexposed": 10, "underexposed": 10},
+        {CLEAN: 10, "blur": 10, "noise": 10, "overexposed": 10, "underexposed": 10},
+        1024,
+        1024,
+        0.0,
+    )
+    # Jobs arriving every 5 s and due 40 s later want more than cheap's 2 requests/s can give.
+    workload = Workload(
+        jobs=6, deliver=30, interarrival_s=5, deadline_s=40, model="flux-dev", width=1024, height=1024
+    )
+    scenario = load_scenario("rate-storm")
+    bound, floor = lp_bound(scenario, workload, calibration), price_floor(scenario, workload, calibration)
+    assert bound > 1.05 * floor, "cheap's rate limit must count"
+    setup = SimSetup(scenario, workload, calibration, single_provider="cheap", seed=5)
+    result = run_policy("oracle", setup)
+    assert result.delivered == 6 * 30
+    assert bound <= result.cost_per_delivered

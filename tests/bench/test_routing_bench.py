@@ -128,6 +128,7 @@ def test_report_section_is_written_and_replaced_in_place(results: dict, tmp_path
     assert text.count("bench:routing:trap:start") == 1
     assert text.index("How it works.") < text.index("| `cost_per_accepted` |") < text.index("## Scoring")
     assert "`imagefunnel bench routing --scenario trap`" in text
+    assert "the price floor, the same without capacity or timing" in text
 
 
 def test_a_price_spike_on_the_cheapest_provider_is_not_learned_for_good() -> None:

@@ -10,7 +10,8 @@ Two of them, both computed from the same hindsight the ``oracle`` policy reads
   what the market lets it take (its slots, its rate limit), a request must be started while the
   provider is up and early enough to finish by the job's deadline at the provider's fastest, and
   the jobs compete for the same capacity. It is a relaxation of what any policy can do, so no
-  policy can expect to pay less per delivered image; see :func:`lp_bound` for the formulation.
+  policy that delivers every image can expect to pay less per delivered image; see
+  :func:`lp_bound` for the formulation.
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ __all__ = ["BUCKET_S", "lp_bound", "price_floor"]
 # the windows of several buckets below take back most of what a short bucket gives away.
 BUCKET_S = 10.0
 # Capacity is also imposed on windows of this many consecutive buckets, aligned on multiples of
-# their length and of half their length: a window of W seconds admits at most (burst + rate × W)
-# requests, or slots × ⌈W / fastest run⌉, which is tighter per second the longer W is.
+# their length and of half their length: what a provider completes in a window of W seconds
+# (burst + rate × W, or per slot ⌈W / fastest run⌉ and (W + longest) / mean run) is tighter per
+# second the longer W is.
 _WINDOW_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
@@ -252,49 +254,71 @@ def lp_bound(
     expectation, and each limit above holds in expectation. A job's deadline is part of the job:
     an image that ends after it is not one delivered in time. Nothing of any policy is assumed
     (not its requests in flight per job, its waves or its timeouts), and every market limit is
-    taken in a form no policy can beat, so every policy's expected cost lies above the optimum."""
+    taken in a form no policy can beat, so the expected cost of every policy that delivers every
+    job's K images lies above the optimum (one that gives up on some may pay less per image)."""
     request = workload.request(0, 0)
     hindsight = ScenarioHindsight(scenario, calibration, request=request)
     limited = [p for p in scenario.providers if _window_capacity(p, bucket_s) is not None]
-    free = [p for p in scenario.providers if p not in limited]
     steps = {p.name: _steps(p, hindsight, request) for p in scenario.providers}
     horizon = (workload.jobs - 1) * workload.interarrival_s + workload.deadline_s
     buckets = max(1, math.ceil(horizon / bucket_s))
+    row_of, capacity = _capacity_rows(limited, buckets, bucket_s, first_row=workload.jobs)
     program = _Program([], [], [], [])
-    capacity: list[float] = []
-    row_of: dict[tuple[str, int, int], int] = {}
-    for p in limited:
-        for length in _WINDOW_BUCKETS:
-            for start in range(0, buckets, max(1, length // 2)):
-                if start + length <= buckets or length == 1:
-                    row_of[(p.name, length, start)] = workload.jobs + len(capacity)
-                    capacity.append(_window_capacity(p, length * bucket_s) or 0.0)
     for job in range(workload.jobs):
         arrival = job * workload.interarrival_s
         due = arrival + workload.deadline_s
         pooled = min(
-            (steps[p.name].over(arrival, due - _fastest_s(p), closed=True)[0] for p in free),
+            (
+                steps[p.name].over(arrival, due - _fastest_s(p), closed=True)[0]
+                for p in scenario.providers
+                if p not in limited
+            ),
             default=math.inf,
         )
         if math.isfinite(pooled):
             program.variable(pooled, job, ())
         for p in limited:
-            last = due - _fastest_s(p)
-            for b in range(int(arrival // bucket_s), int(last // bucket_s) + 1):
-                # Submitted in [lo, hi): in the bucket (or, with slots, from the arrival to the
-                # slot's start in it) and in the job's window, whose last moment counts.
-                lo = arrival if p.slots is not None else max(b * bucket_s, arrival)
-                hi = min((b + 1) * bucket_s, last)
-                cost, passing = steps[p.name].over(lo, hi, closed=hi == last)
-                if not math.isfinite(cost) or passing <= 0:
-                    continue
+            for b, cost, passing in _reach(p, steps[p.name], arrival, due, bucket_s):
                 rows = [
-                    (row_of[(p.name, length, start)], 1.0 / passing)
-                    for length, start in _windows(b, buckets)
-                    if (p.name, length, start) in row_of
+                    (row_of[(p.name, *w)], 1.0 / passing)
+                    for w in _windows(b, buckets)
+                    if (p.name, *w) in row_of
                 ]
                 program.variable(cost, job, rows)
     return _solve(program, capacity, workload)
+
+
+def _capacity_rows(
+    limited: Sequence[ProviderProfile], buckets: int, bucket_s: float, *, first_row: int
+) -> tuple[dict[tuple[str, int, int], int], list[float]]:
+    """The capacity constraints: the row of each ``(provider, window length, window start)`` and
+    each row's limit."""
+    row_of: dict[tuple[str, int, int], int] = {}
+    capacity: list[float] = []
+    for p in limited:
+        for length in _WINDOW_BUCKETS:
+            for start in range(0, buckets, max(1, length // 2)):
+                if start + length <= buckets:
+                    row_of[(p.name, length, start)] = first_row + len(capacity)
+                    capacity.append(_window_capacity(p, length * bucket_s) or 0.0)
+    return row_of, capacity
+
+
+def _reach(
+    p: ProviderProfile, steps: _Steps, arrival: float, due: float, bucket_s: float
+) -> Iterator[tuple[int, float, float]]:
+    """``(bucket, lowest cost per accepted image, highest pass rate)`` for each bucket in which a
+    request of a job arriving at ``arrival`` and due at ``due`` can start at ``p`` and still be
+    bought."""
+    last = due - _fastest_s(p)
+    for b in range(int(arrival // bucket_s), int(last // bucket_s) + 1):
+        # Submitted in [lo, hi): in the bucket (or, with slots, from the arrival to the slot's
+        # start in it) and in the job's window, whose last moment counts.
+        lo = arrival if p.slots is not None else max(b * bucket_s, arrival)
+        hi = min((b + 1) * bucket_s, last)
+        cost, passing = steps.over(lo, hi, closed=hi == last)
+        if math.isfinite(cost) and passing > 0:
+            yield b, cost, passing
 
 
 def _solve(program: _Program, capacity: Sequence[float], workload: Workload) -> float:

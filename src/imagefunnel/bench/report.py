@@ -152,15 +152,24 @@ def markdown(report: RoutingReport) -> str:
 
 
 def _bound_line(report: RoutingReport) -> str:
+    w = report.workload
+    short = [r for r in (*report.policies, *report.litellm) if r.delivered < w.jobs * w.deliver]
+    caveat = (
+        " It bounds policies that deliver every image: "
+        + ", ".join(f"`{r.name}` delivered {r.delivered:,} of {w.jobs * w.deliver:,}" for r in short)
+        + "."
+        if short
+        else ""
+    )
     return (
         f"Lower bound: ${report.lower_bound_usd:.4f} per delivered image, a linear program over the "
         "market's hindsight: the jobs share every provider's capacity (its slots and rate limit), each "
         "job buys at the lowest list price / true pass rate any provider offers while it is up, from the "
         "job's arrival until the last moment a request there can still finish by the job's deadline, "
         "with no overshoot; the price floor, the same without capacity or timing, is "
-        f"${report.price_floor_usd:.4f}. `oracle` is the greedy hindsight policy, a baseline that buys "
-        "at once and pays overshoot like any policy. Ledger vs bill: the router's own books against the "
-        "market's billing log."
+        f"${report.price_floor_usd:.4f}.{caveat} `oracle` is the greedy hindsight policy, a baseline "
+        "that buys at once and pays overshoot like any policy. Ledger vs bill: the router's own books "
+        "against the market's billing log."
     )
 
 

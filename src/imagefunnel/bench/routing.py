@@ -57,8 +57,8 @@ class RoutingReport:
     e2e: tuple[tuple[PolicyResult, PolicyResult], ...] = field(default=())  # (over HTTP, simulated)
     command: str = ""
     machine: str = ""
-    # No policy can expect to pay less per delivered image (``bench.bound.lp_bound``: capacity and
-    # timing counted); nan if unknown.
+    # No policy that delivers every image can expect to pay less per delivered image
+    # (``bench.bound.lp_bound``: capacity and timing counted); nan if unknown.
     lower_bound_usd: float = math.nan
     # The looser floor that ignores capacity and timing (``bench.bound.price_floor``), kept to show
     # what capacity and timing add.
