@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import ast
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 import imagefunnel.evaluation.generators as generators_pkg
 from imagefunnel.evaluation.generators import GENERATORS, families
 from imagefunnel.evaluation.generators.base import from_linear, haar_face, to_linear
+from imagefunnel.evaluation.generators.duplicates import Stamp, _place, eye_stamp, mouth_stamp
 from imagefunnel.evaluation.photos import photo, photos
 
 
@@ -93,3 +96,53 @@ def test_clutter_refuses_a_frame_the_person_fills(name: str) -> None:
         np.count_nonzero(np.abs(out.astype(int) - source).max(axis=2) > 30)
         > 0.05 * out.shape[0] * out.shape[1]
     )
+
+
+def _ncc(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+
+def _detail(gray: np.ndarray) -> np.ndarray:
+    # Poisson blending adds a smooth shading field to what it pastes (that is how it hides the
+    # seam), so the copy is compared with its source in what is finer than a quarter of the patch.
+    return gray - cv2.GaussianBlur(gray, (0, 0), sigmaX=gray.shape[1] / 8)
+
+
+@pytest.mark.parametrize("strength", [0.5, 1.0])
+@pytest.mark.parametrize("who", ["biden", "obama_1"])
+@pytest.mark.parametrize(("name", "plan"), [("dup_eye", eye_stamp), ("dup_mouth", mouth_stamp)])
+def test_duplicated_feature_is_a_copy_of_its_source_and_nothing_else_changes(
+    name: str, plan: Callable[..., Stamp], who: str, strength: float
+) -> None:
+    # The generator and its plan draw alike from the same seed, so the plan says what was pasted
+    # where: inside, the output follows the copied feature; outside its box, not one pixel moves.
+    source = photo(who).rgb
+    out = GENERATORS[name].make(source, strength, np.random.default_rng(7))
+    stamp = plan(source, strength, np.random.default_rng(7))
+    box = stamp.box
+    outside = np.ones(source.shape[:2], bool)
+    outside[box.y : box.y + box.h, box.x : box.x + box.w] = False
+    assert np.array_equal(out[outside], source[outside])
+    core = stamp.mask > 0.8
+    pasted = out[box.y : box.y + box.h, box.x : box.x + box.w].astype(np.float64).mean(axis=2)
+    copied = stamp.patch.astype(np.float64).mean(axis=2)
+    before = source[box.y : box.y + box.h, box.x : box.x + box.w].astype(np.float64).mean(axis=2)
+    assert _ncc(_detail(pasted)[core], _detail(copied)[core]) > 0.6
+    assert _ncc(_detail(before)[core], _detail(copied)[core]) < 0.4  # no such feature was there
+    assert np.abs(pasted - before)[core].mean() > 8  # and the copy shows
+
+
+@pytest.mark.parametrize("name", ["dup_eye", "dup_mouth"])
+def test_duplicated_feature_refuses_a_flat_image(name: str) -> None:
+    flat = np.full((240, 240, 3), 128, np.uint8)
+    with pytest.raises(ValueError, match="face"):
+        GENERATORS[name].make(flat, 0.5, np.random.default_rng(0))
+
+
+def test_a_copy_that_would_leave_the_frame_is_refused() -> None:
+    # Every site tried in turn; none inside the frame (one pixel in, for Poisson blending) refuses.
+    shape = (100, 100, 3)
+    assert _place(shape, [(5.0, 50.0), (50.0, 50.0)], 20, 20, "eye") == (40, 40)
+    with pytest.raises(ValueError, match="room in the frame for a copy of the eye"):
+        _place(shape, [(5.0, 50.0), (50.0, 95.0)], 20, 20, "eye")

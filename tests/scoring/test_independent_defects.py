@@ -164,7 +164,12 @@ def test_independent_generator_is_caught_by_a_dimension_meant_for_it(
     generator: str, sources: dict[str, Rgb], models: FaceModels
 ) -> None:
     gen = GENERATORS[generator]
-    expect = tuple(n for n in gen.expect if n in default_registry)
+    # A generator made for a dimension that is not registered yet is graded once it is: the others
+    # it names (face_count for a duplicated eye) were never meant to catch it alone.
+    unregistered = [n for n in gen.expect if n not in default_registry]
+    if unregistered:
+        pytest.skip(f"{generator} is made for {', '.join(unregistered)}, not registered yet")
+    expect = gen.expect
     photos, strengths, share = _PLAN[generator]
     missed = []
     for name in photos:

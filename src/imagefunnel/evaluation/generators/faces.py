@@ -23,6 +23,7 @@ from imagefunnel.evaluation.generators.base import (
     haar_face,
     to_linear,
 )
+from imagefunnel.evaluation.generators.duplicates import duplicated_eye, duplicated_mouth
 
 __all__ = ["FACE_GENERATORS"]
 
@@ -366,6 +367,7 @@ _SKIN = ("skin_tone_stops", "skin_tone_delta_e")
 _FACE_OVER = ("face_exposure", "face_clipping", "skin_tone_stops")
 _EYES = ("eyes_open", "eye_contrast")
 _MOUTH = ("expression_asymmetry", "mouth_angle")
+_DUPLICATE = ("face_count", "duplicated_features")
 FACE_GENERATORS: tuple[Generator, ...] = (
     _g("shadow_hard", "shadow", ("face_shadow",), "sharp-edged shadow at 25-65 deg", shadow_hard),
     _g("shadow_soft", "shadow", ("face_shadow",), "soft-edged shadow at 25-65 deg", shadow_soft),
@@ -385,4 +387,6 @@ FACE_GENERATORS: tuple[Generator, ...] = (
     _g("face_hotspot", "face_overexposed", _FACE_OVER, "additive flash hot spot", face_hotspot),
     _g("skin_stops", "skin_tone", _SKIN, "face lighter/darker in linear light", skin_shift_linear),
     _g("skin_hue", "skin_tone", _SKIN, "face hue pushed in Lab", skin_shift_hue),
+    _g("dup_eye", "duplicated_feature", _DUPLICATE, "Haar eye copied to forehead/cheek, Poisson-blended", duplicated_eye),
+    _g("dup_mouth", "duplicated_feature", _DUPLICATE, "mouth mirrored, turned, alpha-blended on forehead/chin", duplicated_mouth),
 )  # fmt: skip
