@@ -283,7 +283,9 @@ def run_scoring_bench(
     report = evaluate(scored, thresholds=dict(cascade.thresholds), directions=directions)
     held = leave_one_person_out(
         scored,
-        fit=fit_validated_headroom({d.name: d for d in cascade.dimensions}),
+        fit=fit_validated_headroom(
+            {d.name: d for d in cascade.dimensions}, persons={s.name: s.person for s in manifest.sources}
+        ),
         directions=directions,
         persons={s.name: s.person for s in manifest.sources},
     )

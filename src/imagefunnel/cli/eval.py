@@ -274,7 +274,9 @@ def eval_cmd(
     report = evaluate(scored, thresholds=dict(scorer.thresholds), directions=directions)
     held = leave_one_person_out(
         scored,
-        fit=fit_validated_headroom({d.name: d for d in scorer.dimensions}),
+        fit=fit_validated_headroom(
+            {d.name: d for d in scorer.dimensions}, persons={s.name: s.person for s in manifest.sources}
+        ),
         directions=directions,
         persons={s.name: s.person for s in manifest.sources},
     )
