@@ -113,14 +113,18 @@ PEOPLE = {"a": "A", "b": "B", "c": "C"}
 
 def test_a_dimension_every_person_shares_keeps_the_narrowest_headroom() -> None:
     # Each person's clean photos span the same 0..10: no held-out person lands beyond the others, so
-    # the margin narrows to the last candidate, and a defect at 10.6 that the fixed half-distance
+    # the margin narrows to the last candidate, and a defect at 12 that the fixed half-distance
     # margin (12.5) lets through is caught.
     train = [item(s, v) for s in PEOPLE for v in SPREAD]
-    assert validated_headrooms(train, {"noise": INFO}, quantile=1.0, persons=PEOPLE) == {"noise": 0.1}
+    assert validated_headrooms(train, {"noise": INFO}, quantile=1.0, persons=PEOPLE) == {"noise": 0.3}
     fitted = fit_validated_headroom({"noise": INFO}, quantile=1.0, persons=PEOPLE)(train)
-    assert fitted["noise"] == pytest.approx(10.0 + 0.1 * 5.0)
+    assert fitted["noise"] == pytest.approx(10.0 + 0.3 * 5.0)
     fixed = fit_clean_quantile({"noise": INFO}, quantile=1.0, persons=PEOPLE)(train)
-    assert fixed["noise"] == pytest.approx(12.5) and fitted["noise"] < 10.6 < fixed["noise"]
+    assert fixed["noise"] == pytest.approx(12.5) and fitted["noise"] < 12.0 < fixed["noise"]
+    deeper = validated_headrooms(
+        train, {"noise": INFO}, candidates=(0.5, 0.2, 0.1), quantile=1.0, persons=PEOPLE
+    )
+    assert deeper == {"noise": 0.1}
 
 
 def test_a_person_beyond_the_others_keeps_the_headroom_that_passed_them() -> None:
@@ -132,7 +136,7 @@ def test_a_person_beyond_the_others_keeps_the_headroom_that_passed_them() -> Non
 
 def test_the_held_out_figure_includes_the_choice_of_headroom() -> None:
     # Fitted on everyone, the choice sees C and keeps 0.4: no clean image is rejected. Held out, C
-    # is not there to widen it: A and B alone choose 0.1, and C's 12 is rejected. That is what a new
+    # is not there to widen it: A and B alone choose 0.3 (11.5), and C's 12 is rejected. That is what a new
     # person like C would meet, and what the held-out numbers must say.
     scored = [
         *(item(s, v) for s in ("a", "b") for v in SPREAD),

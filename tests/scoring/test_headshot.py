@@ -38,9 +38,8 @@ TARGETS: dict[str, tuple[Edit, tuple[str, ...]]] = {
     "face_sharpness": (defects.blur, EVERY),
 }
 # New this round, graded by the independent generators in test_independent_defects.py: eye_contrast
-# reads pixels the market's closed-eye edit only half removes (eyes_open is its dimension);
-# mouth_angle has its own tests on real photos (test_mouth.py).
-TESTED_ELSEWHERE = {"eye_contrast", "mouth_angle"}
+# reads pixels the market's closed-eye edit only half removes (eyes_open is its dimension).
+TESTED_ELSEWHERE = {"eye_contrast"}
 REFERENCED = {"skin_tone_stops", "skin_tone_delta_e", "identity", "color_shift"}
 # Other photos of the same person: a clean candidate must pass against them.
 SAME_PERSON = {

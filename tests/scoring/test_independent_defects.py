@@ -49,7 +49,6 @@ CHANGED = (
     "skin_tone_stops",
     "skin_tone_delta_e",
     "eyes_open",
-    "mouth_angle",
 )
 
 

@@ -21,7 +21,6 @@ from imagefunnel.scoring import cutout as cutout  # registers tier 2 of use case
 from imagefunnel.scoring import detail as detail  # registers sharpness and pixelation (tier 1)
 from imagefunnel.scoring import generic as generic  # registers tier 1 in default_registry
 from imagefunnel.scoring import headshot as headshot  # registers tier 2 of use case "headshot"
-from imagefunnel.scoring import mouth as mouth  # the mouth's angle read from pixels (headshot)
 from imagefunnel.scoring import nsfw as nsfw  # registers the built-in tier-3 scorers (no NSFW,
 from imagefunnel.scoring import portrait as portrait  # face light, colour and focus (headshot)
 from imagefunnel.scoring import product as product  # registers tier 2 of use case "product"

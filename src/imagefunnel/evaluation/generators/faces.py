@@ -366,7 +366,6 @@ def _g(name: str, family: str, expect: tuple[str, ...], how: str, make: object) 
 _SKIN = ("skin_tone_stops", "skin_tone_delta_e")
 _FACE_OVER = ("face_exposure", "face_clipping", "skin_tone_stops")
 _EYES = ("eyes_open", "eye_contrast")
-_MOUTH = ("expression_asymmetry", "mouth_angle")
 _DUPLICATE = ("face_count", "duplicated_features")
 FACE_GENERATORS: tuple[Generator, ...] = (
     _g("shadow_hard", "shadow", ("face_shadow",), "sharp-edged shadow at 25-65 deg", shadow_hard),
@@ -379,8 +378,8 @@ FACE_GENERATORS: tuple[Generator, ...] = (
     _g("small_canvas", "small_face", ("face_size",), "zoomed out on a plain canvas", small_face_canvas),
     _g("extra_copy", "extra_face", ("face_count",), "scaled copy of the face beside it", extra_face_copy),
     _g("extra_mirror", "extra_face", ("face_count",), "mirrored rotated copy in a corner", extra_face_mirror),
-    _g("mouth_lift", "lopsided_mouth", _MOUTH, "one corner displaced up", lopsided_lift),
-    _g("mouth_tilt", "lopsided_mouth", _MOUTH, "mouth region rotated", lopsided_tilt),
+    _g("mouth_lift", "lopsided_mouth", ("expression_asymmetry",), "one corner displaced up", lopsided_lift),
+    _g("mouth_tilt", "lopsided_mouth", ("expression_asymmetry",), "mouth region rotated", lopsided_tilt),
     _g("clutter_shapes", "clutter", ("background_clutter",), "random shapes behind the head", clutter_shapes),
     _g("clutter_shelves", "clutter", ("background_clutter",), "book-spine shelves behind", clutter_shelves),
     _g("face_blown", "face_overexposed", _FACE_OVER, "face +2..3.5 stops, clipped", face_blown_out),
