@@ -198,6 +198,47 @@ async def test_one_transient_5xx_does_not_fail_a_request_while_the_others_are_th
     assert len(throttled.calls) == 1
 
 
+async def test_a_lone_5xx_from_the_best_provider_is_retried_there_not_failed_over() -> None:
+    calls = [0]
+
+    def blips_once(request: GenerationRequest) -> Generation:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise ProviderUnavailable("HTTP 500", provider="steady")
+        return Generation(request.request_id, "steady", request.model, b"img", 0.018, 0.01, "s-1")
+
+    dear = ok("dear", 0.03)
+    steady = MockProvider(blips_once, name="steady", models=frozenset({"m"}), price_usd=0.018)
+    router = cheapest([steady, dear], ledger=Ledger())
+    await router.generate(req(0), ctx())  # steady has been delivering
+    generation = await router.generate(req(1), ctx())
+    # One 500 from a provider that delivers is an outlier: a short backoff and the same, cheaper
+    # provider again, not a failover to the dearer one.
+    assert generation.provider == "steady"
+    assert calls[0] == 3
+    assert not dear.calls
+
+
+async def test_a_provider_failing_again_lately_is_failed_over_at_once() -> None:
+    calls = [0]
+
+    def going_down(request: GenerationRequest) -> Generation:
+        calls[0] += 1
+        if calls[0] > 1:
+            raise ProviderUnavailable("HTTP 503", provider="steady")
+        return Generation(request.request_id, "steady", request.model, b"img", 0.018, 0.01, "s-1")
+
+    dear = ok("dear", 0.03)
+    steady = MockProvider(going_down, name="steady", models=frozenset({"m"}), price_usd=0.018)
+    router = cheapest([steady, dear], ledger=Ledger())
+    await router.generate(req(0), ctx())
+    generation = await router.generate(req(1), ctx())
+    # The first 503 is retried in place; the second, a failure lately, fails over at once.
+    assert generation.provider == "dear"
+    assert calls[0] == 3
+    assert len(dear.calls) == 1
+
+
 async def test_transient_retries_are_bounded() -> None:
     router = cheapest([failing("a", 0.01)], ledger=Ledger())
     with pytest.raises(NoProviderAvailable):
