@@ -274,6 +274,20 @@ def _held_out_clean_rejects(
     return rejected
 
 
+def _one_dimension(
+    info: Mapping[str, DimensionInfo],
+    headroom: float,
+    quantile: float,
+    beyond: float,
+    owners: Mapping[str, str],
+    fixed: frozenset[str],
+) -> Fit:
+    """The fixed rule for one dimension (``info`` holds just it) at ``headroom``."""
+    return fit_clean_quantile(
+        info, quantile=quantile, headroom=headroom, beyond=beyond, persons=owners, fixed=fixed
+    )
+
+
 def validated_headrooms(
     train: Sequence[ScoredImage],
     infos: Mapping[str, DimensionInfo],
@@ -299,14 +313,7 @@ def validated_headrooms(
             continue
 
         def fit_at(headroom: float, one: str = name) -> Fit:
-            return fit_clean_quantile(
-                {one: infos[one]},
-                quantile=quantile,
-                headroom=headroom,
-                beyond=beyond,
-                persons=owners,
-                fixed=fixed,
-            )
+            return _one_dimension({one: infos[one]}, headroom, quantile, beyond, owners, fixed)
 
         allowed = _held_out_clean_rejects(train, fit_at(widest), name, info.direction, owners)
         best = widest
@@ -339,15 +346,7 @@ def fit_validated_headroom(
         )
         out: dict[str, float] = {}
         for name, info in infos.items():
-            one = fit_clean_quantile(
-                {name: info},
-                quantile=quantile,
-                headroom=margins[name],
-                beyond=beyond,
-                persons=owners,
-                fixed=fixed,
-            )
-            out.update(one(train))
+            out.update(_one_dimension({name: info}, margins[name], quantile, beyond, owners, fixed)(train))
         return out
 
     return fit
