@@ -182,3 +182,21 @@ def test_independent_generator_is_caught_by_a_dimension_meant_for_it(
                 missed.append(f"{name}@{strength}: {values}")
     tried = len(photos) * len(strengths)
     assert tried - len(missed) >= share * tried, f"{generator} passed: " + "; ".join(missed)
+
+
+@pytest.mark.parametrize(
+    ("name", "generator"), [("astronaut", "eyes_painted"), ("jesper_5", "eyes_squashed")]
+)
+def test_eye_contrast_alone_rejects_eyes_that_show_only_skin(
+    name: str, generator: str, models: FaceModels
+) -> None:
+    # Its cut sits under the clean minimum of 15 people (sepia prints and flash photos with glasses
+    # measure 0.17), so it catches only eyes that show almost nothing but skin; the clean photo of
+    # the same person passes.
+    source = photo(name).rgb
+    dim = default_registry.get("eye_contrast")
+    broken = GENERATORS[generator].make(source, 1.0, _rng(name, generator, "1.0"))
+    ((value, passed),) = judge(broken, source, models, ("eye_contrast",)).values()
+    assert not passed, f"{name} with {generator}: eye_contrast = {value:.3f} accepted"
+    ((clean_value, clean_passed),) = judge(source, source, models, ("eye_contrast",)).values()
+    assert clean_passed and clean_value > dim.info.default_threshold + 0.2, clean_value
