@@ -281,13 +281,12 @@ def run_scoring_bench(
             scored = score_devset(folder, manifest, cascade, executor=executor)
     directions = {d.name: d.direction for d in cascade.dimensions}
     report = evaluate(scored, thresholds=dict(cascade.thresholds), directions=directions)
+    persons = {s.name: s.person for s in manifest.sources}
     held = leave_one_person_out(
         scored,
-        fit=fit_validated_headroom(
-            {d.name: d for d in cascade.dimensions}, persons={s.name: s.person for s in manifest.sources}
-        ),
+        fit=fit_validated_headroom({d.name: d for d in cascade.dimensions}, persons=persons),
         directions=directions,
-        persons={s.name: s.person for s in manifest.sources},
+        persons=persons,
     )
     clean, hard, _ = headline(scored, dict(cascade.thresholds), directions)
     return dataclasses.replace(result, report=report, held_out=held, at_defaults=(clean, hard))

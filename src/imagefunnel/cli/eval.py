@@ -272,13 +272,12 @@ def eval_cmd(
     scored = _score_manifest(folder, manifest, scorer)
     directions = {d.name: d.direction for d in scorer.dimensions}
     report = evaluate(scored, thresholds=dict(scorer.thresholds), directions=directions)
+    persons = {s.name: s.person for s in manifest.sources}
     held = leave_one_person_out(
         scored,
-        fit=fit_validated_headroom(
-            {d.name: d for d in scorer.dimensions}, persons={s.name: s.person for s in manifest.sources}
-        ),
+        fit=fit_validated_headroom({d.name: d for d in scorer.dimensions}, persons=persons),
         directions=directions,
-        persons={s.name: s.person for s in manifest.sources},
+        persons=persons,
     )
     if json_out:
         console.print_json(json.dumps({**report_dict(report), "leave_one_person_out": heldout_dict(held)}))

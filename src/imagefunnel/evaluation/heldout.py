@@ -258,15 +258,13 @@ def _held_out_clean_rejects(
     train: Sequence[ScoredImage], fit: Fit, name: str, direction: Direction, owners: Mapping[str, str]
 ) -> int:
     """Clean images of ``train`` that ``name`` rejects when each person is held out of the fit."""
-    people = {owners.get(item.label.source, item.label.source) for item in train}
     rejected = 0
-    for person in people:
-        inner = [item for item in train if owners.get(item.label.source, item.label.source) != person]
-        threshold = fit(inner)[name]
+    for person in {_person(item, owners) for item in train}:
+        threshold = fit([item for item in train if _person(item, owners) != person])[name]
         rejected += sum(
             1
             for item in train
-            if owners.get(item.label.source, item.label.source) == person
+            if _person(item, owners) == person
             and item.label.clean
             and math.isfinite(value := item.values.get(name, math.nan))
             and rejects(value, threshold, direction)
