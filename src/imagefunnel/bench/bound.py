@@ -26,7 +26,6 @@ from scipy.optimize import linprog
 from scipy.sparse import coo_array
 
 from imagefunnel.bench.oracle import ScenarioHindsight
-from imagefunnel.bench.sim import expected_usd
 from imagefunnel.bench.verdicts import ScorerCalibration
 from imagefunnel.bench.workload import Workload
 from imagefunnel.market.faults import (
@@ -134,7 +133,7 @@ def _steps(profile: ProviderProfile, hindsight: ScenarioHindsight, request: Gene
             passing.append(0.0)
             continue
         cost.append(per_accepted)
-        passing.append(expected_usd(profile, profile.price_at(t), request) / per_accepted)
+        passing.append(hindsight.pass_at(profile.name, t))
     return _Steps(tuple(cuts), tuple(cost), tuple(passing))
 
 

@@ -45,6 +45,11 @@ class ScenarioHindsight:
     def pass_rate(self, provider: str) -> float:
         return self._pass[provider]
 
+    def pass_at(self, provider: str, now: float) -> float:
+        """P(a billed output of ``provider`` passes) for a request submitted at ``now``, garbage
+        windows included."""
+        return self._pass_at(self._profiles[provider], now)
+
     def cost_per_accepted(self, provider: str, model: str, now: float) -> float | None:
         # ``model`` is the router's name for the workload's model; every provider serves it (under
         # its own id), so only the provider matters here.
