@@ -23,6 +23,7 @@ __all__ = [
     "from_linear",
     "haar_eyes",
     "haar_face",
+    "mouth_of",
     "to_linear",
 ]
 
@@ -119,6 +120,11 @@ def haar_face(rgb: Rgb) -> Box:
         if _has_an_eye(gray, face):
             return face
     raise ValueError("this defect needs a photo with a detectable face")
+
+
+def mouth_of(face: Box) -> tuple[float, float, float]:
+    """Mouth centre and half-width by a face box's proportions (the Haar box ends at the chin)."""
+    return face.cx, face.y + 0.8 * face.h, 0.2 * face.w
 
 
 def haar_eyes(rgb: Rgb, face: Box) -> tuple[Box, Box]:

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from imagefunnel.evaluation.generators.base import Box, Rgb, haar_eyes, haar_face
+from imagefunnel.evaluation.generators.base import Box, Rgb, haar_eyes, haar_face, mouth_of
 
 __all__ = ["Stamp", "duplicated_eye", "duplicated_mouth", "eye_stamp", "mouth_stamp"]
 
@@ -129,7 +129,7 @@ def mouth_stamp(rgb: Rgb, strength: float, rng: np.random.Generator) -> Stamp:
     chin when the forehead is out of the frame)."""
     face = haar_face(rgb)
     turn = float(rng.choice([-1.0, 1.0])) * float(rng.uniform(6.0, 15.0))
-    mx, my, half = face.cx, face.y + 0.8 * face.h, 0.2 * face.w
+    mx, my, half = mouth_of(face)
     sw, sh = round(half * 2.5), round(half * 1.25)
     source = Box(round(mx - sw / 2), round(my - sh / 2), sw, sh)
     h, w = rgb.shape[:2]

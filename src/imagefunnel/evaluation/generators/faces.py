@@ -21,6 +21,7 @@ from imagefunnel.evaluation.generators.base import (
     from_linear,
     haar_eyes,
     haar_face,
+    mouth_of,
     to_linear,
 )
 from imagefunnel.evaluation.generators.duplicates import duplicated_eye, duplicated_mouth
@@ -214,15 +215,10 @@ def extra_face_mirror(rgb: Rgb, strength: float, rng: np.random.Generator) -> Rg
     return _paste(rgb, np.asarray(patch, np.uint8), x, h - side)
 
 
-def _mouth(face: Box) -> tuple[float, float, float]:
-    """Mouth centre and half-width by a face box's proportions (the Haar box ends at the chin)."""
-    return face.cx, face.y + 0.8 * face.h, 0.2 * face.w
-
-
 def lopsided_lift(rgb: Rgb, strength: float, rng: np.random.Generator) -> Rgb:
     # One mouth corner dragged up (a displacement field centred on it): a one-sided sneer.
     face = haar_face(rgb)
-    mx, my, half = _mouth(face)
+    mx, my, half = mouth_of(face)
     corner_x = mx + half * float(rng.choice([-1.0, 1.0]))
     h, w = rgb.shape[:2]
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -235,7 +231,7 @@ def lopsided_lift(rgb: Rgb, strength: float, rng: np.random.Generator) -> Rgb:
 def lopsided_tilt(rgb: Rgb, strength: float, rng: np.random.Generator) -> Rgb:
     # The mouth region rotated about its centre, the face around it untouched.
     face = haar_face(rgb)
-    mx, my, half = _mouth(face)
+    mx, my, half = mouth_of(face)
     angle = float(rng.choice([-1.0, 1.0])) * (10.0 + 14.0 * strength)
     turned = cv2.warpAffine(rgb, cv2.getRotationMatrix2D((mx, my), angle, 1.0), rgb.shape[1::-1])
     mask = np.zeros(rgb.shape[:2], dtype=np.float32)
