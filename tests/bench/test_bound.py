@@ -1,10 +1,10 @@
 from typing import Any
 
 import pytest
+from bench_fixtures import catching
 
 from imagefunnel.bench.bound import lp_bound, price_floor
 from imagefunnel.bench.simrun import SimSetup, run_policy
-from imagefunnel.bench.verdicts import CLEAN, ScorerCalibration
 from imagefunnel.bench.workload import Workload
 from imagefunnel.market.scenario import Scenario, load_scenario
 
@@ -16,7 +16,7 @@ BASE: dict[str, Any] = {
     "queue_s": [0, 0],
     "processing_s": [10, 10],
 }
-PASS_ALL = ScorerCalibration({CLEAN: 0, "blur": 10}, {CLEAN: 10, "blur": 10}, 512, 512, 0.0)
+PASS_ALL = catching("blur", side=512)
 CHEAP, DEAR = 0.01, 0.03
 
 
@@ -83,10 +83,7 @@ def test_a_request_must_finish_by_the_deadline_at_the_providers_fastest() -> Non
 
 
 def test_no_policy_pays_less_than_the_bound_on_a_one_slot_box() -> None:
-    labels = ("blur", "noise", "jpeg_blocking", "underexposed", "overexposed", "color_cast")
-    calibration = ScorerCalibration(
-        {CLEAN: 0, **dict.fromkeys(labels, 10)}, {CLEAN: 10, **dict.fromkeys(labels, 10)}, 1024, 1024, 0.0
-    )
+    calibration = catching("blur", "noise", "jpeg_blocking", "underexposed", "overexposed", "color_cast")
     workload = Workload(
         jobs=10, deliver=10, interarrival_s=30, deadline_s=60, model="flux-dev", width=1024, height=1024
     )
@@ -101,13 +98,7 @@ def test_no_policy_pays_less_than_the_bound_on_a_one_slot_box() -> None:
 
 
 def test_no_policy_pays_less_than_the_bound_on_a_rate_limited_market() -> None:
-    calibration = ScorerCalibration(
-        {CLEAN: 0, "blur": 10, "noise": 10, "overexposed": 10, "underexposed": 10},
-        {CLEAN: 10, "blur": 10, "noise": 10, "overexposed": 10, "underexposed": 10},
-        1024,
-        1024,
-        0.0,
-    )
+    calibration = catching("blur", "noise", "overexposed", "underexposed")
     # Jobs arriving every 5 s and due 40 s later want more than cheap's 2 requests/s can give.
     workload = Workload(
         jobs=6, deliver=30, interarrival_s=5, deadline_s=40, model="flux-dev", width=1024, height=1024

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from bench_fixtures import catching
 
 from imagefunnel.bench.oracle import ScenarioHindsight, true_pass_rate
 from imagefunnel.bench.report import markdown, targets, write_section
@@ -24,9 +25,7 @@ TRAP_MARKET = Scenario.model_validate(
     }
 )
 # What the real scorer does with these labels (measured: blur is always caught, clean passes).
-PERFECT = ScorerCalibration(
-    {CLEAN: 0, "blur": 10, "black": 10}, {CLEAN: 10, "blur": 10, "black": 10}, 512, 512, 0.0
-)
+PERFECT = catching("blur", "black", side=512)
 WORKLOAD = Workload(jobs=4, deliver=20, interarrival_s=30, model="flux-dev", width=512, height=512)
 
 
@@ -135,10 +134,7 @@ def test_a_price_spike_on_the_cheapest_provider_is_not_learned_for_good() -> Non
     """spot's GPU-second price triples for ten minutes; its adapter keeps quoting the list price, so
     the router learns the spike from charges. It must unlearn it when the spike ends (reproduced:
     drift that never decays kept spot out for good, 1.18x the hindsight policy's cost)."""
-    labels = ("blur", "noise", "jpeg_blocking", "underexposed", "overexposed", "color_cast")
-    calibration = ScorerCalibration(
-        {CLEAN: 0, **dict.fromkeys(labels, 10)}, {CLEAN: 10, **dict.fromkeys(labels, 10)}, 1024, 1024, 0.0
-    )
+    calibration = catching("blur", "noise", "jpeg_blocking", "underexposed", "overexposed", "color_cast")
     workload = Workload(jobs=40, deliver=20, interarrival_s=45, model="flux-dev", width=1024, height=1024)
     setup = SimSetup(load_scenario("price-spike"), workload, calibration, single_provider="mid")
     mine, oracle = run_policy("cost_per_accepted", setup), run_policy("oracle", setup)
@@ -149,10 +145,7 @@ def test_a_price_spike_on_the_cheapest_provider_is_not_learned_for_good() -> Non
 def test_hedged_requests_wait_for_the_retry_after_of_a_429() -> None:
     """A hedged primary starts as its own task; decisions made before a 429 opened the breaker must
     not go out after it (reproduced: 74 requests reached the market inside a Retry-After)."""
-    labels = ("blur", "noise", "overexposed", "underexposed")
-    calibration = ScorerCalibration(
-        {CLEAN: 0, **dict.fromkeys(labels, 10)}, {CLEAN: 10, **dict.fromkeys(labels, 10)}, 1024, 1024, 0.0
-    )
+    calibration = catching("blur", "noise", "overexposed", "underexposed")
     workload = Workload(jobs=20, deliver=20, interarrival_s=10, model="flux-dev", width=1024, height=1024)
     setup = SimSetup(load_scenario("rate-storm"), workload, calibration, single_provider="cheap")
     hedged = run_policy("cost_per_accepted+hedge", setup)
@@ -166,10 +159,7 @@ def test_a_deadline_spills_a_cheap_one_slot_box_to_the_hosted_apis() -> None:
     """box runs one request at a time and is by far the cheapest; jobs arrive faster than it alone
     can serve them before their deadline. The router that estimates completion keeps the box busy
     and spills the rest; the capacity-blind one loses requests to timeouts in the box's queue."""
-    labels = ("blur", "noise", "jpeg_blocking", "underexposed", "overexposed", "color_cast")
-    calibration = ScorerCalibration(
-        {CLEAN: 0, **dict.fromkeys(labels, 10)}, {CLEAN: 10, **dict.fromkeys(labels, 10)}, 1024, 1024, 0.0
-    )
+    calibration = catching("blur", "noise", "jpeg_blocking", "underexposed", "overexposed", "color_cast")
     workload = Workload(
         jobs=10, deliver=10, interarrival_s=30, deadline_s=60, model="flux-dev", width=1024, height=1024
     )

@@ -1,5 +1,6 @@
 import asyncio
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -70,6 +71,20 @@ def failing(name: str, price: float, exc_type: type = ProviderUnavailable, **kw)
         raise exc_type("boom", provider=name, **kw)
 
     return MockProvider(handler, name=name, models=frozenset({"m"}), price_usd=price)
+
+
+def failing_on(name: str, price: float, fails: Callable[[int], bool], message: str) -> MockProvider:
+    """Sells at ``price`` except on the calls (counted from 1) for which ``fails`` is true: those
+    raise ProviderUnavailable(``message``)."""
+    provider: MockProvider
+
+    def handler(req: GenerationRequest) -> Generation:
+        if fails(len(provider.calls)):
+            raise ProviderUnavailable(message, provider=name)
+        return Generation(req.request_id, name, req.model, b"img", price, 0.01, f"{name}-{req.request_id}")
+
+    provider = MockProvider(handler, name=name, models=frozenset({"m"}), price_usd=price)
+    return provider
 
 
 def hanging(name: str, price: float) -> MockProvider:
@@ -176,66 +191,40 @@ async def test_a_tripped_breaker_is_skipped_until_it_half_opens() -> None:
 
 
 async def test_one_transient_5xx_does_not_fail_a_request_while_the_others_are_throttled() -> None:
-    calls = [0]
-
-    def flaky(request: GenerationRequest) -> Generation:
-        calls[0] += 1
-        if calls[0] == 1:
-            raise ProviderUnavailable("HTTP 503", provider="flaky")
-        return Generation(request.request_id, "flaky", request.model, b"img", 0.01, 0.01, "f-1")
-
     throttled = failing("throttled", 0.005, RateLimited, retry_after_s=3600.0)
-    router = cheapest(
-        [throttled, MockProvider(flaky, name="flaky", models=frozenset({"m"}), price_usd=0.01)],
-        ledger=Ledger(),
-    )
+    flaky = failing_on("flaky", 0.01, lambda call: call == 1, "HTTP 503")
+    router = cheapest([throttled, flaky], ledger=Ledger())
     # throttled (cheapest) answers 429 for an hour, flaky then fails once with a 503.
     generation = await router.generate(
         req(0), RouteContext(job_id="j", wave=1, deadline=time.monotonic() + 10)
     )
     assert generation.provider == "flaky"
-    assert calls[0] == 2
+    assert len(flaky.calls) == 2
     assert len(throttled.calls) == 1
 
 
 async def test_a_lone_5xx_from_the_best_provider_is_retried_there_not_failed_over() -> None:
-    calls = [0]
-
-    def blips_once(request: GenerationRequest) -> Generation:
-        calls[0] += 1
-        if calls[0] == 2:
-            raise ProviderUnavailable("HTTP 500", provider="steady")
-        return Generation(request.request_id, "steady", request.model, b"img", 0.018, 0.01, "s-1")
-
     dear = ok("dear", 0.03)
-    steady = MockProvider(blips_once, name="steady", models=frozenset({"m"}), price_usd=0.018)
+    steady = failing_on("steady", 0.018, lambda call: call == 2, "HTTP 500")
     router = cheapest([steady, dear], ledger=Ledger())
     await router.generate(req(0), ctx())  # steady has been delivering
     generation = await router.generate(req(1), ctx())
     # One 500 from a provider that delivers is an outlier: a short backoff and the same, cheaper
     # provider again, not a failover to the dearer one.
     assert generation.provider == "steady"
-    assert calls[0] == 3
+    assert len(steady.calls) == 3
     assert not dear.calls
 
 
 async def test_a_provider_failing_again_lately_is_failed_over_at_once() -> None:
-    calls = [0]
-
-    def going_down(request: GenerationRequest) -> Generation:
-        calls[0] += 1
-        if calls[0] > 1:
-            raise ProviderUnavailable("HTTP 503", provider="steady")
-        return Generation(request.request_id, "steady", request.model, b"img", 0.018, 0.01, "s-1")
-
     dear = ok("dear", 0.03)
-    steady = MockProvider(going_down, name="steady", models=frozenset({"m"}), price_usd=0.018)
+    steady = failing_on("steady", 0.018, lambda call: call > 1, "HTTP 503")
     router = cheapest([steady, dear], ledger=Ledger())
     await router.generate(req(0), ctx())
     generation = await router.generate(req(1), ctx())
     # The first 503 is retried in place; the second, a failure lately, fails over at once.
     assert generation.provider == "dear"
-    assert calls[0] == 3
+    assert len(steady.calls) == 3
     assert len(dear.calls) == 1
 
 
